@@ -1,0 +1,112 @@
+#pragma once
+// The cluster definition: the one YAML file that every node of a cluster shares.
+// These are plain values; core/config_loader.h reads and validates them, and
+// core/fingerprint.h digests the parts that must be identical on all nodes.
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/ip_address.h"
+
+namespace shoal {
+
+using Millis = std::chrono::milliseconds;
+
+/// Largest cluster shoal manages: CLUSTERIP's node numbers are limited to 16, and the
+/// rebalance and the heartbeat size are designed and tested for it.
+inline constexpr std::size_t kMaxNodes = 16;
+/// Largest bucket count of the CLUSTERIP backend (its --total-nodes limit).
+inline constexpr uint32_t kMaxClusterIpBuckets = 16;
+/// Largest bucket count of the nftables backend (one set element per bucket; the limit keeps
+/// rebalance and rule updates small).
+inline constexpr uint32_t kMaxBuckets = 4096;
+
+/// Which packet fields a service hashes into a bucket (the CLUSTERIP names).
+enum class HashMode : uint8_t {
+  SourceIp,                    ///< all connections from one client go to one node
+  SourceIpSourcePort,          ///< spreads one client's connections over nodes
+  SourceIpSourcePortDestPort,  ///< also separates the destination ports of one client
+};
+
+/// The kernel mechanism that enforces bucket ownership.
+enum class Backend : uint8_t {
+  Auto,       ///< nftables where the kernel has it, else CLUSTERIP
+  Nftables,   ///< nftables jhash rules (any modern kernel)
+  ClusterIp,  ///< iptables CLUSTERIP target (kernels up to 6.2)
+};
+
+/// One load-shared virtual IP.
+struct Service {
+  std::string name;
+  IpAddress vip;
+  std::string interface;  ///< LAN interface that carries the VIP
+  MacAddress cluster_mac;  ///< multicast MAC answered for the VIP
+  HashMode hash = HashMode::SourceIp;
+  uint32_t buckets = 16;
+  uint32_t seed = 0;  ///< jhash seed; must be explicit or nodes would disagree
+};
+
+/// One cluster member.
+struct Node {
+  std::string name;
+  /// Management addresses, one per heartbeat link; link i of every node forms heartbeat
+  /// network i.
+  std::vector<IpAddress> addresses;
+  uint32_t weight = 1;  ///< share of buckets relative to the other nodes' weights
+};
+
+/// Membership timing. Every field says why it has its value in timing_profile.cpp.
+struct TimingProfile {
+  std::string name = "default";
+  Millis heartbeat_interval{50};  ///< each node heartbeats each peer on each link this often
+  Millis suspect_after{150};      ///< silence on every link before a peer is suspected
+  Millis suspicion_timeout{100};  ///< suspect this long without refutation -> dead
+  Millis probe_timeout{40};       ///< wait for a direct ack before probing indirectly
+  uint32_t indirect_probes = 3;   ///< k members asked to probe a silent peer for us
+  Millis flap_window{60000};      ///< deaths counted within this window for flap damping
+  uint32_t flap_threshold = 3;    ///< deaths within flap_window that trigger a hold-down
+  Millis flap_hold_down{30000};   ///< a flapping node is held out this long
+};
+
+/// A local health check. The schema is shared; what each kind does is in the daemon.
+struct HealthCheck {
+  enum class Kind : uint8_t { Link, Script, Load, Disk, Reach };
+  std::string name;
+  Kind kind = Kind::Link;
+  std::string target;  ///< interface, script path, mount point or host[:port], by kind
+  double threshold = 0;  ///< load average or free-disk percentage, by kind
+  Millis interval{1000};
+  Millis timeout{1000};
+  uint32_t rise = 2;  ///< consecutive passes before a failed check counts as healthy
+  uint32_t fall = 2;  ///< consecutive failures before it counts as failed
+};
+
+/// What a node does when it cannot see a majority of the configured nodes.
+enum class PartitionPolicy : uint8_t {
+  Majority,   ///< serve only while this node sees more than half of the configured nodes
+  ServeAll,   ///< every partition serves all buckets (duplicates while partitioned)
+};
+
+/// The whole cluster definition.
+struct ClusterDefinition {
+  std::string source_path;  ///< file it was read from (for messages)
+  std::string name;
+  std::vector<Service> services;
+  std::vector<Node> nodes;  ///< in file order; a node's index is its id on the wire
+  TimingProfile timing;
+  std::string key_file;  ///< absolute, or relative to the definition file's folder
+  Backend backend = Backend::Auto;
+  PartitionPolicy partition_policy = PartitionPolicy::Majority;
+  std::vector<HealthCheck> health_checks;
+
+  /// Index of the node called `name`, or -1.
+  int nodeIndex(const std::string& node_name) const;
+};
+
+const char* toString(HashMode mode);
+const char* toString(Backend backend);
+const char* toString(PartitionPolicy policy);
+
+}  // namespace shoal
