@@ -1,0 +1,54 @@
+#pragma once
+// The dataplane: what makes the kernel answer exactly the buckets this node owns.
+// One interface, one implementation per kernel mechanism (nftables, CLUSTERIP), and a
+// recording fake for unit tests of the layers above.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/cluster_definition.h"
+#include "core/result.h"
+
+namespace shoal::dataplane {
+
+/// The buckets this node must answer for one service. `owned` is sorted, each < buckets.
+struct ServiceAssignment {
+  Service service;
+  std::vector<uint32_t> owned;
+};
+
+/// Everything the kernel must enforce on this node. An empty `owned` list still keeps the
+/// service's rules in place (the node answers nothing for it).
+struct DesiredState {
+  std::vector<ServiceAssignment> services;
+};
+
+/// What a drift check found and repaired.
+struct DriftReport {
+  uint32_t repaired = 0;  ///< number of things put back (rules, sets, addresses, MAC joins)
+  std::vector<std::string> details;  ///< one human-readable line per repair
+};
+
+/// A kernel mechanism that enforces bucket ownership. Implementations are not thread-safe;
+/// the daemon calls them from its one event loop.
+class Dataplane {
+ public:
+  virtual ~Dataplane() = default;
+
+  /// Short name for logs and status ("nftables", "clusterip", "fake").
+  virtual const char* name() const = 0;
+
+  /// Makes the kernel enforce `desired`, atomically per change where the mechanism allows.
+  /// Idempotent. On error the previous state stays in force and the error says what failed.
+  virtual Status apply(const DesiredState& desired) = 0;
+
+  /// Compares the kernel with the last applied state, repairs any difference and reports it.
+  virtual Result<DriftReport> checkAndRepair() = 0;
+
+  /// Removes everything this dataplane installed (rules, VIPs it added, MAC joins).
+  virtual Status teardown() = 0;
+};
+
+}  // namespace shoal::dataplane
