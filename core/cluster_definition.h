@@ -100,6 +100,10 @@ struct ClusterDefinition {
   Backend backend = Backend::Auto;
   PartitionPolicy partition_policy = PartitionPolicy::Majority;
   std::vector<HealthCheck> health_checks;
+  /// UDP port of the heartbeat sockets, the same on every node and link. 7400 is unassigned
+  /// by IANA, above the privileged range and below the ephemeral range (32768+), so no
+  /// outgoing connection of the host is ever given it by chance.
+  uint16_t port = 7400;
 
   /// Index of the node called `name`, or -1.
   int nodeIndex(const std::string& node_name) const;
