@@ -11,7 +11,7 @@ packages=(
   libnl-3-dev libnl-route-3-dev libyaml-cpp-dev libssl-dev doctest-dev
   libnftables-dev libsystemd-dev
   # running and end-to-end tests: real nftables in network namespaces
-  nftables iproute2 iptables iputils-ping ncat procps
+  nftables iproute2 iptables iputils-ping ncat procps jq
   # the CLUSTERIP backend is tested inside Debian's 6.1 kernel under qemu
   qemu-system-x86 busybox-static cpio kmod
 )
