@@ -1,0 +1,205 @@
+#pragma once
+// The membership core: an IO-free SWIM-style state machine that lets every node agree, fast
+// and without false alarms, on who is alive, who is drained and how healthy each node is.
+//
+// It owns no socket, clock, thread or random source. The caller (the daemon with
+// membership/udp_transport.h, or the simulator under test/sim/) hands it the time and each
+// received datagram, sends the datagrams it returns, acts on its events and calls onTick() at
+// the returned next_wakeup. Randomness comes from a seed, so a seed fixes a run.
+//
+// The protocol, per peer and link:
+// - Every heartbeat_interval this node sends a signed Heartbeat to every peer on every link,
+//   carrying its incarnation, its health and the member updates being disseminated
+//   (each change rides on the next three rounds; changes this node makes itself are also
+//   sent at once).
+// - A peer silent on every link for suspect_after is probed directly on every link and,
+//   at the same time, through `indirect_probes` other members (SWIM's ping-req). An answer
+//   through any of them ends the matter: the peer is reachable.
+// - With no answer within probe_timeout the peer is announced as suspect. It refutes by
+//   raising its incarnation as soon as it hears of it; otherwise it is declared dead
+//   suspicion_timeout after it was first found silent (dead about suspect_after +
+//   suspicion_timeout after its last heartbeat).
+// - Every packet is verified (keyring MAC, cluster fingerprint, addressee, replay window)
+//   before it can change anything; rejections are counted by reason.
+// - Lifeguard local health: late wakeups, probes unanswered even by the helpers, and having
+//   to refute raise a score; timeouts that lead to an accusation are multiplied by
+//   1 + score, so a slow node accuses more slowly instead of declaring healthy peers dead.
+// - Flap damping: a member that died flap_threshold times within flap_window is held out for
+//   flap_hold_down when it returns.
+// - Drain is cluster state: last writer wins on (Lamport clock, writer); the caller persists
+//   drainSnapshot() on every DrainChanged event and passes the saved one to start(). A
+//   restarting node also learns it from its peers (full state exchange on join).
+// - A full state exchange (push-pull) runs on join, whenever a member comes back, and with
+//   one random peer every 20 heartbeat intervals, repairing anything gossip missed.
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "core/cluster_definition.h"
+#include "core/keyring.h"
+#include "core/replay_window.h"
+#include "core/wire_codec.h"
+#include "membership/drain_snapshot.h"
+#include "membership/flap_damper.h"
+#include "membership/local_health.h"
+#include "membership/membership_types.h"
+#include "membership/rng.h"
+
+namespace shoal {
+
+/// Heartbeat rounds that carry each member update after it changes.
+inline constexpr uint32_t kGossipRounds = 3;
+/// Heartbeat intervals between two full state exchanges with a random peer.
+inline constexpr uint32_t kPushPullRounds = 20;
+/// Most member updates piggybacked on one packet (keeps it under kMaxPacketSize).
+inline constexpr std::size_t kMaxUpdatesPerPacket = 32;
+/// Highest Lifeguard local-health score (timeouts at most 1 + 8 = 9 times as long).
+inline constexpr uint32_t kMaxLocalHealth = 8;
+/// Most foreign peers remembered (a misconfigured LAN must not grow memory without bound).
+inline constexpr std::size_t kMaxForeignPeers = 64;
+
+/// The membership state machine of one node.
+class Membership {
+ public:
+  /// `def` is the cluster definition (node ids are indices into def.nodes; it must have at
+  /// least one node and every node the same number of addresses), `self` this node's index,
+  /// `keys` the keyring, `boot_id` this run's newBootId() (strictly larger than the last
+  /// run's), `seed` the seed of all random choices.
+  Membership(ClusterDefinition def, uint32_t self, Keyring keys, uint64_t boot_id, uint64_t seed);
+
+  /// Starts the node at `now`: takes the drain state saved by an earlier run (an empty
+  /// snapshot if none), sends the first heartbeats and asks every peer for its full state.
+  /// Call once, before anything else.
+  Output start(TimePoint now, const DrainSnapshot& saved = {});
+
+  /// Handles one datagram received on heartbeat link `link` from `from`. Anything that fails
+  /// verification is counted in counters().rejected and changes nothing else.
+  Output onPacket(TimePoint now, std::span<const uint8_t> bytes, uint32_t link,
+                  const Endpoint& from);
+
+  /// Runs the timers due at `now`: heartbeats, probes, suspicion and death, link state,
+  /// flap hold-down, state exchanges. Call at (or after) Output::next_wakeup.
+  Output onTick(TimePoint now);
+
+  /// Sets the drain of `node` (any node, this one included) as a new cluster-wide write.
+  /// An out-of-range node changes nothing.
+  Output drain(TimePoint now, uint32_t node, DrainMode mode);
+
+  /// Sets this node's own health (from the health checks); peers learn it at once.
+  Output setOwnHealth(TimePoint now, NodeHealth health);
+
+  /// Leaves the cluster gracefully: peers mark this node Left at once instead of suspecting
+  /// it. Afterwards the core sends nothing more and ignores packets.
+  Output leave(TimePoint now);
+
+  /// Replaces the keyring (key rotation); takes effect for the next packet.
+  void setKeyring(Keyring keys) { keys_ = std::move(keys); }
+
+  /// This node's view of every member (indexed like the definition's nodes).
+  const View& view() const { return view_; }
+  /// Counters since construction.
+  const Counters& counters() const { return counters_; }
+  /// The drain state to persist (see membership/drain_snapshot.h).
+  DrainSnapshot drainSnapshot() const;
+  /// Peers that sent authentic packets with another cluster fingerprint.
+  const std::vector<ForeignPeer>& foreignPeers() const { return foreign_; }
+  const ClusterDefinition& definition() const { return def_; }
+  uint32_t self() const { return self_; }
+
+ private:
+  // Per-peer timers and probe bookkeeping (the shared state is in view_).
+  struct Peer {
+    explicit Peer(FlapDamper damper) : flap(std::move(damper)) {}
+    TimePoint last_heard{};  // any link, or an answered indirect probe
+    bool probing = false;
+    uint64_t probe_id = 0;
+    TimePoint probe_started{};
+    TimePoint probe_deadline{};
+    uint32_t nacks_expected = 0;
+    uint32_t nacks_received = 0;
+    TimePoint suspicion_deadline{};
+    TimePoint next_correction{};
+    uint32_t gossip_left = 0;
+    FlapDamper flap;
+  };
+  // A probe this node runs for another member (it was asked through an IndirectProbe).
+  struct Relay {
+    uint32_t requester = 0;
+    uint32_t reply_link = 0;
+    uint64_t requester_probe = 0;
+    uint32_t target = 0;
+    uint32_t link = 0;
+    uint64_t probe_id = 0;
+    TimePoint deadline{};
+  };
+
+  void catchUp(TimePoint now);
+  void tick(TimePoint now);
+  Output finish(TimePoint now);
+
+  void handleEnvelope(TimePoint now, const wire::Envelope& env, uint32_t link);
+  void handleHeartbeat(TimePoint now, uint32_t sender, uint32_t link, const wire::Heartbeat& hb);
+  void handleAck(TimePoint now, uint32_t sender, uint32_t link, const wire::Ack& ack);
+  void handleIndirectProbe(TimePoint now, uint32_t sender, uint32_t link,
+                           const wire::IndirectProbe& probe);
+  void handleStateExchange(TimePoint now, uint32_t sender, uint32_t link,
+                           const wire::StateExchange& state);
+  void recordForeign(TimePoint now, std::span<const uint8_t> bytes, const Endpoint& from);
+
+  void heardFrom(TimePoint now, uint32_t node, uint32_t link);
+  void selfReport(TimePoint now, uint32_t node, uint64_t incarnation, const NodeHealth& health);
+  void applyUpdate(TimePoint now, const wire::MemberUpdate& update);
+  void applyAboutSelf(TimePoint now, MemberState state, uint64_t incarnation);
+  void mergeDrain(TimePoint now, uint32_t node, const DrainState& drain);
+  void setState(TimePoint now, uint32_t node, MemberState state, uint64_t incarnation);
+  void setHealth(uint32_t node, const NodeHealth& health);
+  void maybeCorrect(TimePoint now, uint32_t node, uint32_t link, uint64_t claimed);
+  void queueGossip(uint32_t node);
+
+  void startProbe(TimePoint now, uint32_t node);
+  void heartbeatRound(TimePoint now);
+  void sendStateExchange(uint32_t node, uint32_t link, bool reply_wanted);
+  void sendJoin();
+
+  wire::MemberUpdate record(uint32_t node) const;
+  void addGossip(google::protobuf::RepeatedPtrField<wire::MemberUpdate>* updates) const;
+  wire::Heartbeat ownHeartbeat(uint32_t link, uint64_t probe_id) const;
+  void send(uint32_t node, uint32_t link, wire::Envelope envelope);
+
+  Duration suspectAfter() const;
+  Duration suspicionTimeout() const;
+  Duration probeTimeout() const;
+  uint32_t linkCount() const { return links_; }
+
+  ClusterDefinition def_;
+  uint32_t self_;
+  uint32_t links_;
+  Keyring keys_;
+  WireIdentity identity_;
+  PacketSealer sealer_;
+  ReplayGuard replay_;
+  Rng rng_;
+  LocalHealth local_health_;
+  FlapDamper self_flap_;
+
+  View view_;
+  std::vector<Peer> peers_;
+  std::vector<Relay> relays_;
+  std::vector<ForeignPeer> foreign_;
+  Counters counters_;
+  Output out_;
+
+  bool started_ = false;
+  bool left_ = false;
+  bool joined_ = false;
+  bool broadcast_pending_ = false;
+  uint32_t join_attempts_ = 0;
+  uint64_t lamport_ = 0;
+  TimePoint scheduled_ = TimePoint::max();
+  TimePoint next_heartbeat_{};
+  TimePoint next_join_{};
+  TimePoint next_push_pull_{};
+};
+
+}  // namespace shoal

@@ -1,0 +1,188 @@
+#pragma once
+// The values the membership core (membership/membership.h) takes and returns: time, peer
+// addresses, datagrams to send, events, the view of the cluster and the counters.
+// Plain data, no behaviour beyond small helpers.
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/ip_address.h"
+#include "core/wire_codec.h"
+
+namespace shoal {
+
+/// Monotonic time as the core sees it. The daemon passes std::chrono::steady_clock::now();
+/// the simulator passes virtual time counted from TimePoint{}.
+using TimePoint = std::chrono::steady_clock::time_point;
+/// A span of TimePoint time (nanoseconds).
+using Duration = std::chrono::steady_clock::duration;
+
+/// A UDP address: where a datagram came from (used to report foreign peers).
+struct Endpoint {
+  IpAddress address;
+  uint16_t port = 0;
+
+  /// "192.0.2.1:7400" or "[2001:db8::1]:7400".
+  std::string toString() const;
+  auto operator<=>(const Endpoint&) const = default;
+};
+
+/// One datagram the caller must send: on heartbeat link `link` (the index into
+/// Node::addresses) to node `node` (index into ClusterDefinition::nodes) at its address on that
+/// link and the cluster port.
+struct Datagram {
+  uint32_t link = 0;
+  uint32_t node = 0;
+  std::string bytes;  ///< a sealed packet (core/wire_codec.h), at most kMaxPacketSize bytes
+};
+
+/// A member's liveness as this node sees it.
+enum class MemberState : uint8_t {
+  Unknown,  ///< never heard of since this node started (not serving)
+  Alive,
+  Suspect,  ///< silent and unreachable through other members; dead unless it refutes in time
+  Dead,
+  Left,     ///< stopped gracefully
+};
+
+/// Operator-set drain of a node (cluster state: any node may set it for any node).
+enum class DrainMode : uint8_t {
+  None,      ///< serves normally
+  Draining,  ///< takes no new connections' buckets; established flows finish
+  Drained,   ///< owns no buckets at all
+};
+
+/// Result of a node's own health checks, as it reports it itself.
+enum class HealthStatus : uint8_t {
+  Unstated,  ///< no check has finished yet, or none is configured: counts as healthy
+  Ok,
+  Failing,
+};
+
+/// A node's self-reported health.
+struct NodeHealth {
+  HealthStatus status = HealthStatus::Unstated;
+  /// Bit i set: health check i of the definition is failing (checks beyond 64 only in status).
+  uint64_t failing_checks = 0;
+
+  bool operator==(const NodeHealth&) const = default;
+};
+
+/// One drain write: the mode and the (clock, writer) pair that orders conflicting writes.
+/// The write with the larger (clock, writer) wins on every node (last writer wins on a
+/// Lamport clock), so concurrent drain commands resolve the same way everywhere.
+struct DrainState {
+  DrainMode mode = DrainMode::None;
+  uint64_t clock = 0;   ///< Lamport clock of the write; 0 = never written
+  uint32_t writer = 0;  ///< node index that made the write; breaks clock ties
+
+  /// True if this write wins over `other`.
+  bool newerThan(const DrainState& other) const {
+    return clock != other.clock ? clock > other.clock : writer > other.writer;
+  }
+  bool operator==(const DrainState&) const = default;
+};
+
+/// This node's knowledge of one heartbeat link to one peer.
+struct LinkView {
+  bool up = false;         ///< a packet arrived on this link within the suspicion window
+  bool heard = false;      ///< anything ever arrived on it since this node started
+  TimePoint last_heard{};  ///< arrival of the last accepted packet on this link
+};
+
+/// What this node believes about one member.
+struct MemberView {
+  MemberState state = MemberState::Unknown;
+  uint64_t incarnation = 0;  ///< raised only by the member itself (refutation, health change)
+  NodeHealth health;
+  DrainState drain;
+  /// Held out by flap damping: it died flap_threshold times within flap_window and came back;
+  /// it does not serve until held_until.
+  bool held_down = false;
+  TimePoint held_until{};
+  /// One entry per heartbeat link (empty for this node itself).
+  std::vector<LinkView> links;
+
+  /// Alive or Suspect: a suspect still serves until it is declared dead.
+  bool up() const { return state == MemberState::Alive || state == MemberState::Suspect; }
+  /// Reachable directly: some link to it is up (indirect probes may keep it alive without).
+  bool reachable() const;
+  /// Takes buckets in the rebalance: up, not held down, not drained or draining, and not
+  /// failing its health checks (an unhealthy node counts as drained).
+  bool serving() const {
+    return up() && !held_down && drain.mode == DrainMode::None &&
+           health.status != HealthStatus::Failing;
+  }
+};
+
+/// The whole view of one node: members indexed like ClusterDefinition::nodes.
+struct View {
+  uint32_t self = 0;
+  std::vector<MemberView> members;
+  /// Lifeguard local-health score (0 = healthy); timeouts are multiplied by 1 + score.
+  uint32_t local_health = 0;
+};
+
+/// A peer that sent an authentic packet (right key) with another cluster fingerprint: it runs
+/// a different cluster definition and is not admitted.
+struct ForeignPeer {
+  Endpoint from;
+  uint64_t fingerprint = 0;  ///< its fingerprint64(), as carried in its envelope
+  uint64_t packets = 0;
+  TimePoint last_seen{};
+};
+
+/// Something the caller should know about (log, status, rebalance, persistence).
+struct Event {
+  enum class Kind : uint8_t {
+    MemberChanged,      ///< `node` moved to `state`
+    LinkChanged,        ///< `link` to `node` went up (`up`) or down
+    DrainChanged,       ///< drain of `node` changed; persist drainSnapshot()
+    HealthChanged,      ///< `node` reported another health
+    HoldDownStarted,    ///< `node` is held out by flap damping
+    HoldDownEnded,      ///< `node` is no longer held out
+    ForeignPeerSeen,    ///< first packet from a peer with another cluster fingerprint
+    Refuted,            ///< this node was suspected or declared dead and refuted it
+  };
+  Kind kind = Kind::MemberChanged;
+  uint32_t node = 0;
+  uint32_t link = 0;
+  MemberState state = MemberState::Unknown;
+  bool up = false;
+  ForeignPeer foreign;  ///< set for ForeignPeerSeen
+};
+
+/// What a call into the core returns.
+struct Output {
+  std::vector<Datagram> send;
+  std::vector<Event> events;
+  /// Call onTick() at this time (or earlier); TimePoint::max() when nothing is pending.
+  TimePoint next_wakeup = TimePoint::max();
+};
+
+/// Counters of one core, for status output and the figures.
+struct Counters {
+  uint64_t packets_received = 0;  ///< datagrams handed to onPacket()
+  uint64_t bytes_received = 0;
+  uint64_t packets_accepted = 0;  ///< verified, fresh and applied
+  uint64_t packets_sent = 0;
+  uint64_t bytes_sent = 0;
+  RejectionCounters rejected;  ///< by reason; nothing in a rejected packet changed any state
+  uint64_t heartbeats_sent = 0;
+  uint64_t probes_sent = 0;           ///< direct probes (one per link)
+  uint64_t indirect_probes_sent = 0;  ///< requests to other members (one per member and link)
+  uint64_t nacks_sent = 0;
+  uint64_t suspicions = 0;   ///< peers this node announced as suspect
+  uint64_t deaths = 0;       ///< peers this node declared dead itself
+  uint64_t refutations = 0;  ///< times this node refuted a suspicion or death of itself
+  uint64_t state_exchanges_sent = 0;
+  uint64_t late_wakeups = 0;     ///< calls that found this node had stalled
+};
+
+const char* toString(MemberState state);
+const char* toString(DrainMode mode);
+const char* toString(HealthStatus status);
+
+}  // namespace shoal
