@@ -6,42 +6,44 @@
 
 // How the layout is built, and why.
 //
-// Nodes and buckets are placed on the 16 leaves of a binary tree (leaf numbers 0..15): node i
-// sits on leaf nodeLeaf[i], and bucket b has the home leaf homeLeaf[b mod 16] (both are
-// permutations drawn from the seed). Bucket b looks at the leaves home ^ offset for the
-// offsets of kOffsetOrder in turn; for each offset, every bucket still without an owner is
-// taken by the node on that leaf if the node is live and has room. A node has room while it
-// holds fewer than floor(share) buckets, or fewer than ceil(share) while some of the
-// `buckets - sum(floor(share))` extra buckets are still unclaimed.
+// Buckets come in groups of 16: bucket b is in group b / 16 and has the home leaf b mod 16
+// of a 16-leaf binary tree. Each group places the configured nodes on its leaves (see
+// leafOccupants: with equal weights, one leaf per node; a seeded permutation per group).
+// Bucket b then looks at the leaves home ^ offset for the offsets of kOffsetOrder in turn;
+// at each offset, every bucket still without an owner is taken by the node on that leaf if
+// the node is live and has room. A node has room while it holds fewer than floor(share)
+// buckets, or fewer than ceil(share) while some of the `buckets - sum(floor(share))` extra
+// buckets are still unclaimed.
 //
 // Why this shape:
-// - For a fixed offset, b -> home(b) ^ offset is a bijection on the leaves, so within one
-//   pass no two of the first 16 buckets want the same node: who gets a bucket depends on the
-//   live set, not on a processing order, and most buckets keep their owner when another node
-//   goes (which is what the disruption figures count).
-// - When a node leaves, its buckets go to the first live node with room along their own
-//   offset order; the XOR structure makes these orders pair up (leaf x's k-th choice is y
-//   exactly when y's k-th choice is x), so the leaver's buckets land where the other states
-//   of the cluster would also put them and few other buckets are pushed around.
-// - Letting the first nodes that reach floor(share) take the extra buckets (rather than a
-//   fixed node priority) avoids conflicts between the "+1" holders of neighbouring states;
-//   measured, a fixed priority more than doubles the extra moves.
-// - The offset order itself was chosen by measuring the total extra moves over all 524,272
+// - For a fixed offset, leaf -> leaf ^ offset is a bijection, so within a group no two
+//   buckets want the same node at the same step, and when a node leaves, only its own
+//   buckets look further; the rest of the group keeps its owners unless a capacity bound
+//   changes.
+// - XOR offsets pair up (leaf x's k-th choice is y exactly when y's k-th choice is x), so a
+//   leaver's buckets land where the neighbouring live sets also put them.
+// - Letting the first nodes that reach floor(share) take the extra buckets, rather than a
+//   fixed node priority, avoids conflicts between the "+1" holders of neighbouring live
+//   sets; measured, a fixed priority more than doubles the extra moves.
+// - Each group has its own placement of nodes on leaves, so the buckets a leaver leaves
+//   behind spread over many nodes instead of all landing on one neighbour (for 256 buckets
+//   this halves the extra moves against one placement for all groups).
+// - The offset order was chosen by measuring the total extra moves over all 524,272
 //   single-node leaves of 16 nodes and 16 buckets for candidate orders (a local search); the
-//   plain order 0, 1, 2, ... 15 makes about 22% more extra moves than the one below.
+//   plain order 0, 1, 2, ... 15 makes about 23% more extra moves than the one below.
 
 namespace shoal {
 namespace {
 
 constexpr std::size_t kLeaves = 16;
-static_assert(kMaxNodes <= kLeaves, "every node needs its own leaf");
+static_assert(kMaxNodes <= kLeaves, "with equal weights every node needs its own leaf");
 
 // The order in which a bucket tries the leaves around its home (as XOR offsets from it).
-// Every offset 0..15 appears once, so every live node is tried and every bucket gets an owner.
-constexpr std::array<uint8_t, kLeaves> kOffsetOrder = {0, 3,  12, 4,  1,  10, 6, 13,
-                                                       11, 8, 14, 5, 2, 9, 7,  15};
+// Every offset 0..15 appears once, so every leaf of the group is tried.
+constexpr std::array<uint8_t, kLeaves> kOffsetOrder = {0,  3,  12, 4, 1, 10, 6, 13,
+                                                       11, 8, 14, 5, 2, 9,  7, 15};
 
-// SplitMix64: a small, well-mixed, platform-independent sequence for the seeded permutations.
+// SplitMix64: a small, well-mixed, platform-independent sequence for the seeded choices.
 class SeedSequence {
  public:
   explicit SeedSequence(uint64_t seed) : state_(seed) {}
@@ -57,16 +59,102 @@ class SeedSequence {
   uint64_t state_;
 };
 
-// A permutation of the leaves drawn from `seed` (Fisher-Yates).
-std::array<uint8_t, kLeaves> leafPermutation(uint64_t seed) {
-  std::array<uint8_t, kLeaves> leaves{};
-  std::iota(leaves.begin(), leaves.end(), uint8_t{0});
-  SeedSequence sequence(seed);
-  for (std::size_t i = kLeaves - 1; i > 0; --i) {
-    std::swap(leaves[i], leaves[sequence.next() % (i + 1)]);
-  }
-  return leaves;
+uint64_t groupSeed(uint32_t seed, std::size_t group, uint64_t purpose) {
+  return (uint64_t{seed} << 32) ^ (uint64_t{group} << 2) ^ purpose;
 }
+
+// The configured node on each leaf of `group`, or kNoOwner. Depends on the configured
+// weights only, never on the live set, so a node's leaves stay put while others come and go.
+//
+// Node i gets about quota_i = w_i * c leaves, c = min(16 / sum(w), 1 / min(w)): with equal
+// weights exactly one leaf each (unused leaves stay empty, which measured better than
+// spreading few nodes over all leaves); with unequal weights all 16 leaves are shared in
+// proportion to weight, so a heavy node is the home of more buckets. The fractional parts
+// are settled per group by systematic sampling (16 evenly spaced points with a seeded start
+// over the nodes' consecutive quota intervals), so each node gets floor or ceil of its quota
+// in every group and its quota on average. Integer arithmetic keeps every platform alike.
+std::array<int16_t, kLeaves> leafOccupants(const std::vector<uint32_t>& weights,
+                                           std::size_t node_count, uint32_t seed,
+                                           std::size_t group) {
+  uint64_t total = 0;
+  uint64_t lightest = 0;
+  for (std::size_t node = 0; node < node_count; ++node) {
+    if (weights[node] > 0) {
+      total += weights[node];
+      lightest = lightest == 0 ? weights[node] : std::min<uint64_t>(lightest, weights[node]);
+    }
+  }
+  std::array<int16_t, kLeaves> by_point{};
+  by_point.fill(kNoOwner);
+  if (total == 0) {
+    return by_point;
+  }
+  // Quota of node i = weights[i] * scale / spacing leaves.
+  const bool fill_all = kLeaves * lightest <= total;
+  const uint64_t spacing = fill_all ? total : lightest;
+  const uint64_t scale = fill_all ? kLeaves : 1;
+
+  SeedSequence sequence(groupSeed(seed, group, 1));
+  const uint64_t start = sequence.next() % spacing;
+  uint64_t interval_end = 0;
+  std::size_t node = 0;
+  for (std::size_t point = 0; point < kLeaves; ++point) {
+    const uint64_t position = start + point * spacing;
+    while (node < node_count && interval_end + weights[node] * scale <= position) {
+      interval_end += weights[node] * scale;
+      ++node;
+    }
+    if (node < node_count) {
+      by_point[point] = static_cast<int16_t>(node);
+    }
+  }
+
+  // Scatter the points over the leaves by a seeded permutation (Fisher-Yates).
+  std::array<uint8_t, kLeaves> leaf_of_point{};
+  std::iota(leaf_of_point.begin(), leaf_of_point.end(), uint8_t{0});
+  for (std::size_t i = kLeaves - 1; i > 0; --i) {
+    std::swap(leaf_of_point[i], leaf_of_point[sequence.next() % (i + 1)]);
+  }
+  std::array<int16_t, kLeaves> occupants{};
+  for (std::size_t point = 0; point < kLeaves; ++point) {
+    occupants[leaf_of_point[point]] = by_point[point];
+  }
+  return occupants;
+}
+
+// Count bounds of the live nodes and the claim on the extra buckets.
+class Capacity {
+ public:
+  Capacity(const RebalanceInput& input, std::size_t node_count, uint64_t total_weight) {
+    uint64_t floor_sum = 0;
+    for (std::size_t node = 0; node < node_count; ++node) {
+      if (((input.live_mask >> node) & 1U) != 0 && input.weights[node] > 0) {
+        const uint64_t scaled = uint64_t{input.buckets} * input.weights[node];
+        min_[node] = scaled / total_weight;
+        max_[node] = min_[node] + (scaled % total_weight != 0 ? 1U : 0U);
+        floor_sum += min_[node];
+      }
+    }
+    extras_left_ = input.buckets - floor_sum;
+  }
+  /// Whether `node` may take one more bucket now.
+  bool hasRoom(std::size_t node) const {
+    return count_[node] < min_[node] || (count_[node] < max_[node] && extras_left_ > 0);
+  }
+  /// Records one more bucket for `node`; hasRoom(node) must hold.
+  void take(std::size_t node) {
+    if (count_[node] >= min_[node]) {
+      --extras_left_;
+    }
+    ++count_[node];
+  }
+
+ private:
+  std::array<uint64_t, kLeaves> min_{};
+  std::array<uint64_t, kLeaves> max_{};
+  std::array<uint64_t, kLeaves> count_{};
+  uint64_t extras_left_ = 0;
+};
 
 }  // namespace
 
@@ -76,45 +164,24 @@ std::vector<int16_t> computeOwners(const RebalanceInput& input) {
   auto isLive = [&](std::size_t node) {
     return ((input.live_mask >> node) & 1U) != 0 && input.weights[node] > 0;
   };
-
   uint64_t total_weight = 0;
   for (std::size_t node = 0; node < node_count; ++node) {
-    if (isLive(node)) {
-      total_weight += input.weights[node];
-    }
+    total_weight += isLive(node) ? input.weights[node] : 0;
   }
   if (total_weight == 0 || input.buckets == 0) {
     return owners;
   }
+  Capacity capacity(input, node_count, total_weight);
 
-  // Bounds of each live node's count: floor and ceil of its weighted share.
-  std::array<uint32_t, kLeaves> min_count{};
-  std::array<uint32_t, kLeaves> max_count{};
-  std::array<uint32_t, kLeaves> count{};
-  uint64_t floor_sum = 0;
-  for (std::size_t node = 0; node < node_count; ++node) {
-    if (!isLive(node)) {
-      continue;
-    }
-    const uint64_t scaled = uint64_t{input.buckets} * input.weights[node];
-    min_count[node] = static_cast<uint32_t>(scaled / total_weight);
-    max_count[node] = min_count[node] + (scaled % total_weight != 0 ? 1U : 0U);
-    floor_sum += min_count[node];
-  }
-  // Buckets beyond every node's floor: that many nodes end at their ceiling.
-  uint64_t extras_left = input.buckets - floor_sum;
-
-  // Buckets are laid out in groups of 16 (bucket b is in group b / 16 and has home leaf
-  // b mod 16); each group places the nodes on the leaves by its own seeded permutation, so
-  // that the buckets a node leaves behind go to different neighbours in different groups.
-  // nodeOnLeaf(group, leaf): the live node on that leaf of that group, or -1.
+  // live_on_leaf[group * 16 + leaf]: the live node on that leaf of that group, or kNoOwner.
   const std::size_t groups = (input.buckets + kLeaves - 1) / kLeaves;
-  std::vector<int16_t> node_on_leaf(groups * kLeaves, kNoOwner);
+  std::vector<int16_t> live_on_leaf(groups * kLeaves, kNoOwner);
   for (std::size_t group = 0; group < groups; ++group) {
-    const auto node_leaf = leafPermutation((uint64_t{input.seed} << 32) | group);
-    for (std::size_t node = 0; node < node_count; ++node) {
-      if (isLive(node)) {
-        node_on_leaf[group * kLeaves + node_leaf[node]] = static_cast<int16_t>(node);
+    const auto occupants = leafOccupants(input.weights, node_count, input.seed, group);
+    for (std::size_t leaf = 0; leaf < kLeaves; ++leaf) {
+      const int16_t node = occupants[leaf];
+      if (node != kNoOwner && isLive(static_cast<std::size_t>(node))) {
+        live_on_leaf[group * kLeaves + leaf] = node;
       }
     }
   }
@@ -124,33 +191,43 @@ std::vector<int16_t> computeOwners(const RebalanceInput& input) {
   for (const uint8_t offset : kOffsetOrder) {
     std::size_t still_pending = 0;
     for (const uint32_t bucket : pending) {
-      const std::size_t group_base = bucket - bucket % kLeaves;
-      const int16_t node = node_on_leaf[group_base + ((bucket % kLeaves) ^ offset)];
-      bool taken = false;
-      if (node != kNoOwner) {
-        const auto n = static_cast<std::size_t>(node);
-        if (count[n] < min_count[n]) {
-          taken = true;
-        } else if (count[n] < max_count[n] && extras_left > 0) {
-          --extras_left;
-          taken = true;
-        }
-        if (taken) {
-          ++count[n];
-          owners[bucket] = node;
-        }
-      }
-      if (!taken) {
+      const std::size_t home = bucket % kLeaves;
+      const int16_t node = live_on_leaf[bucket - home + (home ^ offset)];
+      if (node != kNoOwner && capacity.hasRoom(static_cast<std::size_t>(node))) {
+        capacity.take(static_cast<std::size_t>(node));
+        owners[bucket] = node;
+      } else {
         pending[still_pending++] = bucket;
       }
     }
     pending.resize(still_pending);
     if (pending.empty()) {
-      break;
+      return owners;
     }
   }
-  // Every offset visits every leaf, and a node's room only shrinks, so a bucket left over
-  // here would mean every live node is full, which the bounds above rule out.
+
+  // Left over: buckets of groups where no live node with room has a leaf (possible with
+  // unequal weights, where a light node may have no leaf in a group). Each goes to the live
+  // node with room that ranks highest for it by a seeded hash; one always exists, because
+  // the bounds add up to at least the bucket count and a node's room only shrinks.
+  for (const uint32_t bucket : pending) {
+    uint64_t best_rank = 0;
+    std::size_t best = kLeaves;
+    for (std::size_t node = 0; node < node_count; ++node) {
+      if (!isLive(node) || !capacity.hasRoom(node)) {
+        continue;
+      }
+      const uint64_t rank = SeedSequence(groupSeed(input.seed, bucket, 2) ^ (node << 48)).next();
+      if (best == kLeaves || rank > best_rank) {
+        best_rank = rank;
+        best = node;
+      }
+    }
+    if (best != kLeaves) {
+      capacity.take(best);
+      owners[bucket] = static_cast<int16_t>(best);
+    }
+  }
   return owners;
 }
 
