@@ -17,6 +17,11 @@ namespace shoal::dataplane {
 struct ServiceAssignment {
   Service service;
   std::vector<uint32_t> owned;
+  /// Owned buckets taken over from a node that died (sorted, a subset of `owned`). Mid-stream
+  /// TCP packets of flows this node never accepted get a TCP reset in these buckets, so the
+  /// dead node's clients fail fast instead of hanging. Leave out buckets that moved from a live
+  /// node: that node keeps serving its established connections and a reset would kill them.
+  std::vector<uint32_t> reset_orphans;
 };
 
 /// Everything the kernel must enforce on this node. An empty `owned` list still keeps the

@@ -1,0 +1,228 @@
+#include "dataplane/nft_ruleset.h"
+
+#include <cstdio>
+#include <sstream>
+
+namespace shoal::dataplane {
+namespace {
+
+// Protocols whose first four transport bytes are the ports; kept equal to
+// protocolHasPorts() in jhash.cpp so that predicted and enforced buckets agree.
+constexpr const char* kPortProtocols = "{ tcp, udp, dccp, sctp, udplite }";
+
+std::string hex(uint64_t value, int digits) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "0x%0*llx", digits, static_cast<unsigned long long>(value));
+  return buf;
+}
+
+std::string macHex(const MacAddress& mac) {
+  uint64_t v = 0;
+  for (uint8_t b : mac.bytes) v = (v << 8) | b;
+  return hex(v, 12);
+}
+
+const char* ipKeyword(const Service& s) { return s.vip.isV4() ? "ip" : "ip6"; }
+
+std::string hashRule(const Service& s, bool with_ports) {
+  std::string fields = std::string(ipKeyword(s)) + " saddr";
+  if (with_ports) {
+    fields += " . th sport";
+    if (s.hash == HashMode::SourceIpSourcePortDestPort) fields += " . th dport";
+  }
+  return "meta mark set jhash " + fields + " mod " + std::to_string(s.buckets) + " seed " +
+         hex(s.seed, 8) + " offset " + hex(kMarkBase, 8);
+}
+
+std::string elements(const std::vector<uint32_t>& buckets) {
+  std::string out;
+  for (uint32_t b : buckets) {
+    if (!out.empty()) out += ", ";
+    out += hex(kMarkBase + b, 8);
+  }
+  return out;
+}
+
+void emitSet(std::ostringstream& o, const std::string& name, const std::vector<uint32_t>& b) {
+  // Interval sets list their elements sorted, which keeps drift checks by listing stable.
+  o << "  set " << name << " {\n    type mark\n    flags interval\n";
+  if (!b.empty()) o << "    elements = { " << elements(b) << " }\n";
+  o << "  }\n";
+}
+
+void emitServiceChain(std::ostringstream& o, std::size_t i, const Service& s) {
+  const std::string mark_set = "meta mark";
+  o << "  chain s" << i << " {\n";
+  if (s.hash == HashMode::SourceIp) {
+    o << "    " << hashRule(s, false) << "\n";
+  } else {
+    o << "    meta l4proto " << kPortProtocols << " " << hashRule(s, true) << "\n";
+    o << "    meta l4proto != " << kPortProtocols << " " << hashRule(s, false) << "\n";
+  }
+  // The node's own traffic to its VIP, and replies to connections it opened from the VIP.
+  o << "    meta iiftype loopback accept\n";
+  o << "    ct direction reply accept\n";
+  // Neighbour discovery for the VIP is answered by every node.
+  if (!s.vip.isV4()) o << "    icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept\n";
+  // Connections this node accepted stay here after their bucket moves (and ICMP errors
+  // about them, which conntrack marks related).
+  o << "    ct state established,related ct mark & " << hex(kAcceptedFlowBit, 8) << " == "
+    << hex(kAcceptedFlowBit, 8) << " accept\n";
+  // With nf_conntrack_tcp_loose=0 a mid-stream packet without conntrack here is invalid: a
+  // flow of another node (drop) or of a dead node whose bucket we took over (reset).
+  o << "    meta l4proto tcp ct state invalid " << mark_set << " @" << resetSetName(i)
+    << " reject with tcp reset\n";
+  o << "    meta l4proto tcp ct state invalid drop\n";
+  o << "    " << mark_set << " != @" << ownedSetName(i) << " drop\n";
+  o << "    meta l4proto tcp ct state new ct mark set ct mark | " << hex(kAcceptedFlowBit, 8)
+    << "\n";
+  o << "  }\n";
+}
+
+std::string tableHeader(const char* family, const std::string& name, bool owner) {
+  return std::string("table ") + family + " " + name + " {\n" + (owner ? "  flags owner\n" : "");
+}
+
+// Creates the table if missing and deletes it: "delete" then never fails on absence.
+std::string ensureDeleted(const char* family, const std::string& name, bool owner) {
+  return std::string("table ") + family + " " + name + (owner ? " { flags owner; }\n" : "\n") +
+         "delete table " + family + " " + name + "\n";
+}
+
+}  // namespace
+
+std::string ownedSetName(std::size_t index) { return "s" + std::to_string(index) + "_owned"; }
+std::string resetSetName(std::size_t index) { return "s" + std::to_string(index) + "_reset"; }
+
+uint16_t checksumCompensation(const MacAddress& from, const MacAddress& to) {
+  // Ones' complement arithmetic: the reserved word must add back what the MAC change removed:
+  // C = sum(old words) - sum(new words) = sum(old) + sum(~new), folded to 16 bits.
+  uint32_t sum = 0;
+  for (int w = 0; w < 3; ++w) {
+    const uint32_t old_word = (static_cast<uint32_t>(from.bytes[2 * w]) << 8) | from.bytes[2 * w + 1];
+    const uint32_t new_word = (static_cast<uint32_t>(to.bytes[2 * w]) << 8) | to.bytes[2 * w + 1];
+    sum += old_word + (~new_word & 0xffff);
+  }
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(sum);
+}
+
+Result<std::string> fullScript(const DesiredState& desired,
+                               const std::map<std::string, MacAddress>& interface_macs,
+                               const NftRulesetOptions& options) {
+  const std::string& t = options.table;
+  const std::string guard = t + "_guard";
+  const bool own = options.owner_tables;
+  std::ostringstream o;
+  o << ensureDeleted("inet", t, own) << ensureDeleted("arp", t, own)
+    << ensureDeleted("inet", guard, false) << ensureDeleted("arp", guard, false);
+
+  const auto& services = desired.services;
+  // --- the owned inet table ---
+  o << tableHeader("inet", t, own);
+  for (std::size_t i = 0; i < services.size(); ++i) {
+    emitSet(o, ownedSetName(i), services[i].owned);
+    emitSet(o, resetSetName(i), services[i].reset_orphans);
+  }
+  o << "  chain raw {\n    type filter hook prerouting priority raw; policy accept;\n";
+  for (const auto& a : services) {
+    o << "    " << ipKeyword(a.service) << " daddr " << a.service.vip.toString()
+      << " meta pkttype multicast meta pkttype set host\n";
+  }
+  o << "  }\n";
+  o << "  chain decide {\n    type filter hook prerouting priority mangle; policy accept;\n";
+  for (std::size_t i = 0; i < services.size(); ++i) {
+    const Service& s = services[i].service;
+    o << "    " << ipKeyword(s) << " daddr " << s.vip.toString() << " jump s" << i << "\n";
+  }
+  o << "  }\n";
+  for (std::size_t i = 0; i < services.size(); ++i) emitServiceChain(o, i, services[i].service);
+  o << "  chain nd_out {\n    type filter hook output priority filter; policy accept;\n";
+  for (const auto& a : services) {
+    const Service& s = a.service;
+    if (s.vip.isV4()) continue;
+    auto mac = interface_macs.find(s.interface);
+    if (mac == interface_macs.end()) {
+      return Error{"service '" + s.name + "': no hardware address known for interface '" +
+                   s.interface + "' (needed to rewrite neighbour discovery for an IPv6 VIP)"};
+    }
+    const std::string from = macHex(mac->second).substr(2);
+    const std::string fix = hex(checksumCompensation(mac->second, s.cluster_mac), 4);
+    // Link-layer option at ICMPv6 byte 24: type (1 source, 2 target), length 1, MAC.
+    o << "    ip6 saddr " << s.vip.toString()
+      << " icmpv6 type nd-neighbor-solicit @th,192,64 0x0101" << from << " @th,208,48 set "
+      << macHex(s.cluster_mac) << " @th,48,16 set " << fix << "\n";
+    o << "    ip6 saddr " << s.vip.toString()
+      << " icmpv6 type nd-neighbor-advert @th,192,64 0x0201" << from << " @th,208,48 set "
+      << macHex(s.cluster_mac) << " @th,48,16 set " << fix << "\n";
+  }
+  o << "  }\n}\n";
+
+  // --- the owned arp table ---
+  o << tableHeader("arp", t, own);
+  o << "  chain out {\n    type filter hook output priority filter; policy accept;\n";
+  for (const auto& a : services) {
+    if (!a.service.vip.isV4()) continue;
+    o << "    arp saddr ip " << a.service.vip.toString() << " arp saddr ether set "
+      << a.service.cluster_mac.toString() << "\n";
+  }
+  o << "  }\n}\n";
+
+  // --- the guard tables (outlive shoald) ---
+  o << tableHeader("inet", guard, false);
+  o << "  chain in {\n    type filter hook prerouting priority -140; policy accept;\n";
+  for (const auto& a : services) {
+    o << "    " << ipKeyword(a.service) << " daddr " << a.service.vip.toString()
+      << " meta mark & " << hex(kMarkBaseMask, 8) << " != " << hex(kMarkBase, 8) << " drop\n";
+  }
+  o << "  }\n";
+  o << "  chain out {\n    type filter hook output priority 10; policy accept;\n";
+  for (const auto& a : services) {
+    if (a.service.vip.isV4()) continue;
+    o << "    ip6 saddr " << a.service.vip.toString()
+      << " icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } @th,208,48 != "
+      << macHex(a.service.cluster_mac) << " drop\n";
+  }
+  o << "  }\n}\n";
+  o << tableHeader("arp", guard, false);
+  o << "  chain out {\n    type filter hook output priority 10; policy accept;\n";
+  for (const auto& a : services) {
+    if (!a.service.vip.isV4()) continue;
+    o << "    arp saddr ip " << a.service.vip.toString() << " arp saddr ether != "
+      << a.service.cluster_mac.toString() << " drop\n";
+  }
+  o << "  }\n}\n";
+  return o.str();
+}
+
+std::string setUpdateScript(std::size_t index, const ServiceAssignment& assignment,
+                            const NftRulesetOptions& options) {
+  std::ostringstream o;
+  const std::string prefix = " inet " + options.table + " ";
+  o << "flush set" << prefix << ownedSetName(index) << "\n";
+  if (!assignment.owned.empty()) {
+    o << "add element" << prefix << ownedSetName(index) << " { " << elements(assignment.owned)
+      << " }\n";
+  }
+  o << "flush set" << prefix << resetSetName(index) << "\n";
+  if (!assignment.reset_orphans.empty()) {
+    o << "add element" << prefix << resetSetName(index) << " { "
+      << elements(assignment.reset_orphans) << " }\n";
+  }
+  return o.str();
+}
+
+std::string teardownScript(const NftRulesetOptions& options) {
+  const std::string guard = options.table + "_guard";
+  return ensureDeleted("inet", options.table, options.owner_tables) +
+         ensureDeleted("arp", options.table, options.owner_tables) +
+         ensureDeleted("inet", guard, false) + ensureDeleted("arp", guard, false);
+}
+
+std::vector<std::string> listCommands(const NftRulesetOptions& options) {
+  const std::string guard = options.table + "_guard";
+  return {"list table inet " + options.table, "list table arp " + options.table,
+          "list table inet " + guard, "list table arp " + guard};
+}
+
+}  // namespace shoal::dataplane

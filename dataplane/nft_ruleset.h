@@ -1,0 +1,78 @@
+#pragma once
+// The nftables rules that enforce a DesiredState, as nft script text. Pure functions: no
+// kernel access, so every rule can be unit-tested and read before it is loaded.
+//
+// Layout (TABLE is NftRulesetOptions::table, default "shoal"):
+//   table inet TABLE (flags owner: the kernel drops it when shoald's netlink socket closes)
+//     set sI_owned, sI_reset   buckets of service I, as packet marks (bucket + kMarkBase)
+//     chain raw     prerouting, priority raw: packets to a VIP sent to the cluster MAC arrive
+//                   as multicast; make them host packets (only possible in prerouting)
+//     chain decide  prerouting, priority mangle (after defragmentation and conntrack):
+//                   jump to the service's chain by destination VIP
+//     chain sI      mark = jhash(fields) mod buckets + kMarkBase; then keep flows this node
+//                   accepted (ct mark bit), reset orphans, drop what is not ours
+//     chain nd_out  output: IPv6 neighbour solicitations/advertisements from a VIP carry the
+//                   cluster MAC (link-layer option rewritten, checksum kept valid)
+//   table arp TABLE (flags owner)
+//     chain out     ARP requests and replies from a VIP carry the cluster MAC
+//   table inet TABLE_guard, table arp TABLE_guard (not owned: they outlive shoald)
+//                   drop packets to a VIP that the owned table did not mark, and ARP/ND from a
+//                   VIP without the cluster MAC: with shoald dead the node answers nothing and
+//                   attracts no traffic, whatever the VIP address and MAC join left behind.
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/ip_address.h"
+#include "dataplane/dataplane.h"
+
+namespace shoal::dataplane {
+
+/// Marks carry the bucket plus this base, so the guard can tell "decided by shoal" from 0.
+inline constexpr uint32_t kMarkBase = 0x53480000;
+/// The part of a mark that equals kMarkBase when shoal decided the packet.
+inline constexpr uint32_t kMarkBaseMask = 0xffff0000;
+/// Conntrack mark bit: this node accepted the connection (kept across bucket moves).
+inline constexpr uint32_t kAcceptedFlowBit = 0x80000000;
+
+/// Knobs of the generated rules.
+struct NftRulesetOptions {
+  std::string table = "shoal";  ///< name of the tables (the guard tables add "_guard")
+  /// Declare the tables `flags owner` (removed by the kernel when the creating netlink socket
+  /// closes). Off only for one-shot `nft` processes, whose socket closes at once.
+  bool owner_tables = true;
+};
+
+/// Name of the owned-bucket set of service `index` ("s0_owned").
+std::string ownedSetName(std::size_t index);
+/// Name of the reset-orphans set of service `index` ("s0_reset").
+std::string resetSetName(std::size_t index);
+
+/// The full script: (re)creates the tables from scratch in one transaction, whether or not
+/// they exist. `interface_macs` gives the hardware address of each IPv6 service's interface
+/// (the link-layer option the kernel writes, which the rewrite must recognise); IPv4-only
+/// states may pass an empty map. Errors: an IPv6 service whose interface has no entry.
+Result<std::string> fullScript(const DesiredState& desired,
+                               const std::map<std::string, MacAddress>& interface_macs,
+                               const NftRulesetOptions& options);
+
+/// A script that only replaces the bucket sets of service `index` (flush + add in one
+/// transaction). Valid only while the tables were built by fullScript for the same services.
+std::string setUpdateScript(std::size_t index, const ServiceAssignment& assignment,
+                            const NftRulesetOptions& options);
+
+/// A script that deletes every table fullScript creates, existing or not.
+std::string teardownScript(const NftRulesetOptions& options);
+
+/// Commands listing every table fullScript creates, one per table, in a fixed order.
+std::vector<std::string> listCommands(const NftRulesetOptions& options);
+
+/// The 16-bit word to write into the reserved field (bytes 6-7) of an ICMPv6 neighbour
+/// solicitation/advertisement whose link-layer option changes from `from` to `to`, so that the
+/// ICMPv6 checksum stays valid: nft 1.0.6 does not fix checksums after raw payload writes, and
+/// receivers must ignore the reserved field (RFC 4861 4.3, 4.4).
+uint16_t checksumCompensation(const MacAddress& from, const MacAddress& to);
+
+}  // namespace shoal::dataplane

@@ -1,0 +1,91 @@
+#include "dataplane/nft_session.h"
+
+#include <nftables/libnftables.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace shoal::dataplane {
+
+Result<std::unique_ptr<LibNftablesSession>> LibNftablesSession::open() {
+  nft_ctx* ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+  if (ctx == nullptr) return Error{"libnftables: nft_ctx_new failed (out of memory?)"};
+  if (nft_ctx_buffer_output(ctx) != 0 || nft_ctx_buffer_error(ctx) != 0) {
+    nft_ctx_free(ctx);
+    return Error{"libnftables: cannot buffer output"};
+  }
+  return std::unique_ptr<LibNftablesSession>(new LibNftablesSession(ctx));
+}
+
+LibNftablesSession::~LibNftablesSession() { nft_ctx_free(ctx_); }
+
+Result<std::string> LibNftablesSession::run(const std::string& script) {
+  const int rc = nft_run_cmd_from_buffer(ctx_, script.c_str());
+  // Reading a buffer also resets it for the next run.
+  std::string out = nft_ctx_get_output_buffer(ctx_);
+  std::string err = nft_ctx_get_error_buffer(ctx_);
+  if (rc != 0) {
+    return Error{"nftables rejected the change (nothing applied): " +
+                 (err.empty() ? std::string("no message") : err)};
+  }
+  return out;
+}
+
+Result<std::string> NftCommandSession::run(const std::string& script) {
+  int in_pipe[2];
+  int out_pipe[2];
+  if (pipe(in_pipe) != 0) return Error{std::string("pipe: ") + std::strerror(errno)};
+  if (pipe(out_pipe) != 0) {
+    close(in_pipe[0]);
+    close(in_pipe[1]);
+    return Error{std::string("pipe: ") + std::strerror(errno)};
+  }
+  const pid_t pid = fork();
+  if (pid < 0) return Error{std::string("fork: ") + std::strerror(errno)};
+  if (pid == 0) {
+    dup2(in_pipe[0], 0);
+    dup2(out_pipe[1], 1);
+    dup2(out_pipe[1], 2);
+    close(in_pipe[0]);
+    close(in_pipe[1]);
+    close(out_pipe[0]);
+    close(out_pipe[1]);
+    execlp(nft_path_.c_str(), nft_path_.c_str(), "-f", "-", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(in_pipe[0]);
+  close(out_pipe[1]);
+  // Scripts are small (well under the pipe buffer), so writing before reading cannot block
+  // on a full output pipe.
+  std::size_t written = 0;
+  while (written < script.size()) {
+    const ssize_t n = write(in_pipe[1], script.data() + written, script.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    written += static_cast<std::size_t>(n);
+  }
+  close(in_pipe[1]);
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = read(out_pipe[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  close(out_pipe[0]);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
+      return Error{"cannot run '" + nft_path_ + "': is nftables installed and in PATH?"};
+    }
+    return Error{"nft rejected the change (nothing applied): " + out};
+  }
+  return out;
+}
+
+}  // namespace shoal::dataplane

@@ -1,0 +1,58 @@
+#pragma once
+// Where nft scripts run: in-process through libnftables (the daemon's hot path), or through
+// the `nft` command (a baseline for the benchmark and a cross-check in tests).
+
+#include <memory>
+#include <string>
+
+#include "core/result.h"
+
+struct nft_ctx;
+
+namespace shoal::dataplane {
+
+/// Runs nft scripts. Each run() is one netlink transaction: all of it or none of it.
+class NftSession {
+ public:
+  virtual ~NftSession() = default;
+  /// "libnftables" or "nft-command", for logs and the benchmark.
+  virtual const char* name() const = 0;
+  /// Runs `script` (nft syntax, several commands allowed) and returns what it printed
+  /// (listings). Errors carry nft's own message.
+  virtual Result<std::string> run(const std::string& script) = 0;
+};
+
+/// Runs scripts in-process with one libnftables context. The context keeps one netlink
+/// socket for its whole life, so tables declared `flags owner` belong to this object and the
+/// kernel removes them when it is destroyed or the process dies.
+class LibNftablesSession final : public NftSession {
+ public:
+  /// Creates the context. Errors: libnftables could not allocate one.
+  static Result<std::unique_ptr<LibNftablesSession>> open();
+  ~LibNftablesSession() override;
+  LibNftablesSession(const LibNftablesSession&) = delete;
+  LibNftablesSession& operator=(const LibNftablesSession&) = delete;
+
+  const char* name() const override { return "libnftables"; }
+  Result<std::string> run(const std::string& script) override;
+
+ private:
+  explicit LibNftablesSession(::nft_ctx* ctx) : ctx_(ctx) {}
+  ::nft_ctx* ctx_;
+};
+
+/// Runs each script with `nft -f -` (fork and exec; the script goes to its stdin). Every run
+/// is a new process with a new socket: tables declared `flags owner` vanish at once, so use
+/// it only with NftRulesetOptions::owner_tables off.
+class NftCommandSession final : public NftSession {
+ public:
+  /// `nft_path` is looked up in PATH when it has no slash.
+  explicit NftCommandSession(std::string nft_path = "nft") : nft_path_(std::move(nft_path)) {}
+  const char* name() const override { return "nft-command"; }
+  Result<std::string> run(const std::string& script) override;
+
+ private:
+  std::string nft_path_;
+};
+
+}  // namespace shoal::dataplane

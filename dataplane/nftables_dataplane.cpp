@@ -1,0 +1,327 @@
+#include "dataplane/nftables_dataplane.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <set>
+
+namespace shoal::dataplane {
+namespace {
+
+bool sortedUniqueBelow(const std::vector<uint32_t>& v, uint32_t limit) {
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (v[i] >= limit || (i > 0 && v[i] <= v[i - 1])) return false;
+  }
+  return true;
+}
+
+// Everything about a service except its bucket sets.
+bool sameService(const Service& a, const Service& b) {
+  return a.name == b.name && a.vip == b.vip && a.interface == b.interface &&
+         a.cluster_mac == b.cluster_mac && a.hash == b.hash && a.buckets == b.buckets &&
+         a.seed == b.seed;
+}
+
+bool sameStructure(const DesiredState& a, const DesiredState& b) {
+  if (a.services.size() != b.services.size()) return false;
+  for (std::size_t i = 0; i < a.services.size(); ++i) {
+    if (!sameService(a.services[i].service, b.services[i].service)) return false;
+  }
+  return true;
+}
+
+std::string describe(const Service& s) { return "service '" + s.name + "'"; }
+
+}  // namespace
+
+Status validateDesiredState(const DesiredState& desired, uint32_t max_buckets) {
+  std::set<IpAddress> vips;
+  for (const auto& a : desired.services) {
+    const Service& s = a.service;
+    if (s.buckets < 1 || s.buckets > max_buckets) {
+      return Error{describe(s) + ": buckets is " + std::to_string(s.buckets) +
+                   ", expected 1.." + std::to_string(max_buckets)};
+    }
+    if (!sortedUniqueBelow(a.owned, s.buckets)) {
+      return Error{describe(s) + ": owned buckets must be sorted, unique and below " +
+                   std::to_string(s.buckets)};
+    }
+    if (!sortedUniqueBelow(a.reset_orphans, s.buckets) ||
+        !std::includes(a.owned.begin(), a.owned.end(), a.reset_orphans.begin(),
+                       a.reset_orphans.end())) {
+      return Error{describe(s) + ": reset_orphans must be sorted, unique and owned buckets"};
+    }
+    if (s.vip.isUnusableAsVip()) {
+      return Error{describe(s) + ": " + s.vip.toString() + " cannot be a VIP"};
+    }
+    if (!s.cluster_mac.isMulticast() || s.cluster_mac.isBroadcast()) {
+      return Error{describe(s) + ": cluster MAC " + s.cluster_mac.toString() +
+                   " must be a multicast address (first byte odd), not broadcast"};
+    }
+    if (s.interface.empty()) return Error{describe(s) + ": no interface given"};
+    if (!vips.insert(s.vip).second) {
+      return Error{describe(s) + ": VIP " + s.vip.toString() + " is used by two services"};
+    }
+  }
+  return Ok{};
+}
+
+std::string withoutElements(const std::string& listing) {
+  std::string out;
+  std::size_t pos = 0;
+  const std::string key = "elements = {";
+  for (;;) {
+    const std::size_t at = listing.find(key, pos);
+    if (at == std::string::npos) break;
+    const std::size_t close = listing.find('}', at);
+    if (close == std::string::npos) break;
+    out.append(listing, pos, at - pos);
+    out += "elements = { }";
+    pos = close + 1;
+  }
+  out.append(listing, pos, std::string::npos);
+  return out;
+}
+
+std::optional<std::vector<uint32_t>> setElements(const std::string& listing,
+                                                 const std::string& set_name) {
+  const std::size_t at = listing.find("set " + set_name + " {");
+  if (at == std::string::npos) return std::nullopt;
+  const std::size_t end = listing.find("\n\t}", at);  // the set block's closing brace
+  const std::size_t el = listing.find("elements = {", at);
+  std::vector<uint32_t> out;
+  if (el == std::string::npos || (end != std::string::npos && el > end)) return out;
+  const std::size_t close = listing.find('}', el);
+  std::string body = listing.substr(el + 12, close - el - 12);
+  std::replace(body.begin(), body.end(), ',', ' ');
+  std::size_t p = 0;
+  while (p < body.size()) {
+    while (p < body.size() && std::isspace(static_cast<unsigned char>(body[p]))) ++p;
+    if (p >= body.size()) break;
+    std::size_t used = 0;
+    const unsigned long first = std::stoul(body.substr(p), &used, 0);
+    p += used;
+    unsigned long last = first;
+    if (p < body.size() && body[p] == '-') {
+      ++p;
+      last = std::stoul(body.substr(p), &used, 0);
+      p += used;
+    }
+    for (unsigned long v = first; v <= last; ++v) out.push_back(static_cast<uint32_t>(v));
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+Result<std::unique_ptr<NftablesDataplane>> NftablesDataplane::open(NftablesOptions options) {
+  auto session = LibNftablesSession::open();
+  if (!session) return session.error();
+  auto vips = NetlinkVipAddresses::open();
+  if (!vips) return vips.error();
+  auto macs = PacketSocketMemberships::open();
+  if (!macs) return macs.error();
+  return std::make_unique<NftablesDataplane>(std::move(session).value(), std::move(vips).value(),
+                                             std::move(macs).value(), std::move(options));
+}
+
+NftablesDataplane::NftablesDataplane(std::unique_ptr<NftSession> session,
+                                     std::unique_ptr<VipAddresses> vips,
+                                     std::unique_ptr<MacMemberships> macs,
+                                     NftablesOptions options)
+    : session_(std::move(session)),
+      vips_(std::move(vips)),
+      macs_(std::move(macs)),
+      options_(std::move(options)) {}
+
+Status NftablesDataplane::rebuild(const DesiredState& desired) {
+  std::map<std::string, MacAddress> interface_macs;
+  for (const auto& a : desired.services) {
+    if (a.service.vip.isV4() || interface_macs.count(a.service.interface)) continue;
+    auto mac = macs_->hardwareAddress(a.service.interface);
+    if (!mac) return Error{describe(a.service) + ": " + mac.error().message};
+    interface_macs[a.service.interface] = *mac;
+  }
+  auto script = fullScript(desired, interface_macs, options_.ruleset);
+  if (!script) return script.error();
+  auto done = session_->run(*script);
+  if (!done) return done.error();
+  ++full_rebuilds_;
+  applied_ = desired;
+  auto listings = listTables();
+  if (!listings) return Error{"rules loaded but cannot be listed: " + listings.error().message};
+  structure_.clear();
+  for (const auto& l : *listings) structure_.push_back(withoutElements(l));
+  return Ok{};
+}
+
+Status NftablesDataplane::apply(const DesiredState& desired) {
+  if (Status valid = validateDesiredState(desired, kMaxBuckets); !valid) return valid;
+  if (applied_ && sameStructure(*applied_, desired)) {
+    // The hot path: only bucket sets change, one small transaction.
+    std::string script;
+    for (std::size_t i = 0; i < desired.services.size(); ++i) {
+      const auto& now = applied_->services[i];
+      const auto& next = desired.services[i];
+      if (now.owned != next.owned || now.reset_orphans != next.reset_orphans) {
+        script += setUpdateScript(i, next, options_.ruleset);
+      }
+    }
+    if (script.empty()) return Ok{};
+    auto done = session_->run(script);
+    if (!done) return done.error();
+    applied_ = desired;
+    return Ok{};
+  }
+  const std::optional<DesiredState> previous = applied_;
+  if (Status st = rebuild(desired); !st) return st;
+  if (previous) {
+    if (Status st = releaseUnused(*previous, desired); !st) return st;
+  }
+  auto linked = ensureLinkLayer(desired);
+  if (!linked) return linked.error();
+  auto loose = ensureTcpLoose();
+  if (!loose) return loose.error();
+  return Ok{};
+}
+
+Result<std::vector<std::string>> NftablesDataplane::ensureLinkLayer(const DesiredState& desired) {
+  std::vector<std::string> done;
+  for (const auto& a : desired.services) {
+    const Service& s = a.service;
+    auto joined = macs_->present(s.interface, s.cluster_mac);
+    if (!joined) return joined.error();
+    if (Status st = macs_->join(s.interface, s.cluster_mac); !st) {
+      return Error{describe(s) + ": " + st.error().message};
+    }
+    if (!*joined) done.push_back("joined cluster MAC " + s.cluster_mac.toString() + " on " + s.interface);
+    auto added = vips_->ensure(s.interface, s.vip);
+    if (!added) return Error{describe(s) + ": " + added.error().message};
+    if (*added) done.push_back("added VIP " + s.vip.toString() + " on " + s.interface);
+  }
+  return done;
+}
+
+Status NftablesDataplane::releaseUnused(const DesiredState& previous, const DesiredState& next) {
+  std::set<std::pair<std::string, IpAddress>> keep_vips;
+  std::set<std::pair<std::string, MacAddress>> keep_macs;
+  for (const auto& a : next.services) {
+    keep_vips.insert({a.service.interface, a.service.vip});
+    keep_macs.insert({a.service.interface, a.service.cluster_mac});
+  }
+  for (const auto& a : previous.services) {
+    const Service& s = a.service;
+    if (!keep_vips.count({s.interface, s.vip})) {
+      if (Status st = vips_->remove(s.interface, s.vip); !st) return st;
+    }
+    if (!keep_macs.count({s.interface, s.cluster_mac})) {
+      if (Status st = macs_->leave(s.interface, s.cluster_mac); !st) return st;
+    }
+  }
+  return Ok{};
+}
+
+Result<std::vector<std::string>> NftablesDataplane::ensureTcpLoose() {
+  if (!options_.set_tcp_loose) return std::vector<std::string>{};
+  std::string value;
+  {
+    std::ifstream in(options_.tcp_loose_path);
+    in >> value;
+  }
+  if (value == "0") return std::vector<std::string>{};
+  std::ofstream out(options_.tcp_loose_path);
+  out << "0\n";
+  out.close();
+  if (!out) {
+    const std::string warning =
+        "cannot set " + options_.tcp_loose_path + " to 0 (" + std::strerror(errno) +
+        "): after a bucket move, mid-stream packets of established TCP connections count as "
+        "new and may be answered by two nodes";
+    if (std::find(warnings_.begin(), warnings_.end(), warning) == warnings_.end()) {
+      warnings_.push_back(warning);
+    }
+    return std::vector<std::string>{};
+  }
+  return std::vector<std::string>{"set " + options_.tcp_loose_path + " to 0 (was '" + value + "')"};
+}
+
+Result<std::vector<std::string>> NftablesDataplane::listTables() {
+  std::vector<std::string> out;
+  for (const auto& command : listCommands(options_.ruleset)) {
+    auto listed = session_->run(command);
+    if (!listed) return Error{command + ": " + listed.error().message};
+    out.push_back(*listed);
+  }
+  return out;
+}
+
+Result<DriftReport> NftablesDataplane::checkAndRepair() {
+  DriftReport report;
+  if (!applied_) return report;
+  const DesiredState desired = *applied_;
+  bool rebuild_needed = false;
+  const auto commands = listCommands(options_.ruleset);
+  for (std::size_t t = 0; t < commands.size(); ++t) {
+    auto listed = session_->run(commands[t]);
+    if (!listed) {
+      report.details.push_back("missing: " + commands[t].substr(std::strlen("list ")));
+      rebuild_needed = true;
+      continue;
+    }
+    if (t < structure_.size() && withoutElements(*listed) != structure_[t]) {
+      report.details.push_back("rules changed: " + commands[t].substr(std::strlen("list ")));
+      rebuild_needed = true;
+    }
+    if (t == 0) {
+      for (std::size_t i = 0; i < desired.services.size(); ++i) {
+        const auto& a = desired.services[i];
+        auto owned = setElements(*listed, ownedSetName(i));
+        auto reset = setElements(*listed, resetSetName(i));
+        std::vector<uint32_t> want_owned, want_reset;
+        for (uint32_t b : a.owned) want_owned.push_back(kMarkBase + b);
+        for (uint32_t b : a.reset_orphans) want_reset.push_back(kMarkBase + b);
+        if (!owned || !reset || *owned != want_owned || *reset != want_reset) {
+          report.details.push_back("bucket sets changed: " + describe(a.service));
+          rebuild_needed = true;
+        }
+      }
+    }
+  }
+  if (rebuild_needed) {
+    if (Status st = rebuild(desired); !st) return Error{"repair failed: " + st.error().message};
+  }
+  auto linked = ensureLinkLayer(desired);
+  if (!linked) return Error{"repair failed: " + linked.error().message};
+  for (auto& line : *linked) report.details.push_back("restored: " + line);
+  auto loose = ensureTcpLoose();
+  if (!loose) return loose.error();
+  for (auto& line : *loose) report.details.push_back("restored: " + line);
+  report.repaired = static_cast<uint32_t>(report.details.size());
+  repairs_total_ += report.repaired;
+  return report;
+}
+
+Status NftablesDataplane::teardown() {
+  // VIPs first, so nothing attracts traffic while the rules go away.
+  std::string first_error;
+  if (applied_) {
+    for (const auto& a : applied_->services) {
+      if (Status st = vips_->remove(a.service.interface, a.service.vip); !st && first_error.empty()) {
+        first_error = st.error().message;
+      }
+      if (Status st = macs_->leave(a.service.interface, a.service.cluster_mac);
+          !st && first_error.empty()) {
+        first_error = st.error().message;
+      }
+    }
+  }
+  auto done = session_->run(teardownScript(options_.ruleset));
+  if (!done && first_error.empty()) first_error = done.error().message;
+  applied_.reset();
+  structure_.clear();
+  if (!first_error.empty()) return Error{"teardown incomplete: " + first_error};
+  return Ok{};
+}
+
+}  // namespace shoal::dataplane

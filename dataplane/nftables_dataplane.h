@@ -1,0 +1,100 @@
+#pragma once
+// The nftables backend: jhash rules in tables of shoal's own, changed one transaction at a
+// time through libnftables in-process, plus the VIP addresses and the cluster MAC joins.
+// See nft_ruleset.h for the rules and why each one is there.
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dataplane/dataplane.h"
+#include "dataplane/mac_membership.h"
+#include "dataplane/nft_ruleset.h"
+#include "dataplane/nft_session.h"
+#include "dataplane/vip_addresses.h"
+
+namespace shoal::dataplane {
+
+/// Where the conntrack looseness sysctl of the current network namespace lives.
+inline constexpr const char* kTcpLooseSysctl = "/proc/sys/net/netfilter/nf_conntrack_tcp_loose";
+
+/// Knobs of the nftables backend.
+struct NftablesOptions {
+  NftRulesetOptions ruleset;
+  /// Write 0 to kTcpLooseSysctl (this network namespace) after the rules are loaded: only then
+  /// is a mid-stream packet of another node's connection "invalid" rather than "new", which
+  /// is what keeps established connections on their node across bucket moves. Tests that run
+  /// unprivileged fakes point `tcp_loose_path` elsewhere.
+  bool set_tcp_loose = true;
+  std::string tcp_loose_path = kTcpLooseSysctl;
+};
+
+/// Dataplane on nftables. Bucket-set changes are one small transaction (flush + add of the
+/// service's sets); anything else rebuilds the tables in one transaction.
+class NftablesDataplane final : public Dataplane {
+ public:
+  /// The real thing: a libnftables session, libnl VIP addresses, packet-socket MAC joins.
+  /// Errors: any of them could not be opened (usually: not root / no CAP_NET_ADMIN).
+  static Result<std::unique_ptr<NftablesDataplane>> open(NftablesOptions options = {});
+
+  /// With explicit parts (another NftSession for the benchmark, fakes for unit tests).
+  NftablesDataplane(std::unique_ptr<NftSession> session, std::unique_ptr<VipAddresses> vips,
+                    std::unique_ptr<MacMemberships> macs, NftablesOptions options);
+  ~NftablesDataplane() override = default;
+
+  const char* name() const override { return "nftables"; }
+  /// Loads the rules first, then joins the MACs and adds the VIPs (so a VIP never exists
+  /// without its rules). Validation errors name the service and field.
+  Status apply(const DesiredState& desired) override;
+  /// Lists shoal's tables and compares them (structure and bucket sets) with the last applied
+  /// state; checks the VIPs, MAC joins and the conntrack sysctl; rebuilds what differs.
+  Result<DriftReport> checkAndRepair() override;
+  /// Removes the VIPs it added, leaves the MACs, deletes all of shoal's tables.
+  Status teardown() override;
+
+  /// Problems that do not stop enforcement but weaken it (e.g. tcp_loose could not be set).
+  const std::vector<std::string>& warnings() const { return warnings_; }
+  /// Total number of repairs made by checkAndRepair since construction.
+  uint64_t repairsTotal() const { return repairs_total_; }
+  /// Number of whole-table rebuilds (first apply, service changes, repairs).
+  uint64_t fullRebuilds() const { return full_rebuilds_; }
+  /// The session the rules go through.
+  NftSession& session() { return *session_; }
+
+ private:
+  Status rebuild(const DesiredState& desired);
+  /// Joins MACs and adds VIPs that are missing; returns one line per thing (re)done.
+  Result<std::vector<std::string>> ensureLinkLayer(const DesiredState& desired);
+  /// Removes VIPs and leaves MACs that `previous` used and `next` does not.
+  Status releaseUnused(const DesiredState& previous, const DesiredState& next);
+  /// Sets the sysctl if it is not 0; returns a line if it had to.
+  Result<std::vector<std::string>> ensureTcpLoose();
+  Result<std::vector<std::string>> listTables();
+
+  std::unique_ptr<NftSession> session_;
+  std::unique_ptr<VipAddresses> vips_;
+  std::unique_ptr<MacMemberships> macs_;
+  NftablesOptions options_;
+  std::optional<DesiredState> applied_;  ///< what the kernel holds, if apply() succeeded
+  std::vector<std::string> structure_;   ///< listings after the last rebuild, sets emptied
+  std::vector<std::string> warnings_;
+  uint64_t repairs_total_ = 0;
+  uint64_t full_rebuilds_ = 0;
+};
+
+/// Checks what every backend requires of a DesiredState: bucket counts in 1..max_buckets,
+/// owned and reset lists sorted, unique, below the bucket count, resets a subset of owned,
+/// usable VIPs, multicast cluster MACs, an interface, no VIP twice.
+Status validateDesiredState(const DesiredState& desired, uint32_t max_buckets);
+
+/// `listing` with the contents of every `elements = { ... }` removed (for comparing table
+/// structure apart from the bucket sets).
+std::string withoutElements(const std::string& listing);
+
+/// The elements of set `set_name` in a table listing, expanded from nft's "a-b" ranges.
+/// nullopt if the set is not in the listing.
+std::optional<std::vector<uint32_t>> setElements(const std::string& listing,
+                                                 const std::string& set_name);
+
+}  // namespace shoal::dataplane
