@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "cli/json_writer.h"
+#include "cli/text_format.h"
 #include "core/fingerprint.h"
 #include "core/rebalance.h"
 
@@ -22,26 +23,6 @@ std::string nodeList(const ClusterDefinition& def) {
     names += (names.empty() ? "" : ", ") + n.name;
   }
   return names;
-}
-
-// Compact bucket list: "0-3,7,9-10".
-std::string bucketRanges(const std::vector<uint32_t>& buckets) {
-  std::string out;
-  for (std::size_t i = 0; i < buckets.size();) {
-    std::size_t j = i;
-    while (j + 1 < buckets.size() && buckets[j + 1] == buckets[j] + 1) {
-      ++j;
-    }
-    if (!out.empty()) {
-      out += ',';
-    }
-    out += std::to_string(buckets[i]);
-    if (j > i) {
-      out += '-' + std::to_string(buckets[j]);
-    }
-    i = j + 1;
-  }
-  return out.empty() ? "-" : out;
 }
 
 std::vector<uint32_t> bucketsOf(const std::vector<int>& owners, int node) {

@@ -1,13 +1,21 @@
 // shoalctl: look at and steer a shoal cluster. This file parses the command line and
 // dispatches; each command's logic lives in its own file.
 
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "cli/control_client.h"
 #include "cli/plan.h"
+#include "cli/status_render.h"
 #include "core/config_loader.h"
 #include "core/fingerprint.h"
 #include "core/keyring.h"
@@ -212,6 +220,132 @@ int cmdKeygen(int argc, char** argv) {
   return kExitOk;
 }
 
+// The control socket path: --socket PATH, else $SHOAL_SOCKET, else the default.
+std::string socketPath(const Args& args) {
+  if (const auto* s = args.option("--socket")) {
+    return std::string(*s);
+  }
+  if (const char* env = std::getenv("SHOAL_SOCKET"); env != nullptr && *env != '\0') {
+    return env;
+  }
+  return shoal::cli::kDefaultControlSocket;
+}
+
+constexpr std::chrono::milliseconds kControlTimeout{3000};
+
+std::optional<shoal::control::Response> ask(const Args& args,
+                                            const shoal::control::Request& request,
+                                            const char* command) {
+  auto response = shoal::cli::callDaemon(socketPath(args), request, kControlTimeout);
+  if (!response.ok()) {
+    std::fprintf(stderr, "shoalctl %s: %s\n", command, response.error().message.c_str());
+    return std::nullopt;
+  }
+  if (!response->error().empty()) {
+    std::fprintf(stderr, "shoalctl %s: %s\n", command, response->error().c_str());
+    return std::nullopt;
+  }
+  return std::move(response.value());
+}
+
+volatile std::sig_atomic_t g_stop = 0;
+
+int cmdStatus(int argc, char** argv) {
+  Args args;
+  if (!parseArgs(argc, argv, 2, {"--socket", "--interval"}, {"--json", "--watch"}, args) ||
+      !args.positional.empty()) {
+    std::fprintf(stderr,
+                 "usage: shoalctl status [--json] [--watch [--interval MS]] [--socket PATH]\n");
+    return kExitUsage;
+  }
+  shoal::control::Request request;
+  request.mutable_status();
+  const bool json = args.has("--json");
+  if (!args.has("--watch")) {
+    const auto response = ask(args, request, "status");
+    if (!response) {
+      return kExitFailed;
+    }
+    const std::string out = json ? shoal::cli::renderStatusJson(response->status())
+                                 : shoal::cli::renderStatusText(response->status());
+    std::fputs(out.c_str(), stdout);
+    return kExitOk;
+  }
+  long interval_ms = 1000;
+  if (const auto* i = args.option("--interval")) {
+    interval_ms = std::strtol(std::string(*i).c_str(), nullptr, 10);
+    if (interval_ms < 50) {
+      std::fprintf(stderr, "shoalctl status: --interval must be at least 50 ms\n");
+      return kExitUsage;
+    }
+  }
+  std::signal(SIGINT, [](int) { g_stop = 1; });
+  std::signal(SIGTERM, [](int) { g_stop = 1; });
+  const bool tty = ::isatty(STDOUT_FILENO) == 1;
+  while (g_stop == 0) {
+    const auto response = ask(args, request, "status");
+    std::string out;
+    if (response) {
+      out = json ? shoal::cli::renderStatusJson(response->status())
+                 : shoal::cli::renderStatusText(response->status());
+    }
+    if (tty && !json) {
+      std::fputs("\033[H\033[2J", stdout);  // home and clear, like watch(1)
+    }
+    std::fputs(out.c_str(), stdout);
+    std::fflush(stdout);
+    ::usleep(static_cast<useconds_t>(interval_ms) * 1000);
+  }
+  return kExitOk;
+}
+
+int cmdDrainOrUndrain(int argc, char** argv, bool drain) {
+  const char* name = drain ? "drain" : "undrain";
+  Args args;
+  if (!parseArgs(argc, argv, 2, {"--socket"}, {}, args) || args.positional.size() > 1) {
+    std::fprintf(stderr, "usage: shoalctl %s [NODE] [--socket PATH]\n", name);
+    return kExitUsage;
+  }
+  shoal::control::Request request;
+  auto* d = request.mutable_drain();
+  d->set_drain(drain);
+  if (!args.positional.empty()) {
+    d->set_node(std::string(args.positional[0]));
+  }
+  const auto response = ask(args, request, name);
+  if (!response) {
+    return kExitFailed;
+  }
+  std::printf("%s: %s (cluster-wide)\n", response->drain().node().c_str(),
+              response->drain().drained() ? "drained" : "undrained");
+  return kExitOk;
+}
+
+int cmdDrain(int argc, char** argv) { return cmdDrainOrUndrain(argc, argv, true); }
+int cmdUndrain(int argc, char** argv) { return cmdDrainOrUndrain(argc, argv, false); }
+
+int cmdEvents(int argc, char** argv) {
+  Args args;
+  if (!parseArgs(argc, argv, 2, {"--socket", "--max"}, {"--json"}, args) ||
+      !args.positional.empty()) {
+    std::fprintf(stderr, "usage: shoalctl events [--max N] [--json] [--socket PATH]\n");
+    return kExitUsage;
+  }
+  shoal::control::Request request;
+  auto* e = request.mutable_events();
+  if (const auto* m = args.option("--max")) {
+    e->set_max(static_cast<uint32_t>(std::strtoul(std::string(*m).c_str(), nullptr, 10)));
+  }
+  const auto response = ask(args, request, "events");
+  if (!response) {
+    return kExitFailed;
+  }
+  const std::string out = args.has("--json") ? shoal::cli::renderEventsJson(response->events())
+                                             : shoal::cli::renderEventsText(response->events());
+  std::fputs(out.c_str(), stdout);
+  return kExitOk;
+}
+
 struct Command {
   const char* name;
   int (*run)(int, char**);
@@ -222,6 +356,10 @@ constexpr Command kCommands[] = {
     {"validate", cmdValidate, "check a cluster definition; one line per error"},
     {"plan", cmdPlan, "the bucket assignment with nodes down or drained (what-if)"},
     {"keygen", cmdKeygen, "create or rotate the cluster key file"},
+    {"status", cmdStatus, "the running cluster as this node sees it (--json, --watch)"},
+    {"drain", cmdDrain, "take a node's buckets away, cluster-wide (default: this node)"},
+    {"undrain", cmdUndrain, "give a drained node its buckets back, cluster-wide"},
+    {"events", cmdEvents, "recent membership and bucket changes with timestamps"},
 };
 
 int usage(FILE* to) {
