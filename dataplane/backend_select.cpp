@@ -201,8 +201,12 @@ Result<std::unique_ptr<Dataplane>> makeDataplane(const ClusterDefinition& defini
     if (settings.addresses) {
       addresses = std::make_unique<SharedVipAddresses>(settings.addresses);
     }
+    std::string script = settings.clusterip_fail_safe_script;
+    if (auto at = script.find("{pid}"); at != std::string::npos) {
+      script.replace(at, 5, std::to_string(::getpid()));
+    }
     std::unique_ptr<Dataplane> dataplane = std::make_unique<ClusterIpDataplane>(
-        systemClusterIpParts(settings.clusterip_fail_safe_script, std::move(addresses)));
+        systemClusterIpParts(script, std::move(addresses)));
     return dataplane;
   }
   return Error{"dataplane: the nftables backend is not part of this build yet"};

@@ -52,8 +52,10 @@ struct DataplaneSettings {
   std::optional<Backend> backend;
   /// Facts to decide on instead of probing (tests); nullopt: probeKernel().
   std::optional<KernelFacts> facts;
-  /// Where the CLUSTERIP fail-safe keeps its release script; empty: no fail-safe guard.
-  std::string clusterip_fail_safe_script = "/run/shoal/clusterip-release.sh";
+  /// Where the CLUSTERIP fail-safe keeps its release script ("{pid}" becomes the process
+  /// id, so processes in different network namespaces of one host keep theirs apart);
+  /// empty: no fail-safe guard.
+  std::string clusterip_fail_safe_script = "/run/shoal/clusterip-release-{pid}.sh";
   /// Puts VIP addresses on interfaces for the CLUSTERIP backend; null: someone else does.
   std::shared_ptr<VipAddresses> addresses;
 };

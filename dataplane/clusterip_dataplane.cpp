@@ -304,6 +304,7 @@ Status ClusterIpDataplane::armFailSafe(const DesiredState& state) {
       script += parts_.addresses->removeCommand(interface, vip) + "\n";
     }
   }
+  script += "rm -f -- \"$0\"\n";
   return parts_.fail_safe->arm(script);
 }
 
