@@ -222,7 +222,19 @@ Status readSecretFile(const std::string& path, SecretString& out) {
     return Error{"key file " + path + " cannot be opened: " + errnoText()};
   }
   struct stat st {};
-  if (::fstat(fd, &st) != 0 || st.st_size > kMaxKeyFileBytes) {
+  if (::fstat(fd, &st) != 0) {
+    const std::string why = errnoText();
+    ::close(fd);
+    return Error{"key file " + path + " cannot be examined: " + why};
+  }
+  // Checked again on the open file: the path may have been replaced since the safety check.
+  if (!S_ISREG(st.st_mode) || (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+    ::close(fd);
+    return Error{"key file " + path +
+                 " changed while being read and is no longer a private regular file; run: "
+                 "chmod 600 " + path};
+  }
+  if (st.st_size > kMaxKeyFileBytes) {
     ::close(fd);
     return Error{"key file " + path + " is larger than " + std::to_string(kMaxKeyFileBytes) +
                  " bytes; it is not a shoal key file"};

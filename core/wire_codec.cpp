@@ -5,6 +5,7 @@
 #include <openssl/hmac.h>
 
 #include <numeric>
+#include <optional>
 #include <utility>
 
 namespace shoal {
@@ -93,8 +94,12 @@ uint64_t RejectionCounters::total() const {
   return std::accumulate(counts.begin(), counts.end(), uint64_t{0});
 }
 
-std::array<uint8_t, kMacSize> packetMac(const Key& key, uint32_t version,
-                                        std::string_view envelope_bytes) {
+namespace {
+
+// HMAC over the label, version, key id and envelope; nullopt if OpenSSL fails (it does not
+// for SHA-256 short of memory exhaustion, but a failure must never yield a usable MAC).
+std::optional<std::array<uint8_t, kMacSize>> computeMac(const Key& key, uint32_t version,
+                                                        std::string_view envelope_bytes) {
   std::string input;
   input.reserve(kMacLabel.size() + 8 + envelope_bytes.size());
   input += kMacLabel;
@@ -103,9 +108,22 @@ std::array<uint8_t, kMacSize> packetMac(const Key& key, uint32_t version,
   input += envelope_bytes;
   std::array<uint8_t, kMacSize> mac{};
   unsigned int length = 0;
-  HMAC(EVP_sha256(), key.secret().data(), static_cast<int>(key.secret().size()),
-       reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac.data(), &length);
+  if (HMAC(EVP_sha256(), key.secret().data(), static_cast<int>(key.secret().size()),
+           reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac.data(),
+           &length) == nullptr ||
+      length != kMacSize) {
+    return std::nullopt;
+  }
   return mac;
+}
+
+}  // namespace
+
+std::array<uint8_t, kMacSize> packetMac(const Key& key, uint32_t version,
+                                        std::string_view envelope_bytes) {
+  // All zeros on failure: receivers never accept it (openPacket computes its own MAC and
+  // rejects when that fails).
+  return computeMac(key, version, envelope_bytes).value_or(std::array<uint8_t, kMacSize>{});
 }
 
 std::string sealEnvelope(const Key& key, const wire::Envelope& envelope) {
@@ -165,9 +183,9 @@ Opened openPacket(std::string_view datagram, const Keyring& keys, const WireIden
   if (key == nullptr) {
     return Opened::reject(Rejection::UnknownKey);
   }
-  const auto expected = packetMac(*key, packet.version(), packet.envelope());
-  if (packet.mac().size() != kMacSize ||
-      CRYPTO_memcmp(expected.data(), packet.mac().data(), kMacSize) != 0) {
+  const auto expected = computeMac(*key, packet.version(), packet.envelope());
+  if (!expected || packet.mac().size() != kMacSize ||
+      CRYPTO_memcmp(expected->data(), packet.mac().data(), kMacSize) != 0) {
     return Opened::reject(Rejection::BadMac);
   }
   // Authentic from here on: parse the very bytes the MAC covered.

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "core/keyring.h"
 #include "proto/shoal.pb.h"
@@ -70,8 +71,8 @@ struct WireIdentity {
 };
 
 /// The MAC of a packet: HMAC-SHA256(key, "shoal/wire/packet-mac" || be32(version) ||
-/// be32(key.id()) || envelope_bytes). Used by sealing and opening; public for tests and
-/// tools that build packets by hand.
+/// be32(key.id()) || envelope_bytes). Used by sealing; public for tests and tools that build
+/// packets by hand. Should OpenSSL fail, returns all zeros, which openPacket() never accepts.
 std::array<uint8_t, kMacSize> packetMac(const Key& key, uint32_t version,
                                         std::string_view envelope_bytes);
 
