@@ -27,7 +27,8 @@ constexpr std::string_view kFileHeader =
     "# Every node of the cluster needs the same keys. Keep this file mode 0600.\n";
 
 // A std::string whose contents are wiped when it dies: file text and hex renderings hold
-// key material.
+// key material. It is neither copied nor moved (a moved-from short string can keep its bytes),
+// which is why the helpers below fill one passed in rather than return it.
 class SecretString {
  public:
   SecretString() = default;

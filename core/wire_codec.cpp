@@ -162,6 +162,13 @@ Opened Opened::reject(Rejection reason) {
   return opened;
 }
 
+Opened Opened::reject(Rejection reason, wire::Envelope authentic) {
+  Opened opened;
+  opened.reason_ = reason;
+  opened.envelope_ = std::move(authentic);
+  return opened;
+}
+
 Opened openPacket(std::string_view datagram, const Keyring& keys, const WireIdentity& identity) {
   if (datagram.size() > kMaxDatagram) {
     return Opened::reject(Rejection::Malformed);
@@ -195,7 +202,7 @@ Opened openPacket(std::string_view datagram, const Keyring& keys, const WireIden
     return Opened::reject(Rejection::Malformed);
   }
   if (envelope.cluster() != identity.cluster) {
-    return Opened::reject(Rejection::OtherCluster);
+    return Opened::reject(Rejection::OtherCluster, std::move(envelope));
   }
   if (!indicesInRange(envelope, identity)) {
     return Opened::reject(Rejection::Malformed);

@@ -110,11 +110,15 @@ class Opened {
  public:
   static Opened accept(wire::Envelope envelope, uint32_t key_id);
   static Opened reject(Rejection reason);
+  /// A rejection of an authentic envelope (OtherCluster): keeps it for the report.
+  static Opened reject(Rejection reason, wire::Envelope authentic);
 
   bool ok() const { return ok_; }
   /// Why the packet was rejected; meaningful only when !ok().
   Rejection reason() const { return reason_; }
-  /// The verified envelope; meaningful only when ok().
+  /// The verified envelope when ok(). Also set, MAC verified, for an OtherCluster rejection so
+  /// the caller can report the peer's fingerprint (cluster()) and claimed node index
+  /// (sender()); empty for every other rejection.
   const wire::Envelope& envelope() const& { return envelope_; }
   wire::Envelope&& envelope() && { return std::move(envelope_); }
   /// Id of the key that verified it (for per-key statistics during rotation).

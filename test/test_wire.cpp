@@ -324,6 +324,7 @@ TEST_CASE("a key id that is not installed is unknown_key; the same id with anoth
   const Opened forged = openPacket(datagram, same_id_other_secret, identityOf(5));
   REQUIRE_FALSE(forged.ok());
   CHECK(str(forged.reason()) == str(Rejection::BadMac));
+  CHECK(forged.envelope().cluster() == 0);
 }
 
 TEST_CASE("a MAC that is cut short or missing is bad_mac") {
@@ -368,12 +369,16 @@ TEST_CASE("a packet from another cluster definition is other_cluster, after the 
   const Opened opened = openPacket(datagram, keys, identityOf(5));
   REQUIRE_FALSE(opened.ok());
   CHECK(str(opened.reason()) == str(Rejection::OtherCluster));
+  // The authentic envelope is kept so the peer can be reported.
+  CHECK(opened.envelope().cluster() == (kCluster ^ 1));
+  CHECK(opened.envelope().sender() == 2);
 
   // A forged one with the wrong fingerprint is a bad MAC, not information about a peer.
   const Keyring forger = ringOf({fixedKey(1, 0x99)}, 1);
   const Opened forged = openPacket(foreign.seal(forger, 5, heartbeatBody(1)), keys, identityOf(5));
   REQUIRE_FALSE(forged.ok());
   CHECK(str(forged.reason()) == str(Rejection::BadMac));
+  CHECK(forged.envelope().cluster() == 0);
 }
 
 TEST_CASE("a signed packet of another wire version is unsupported_version") {
