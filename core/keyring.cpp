@@ -48,7 +48,9 @@ class SecretString {
   std::string text_;
 };
 
-std::string errnoText() { return std::strerror(errno); }
+std::string errnoText() {
+  return std::strerror(errno);
+}
 
 // One line of a key file. Comment and blank lines keep their text so rewrites preserve
 // them; key lines keep only the parsed key (the hex is not kept around).
@@ -146,8 +148,8 @@ Result<KeyFile> parseKeyFile(std::string_view text, const std::string& source) {
     }
     const auto id = parseKeyId(words[0]);
     if (!id) {
-      return Error{where + "key id \"" + std::string(words[0]) +
-                   "\" is not a number from 1 to " + std::to_string(kMaxKeyId)};
+      return Error{where + "key id \"" + std::string(words[0]) + "\" is not a number from 1 to " +
+                   std::to_string(kMaxKeyId)};
     }
     for (const Line& earlier : file.lines) {
       if (earlier.key && earlier.key->id() == *id) {
@@ -186,8 +188,7 @@ Result<KeyFile> parseKeyFile(std::string_view text, const std::string& source) {
       }
       if (marked_primary) {
         return Error{where + "a second key is marked primary (the first is on line " +
-                     std::to_string(file.lines[*marked_primary].number) +
-                     "); mark exactly one"};
+                     std::to_string(file.lines[*marked_primary].number) + "); mark exactly one"};
       }
       marked_primary = file.lines.size();
     }
@@ -233,7 +234,8 @@ Status readSecretFile(const std::string& path, SecretString& out) {
     ::close(fd);
     return Error{"key file " + path +
                  " changed while being read and is no longer a private regular file; run: "
-                 "chmod 600 " + path};
+                 "chmod 600 " +
+                 path};
   }
   if (st.st_size > kMaxKeyFileBytes) {
     ::close(fd);
@@ -415,7 +417,9 @@ Key& Key::operator=(Key&& other) noexcept {
   return *this;
 }
 
-Key::~Key() { OPENSSL_cleanse(secret_.data(), secret_.size()); }
+Key::~Key() {
+  OPENSSL_cleanse(secret_.data(), secret_.size());
+}
 
 Result<Key> Key::generate(uint32_t id) {
   std::array<uint8_t, kKeySize> secret{};
@@ -496,8 +500,8 @@ Status createKeyFile(const std::string& path) {
   if (!key) {
     return key.error();
   }
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                        S_IRUSR | S_IWUSR);
+  const int fd =
+      ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, S_IRUSR | S_IWUSR);
   if (fd < 0) {
     if (errno == EEXIST) {
       return Error{"key file " + path +

@@ -7,8 +7,12 @@ namespace shoal {
 
 namespace {
 
-constexpr std::size_t wordOf(uint64_t sequence) { return (sequence % kReplayWindow) / 64; }
-constexpr uint64_t maskOf(uint64_t sequence) { return uint64_t{1} << (sequence % 64); }
+constexpr std::size_t wordOf(uint64_t sequence) {
+  return (sequence % kReplayWindow) / 64;
+}
+constexpr uint64_t maskOf(uint64_t sequence) {
+  return uint64_t{1} << (sequence % 64);
+}
 
 }  // namespace
 
@@ -102,8 +106,7 @@ void ReplayGuard::commit(uint32_t sender, uint64_t boot_id, uint64_t sequence) {
 }
 
 uint64_t newBootId(uint64_t previous, uint64_t realtime_us) {
-  const uint64_t next =
-      previous == std::numeric_limits<uint64_t>::max() ? previous : previous + 1;
+  const uint64_t next = previous == std::numeric_limits<uint64_t>::max() ? previous : previous + 1;
   return std::max(realtime_us, next);
 }
 

@@ -28,8 +28,12 @@ namespace fs = std::filesystem;
 
 // Enums compared through their names, so failures print readable values (doctest's own
 // stringification would pick up shoal::toString by argument-dependent lookup and fail).
-std::string str(ReplayVerdict verdict) { return toString(verdict); }
-std::string str(Rejection reason) { return toString(reason); }
+std::string str(ReplayVerdict verdict) {
+  return toString(verdict);
+}
+std::string str(Rejection reason) {
+  return toString(reason);
+}
 
 namespace {
 
@@ -241,8 +245,7 @@ TEST_CASE("every single-bit flip of a sealed packet is rejected, and why") {
       INFO("byte " << byte << " bit " << bit);
       REQUIRE_FALSE(opened.ok());
       ++tally[toString(opened.reason())];
-      const bool in_envelope =
-          byte >= envelope_at && byte < envelope_at + envelope_bytes.size();
+      const bool in_envelope = byte >= envelope_at && byte < envelope_at + envelope_bytes.size();
       if (in_envelope || byte >= mac_at) {
         CHECK(str(opened.reason()) == str(Rejection::BadMac));
       }
@@ -253,7 +256,7 @@ TEST_CASE("every single-bit flip of a sealed packet is rejected, and why") {
     summary += reason + "=" + std::to_string(count) + " ";
   }
   MESSAGE((datagram.size() * 8) << " flips of a " << datagram.size()
-                              << "-byte packet rejected: " << summary);
+                                << "-byte packet rejected: " << summary);
   // The outer fields are each reached by some flip.
   CHECK(tally["malformed"] > 0);
   CHECK(tally["unsupported_version"] > 0);
@@ -267,8 +270,7 @@ TEST_CASE("truncation at every length is rejected") {
   REQUIRE(openPacket(datagram, keys, identityOf(5)).ok());
   for (std::size_t length = 0; length < datagram.size(); ++length) {
     INFO("length " << length);
-    CHECK_FALSE(openPacket(std::string_view(datagram).substr(0, length), keys, identityOf(5))
-                    .ok());
+    CHECK_FALSE(openPacket(std::string_view(datagram).substr(0, length), keys, identityOf(5)).ok());
   }
 }
 
@@ -310,8 +312,9 @@ TEST_CASE("random corruption of a valid packet is never accepted") {
   }
 }
 
-TEST_CASE("a key id that is not installed is unknown_key; the same id with another secret is "
-          "bad_mac") {
+TEST_CASE(
+    "a key id that is not installed is unknown_key; the same id with another secret is "
+    "bad_mac") {
   const Keyring sender = ringOf({fixedKey(3, 0x33)}, 3);
   const std::string datagram = sealEnvelope(sender.primary(), fullEnvelope(1, 1));
 
@@ -492,7 +495,7 @@ TEST_CASE("replay: a packet of an older boot is rejected; a newer boot resets th
   CHECK(second_boot.bootId() == 1001);
   const std::string new1 = second_boot.seal(node5.keys, 5, heartbeatBody(0));
   CHECK(str(node5.guard.check(2, 1001, 1)) == str(ReplayVerdict::NewBoot));
-  CHECK(node5.receive(new1));  // sequence 1 again, but of the new boot
+  CHECK(node5.receive(new1));        // sequence 1 again, but of the new boot
   CHECK_FALSE(node5.receive(old2));  // never seen, but from the old boot
   CHECK(str(node5.guard.check(2, 1000, 2)) == str(ReplayVerdict::OldBoot));
   CHECK_FALSE(node5.receive(new1));
@@ -533,8 +536,8 @@ TEST_CASE("replay window: sliding clears the slots it reuses and keeps the rest"
   for (uint64_t s = 4097; s <= 4105; ++s) {
     CHECK(str(window.check(1, s)) == str(ReplayVerdict::Fresh));
   }
-  CHECK(str(window.check(1, top - kReplayWindow)) == str(ReplayVerdict::TooOld));          // 54
-  CHECK(str(window.check(1, top - kReplayWindow + 1)) == str(ReplayVerdict::Seen));        // 55
+  CHECK(str(window.check(1, top - kReplayWindow)) == str(ReplayVerdict::TooOld));    // 54
+  CHECK(str(window.check(1, top - kReplayWindow + 1)) == str(ReplayVerdict::Seen));  // 55
   CHECK(str(window.check(1, 100)) == str(ReplayVerdict::Seen));
   CHECK(str(window.check(1, 101)) == str(ReplayVerdict::Fresh));
   CHECK(str(window.check(1, top)) == str(ReplayVerdict::Seen));
