@@ -1,0 +1,69 @@
+#include "membership/ownership.h"
+
+#include "core/rebalance.h"
+
+namespace shoal {
+
+uint32_t aliveCount(const View& view) {
+  uint32_t n = 0;
+  for (const MemberView& m : view.members) {
+    n += m.state == MemberState::Alive ? 1 : 0;
+  }
+  return n;
+}
+
+bool hasQuorum(PartitionPolicy policy, uint32_t alive, uint32_t configured) {
+  if (policy == PartitionPolicy::ServeAll) {
+    return true;
+  }
+  return alive * 2 > configured;
+}
+
+OwnershipDecision decideOwnership(const OwnershipInput& in) {
+  const ClusterDefinition& def = *in.def;
+  const View& view = *in.view;
+  OwnershipDecision d;
+  const auto configured = static_cast<uint32_t>(def.nodes.size());
+  d.quorum = hasQuorum(def.partition_policy, aliveCount(view), configured);
+  for (std::size_t i = 0; i < view.members.size() && i < 32; ++i) {
+    if (view.members[i].serving()) {
+      d.serving_mask |= 1u << i;
+    }
+  }
+  const auto self = static_cast<int16_t>(view.self);
+  for (std::size_t s = 0; s < def.services.size(); ++s) {
+    const Service& svc = def.services[s];
+    d.targets.push_back(computeOwners(def, svc, d.serving_mask));
+    BucketSet hold(svc.buckets);
+    if (d.quorum && in.settled) {
+      const std::vector<int16_t>& target = d.targets.back();
+      const BucketSet* held = (in.held != nullptr && s < in.held->size()) ? &(*in.held)[s] : nullptr;
+      for (uint32_t b = 0; b < svc.buckets; ++b) {
+        if (target[b] != self) {
+          continue;
+        }
+        if (held != nullptr && held->has(b)) {
+          hold.set(b);
+          continue;
+        }
+        bool claimed = false;
+        for (std::size_t m = 0; m < view.members.size() && !claimed; ++m) {
+          if (m == view.self || !view.members[m].up() || in.claims == nullptr ||
+              m >= in.claims->size() || s >= (*in.claims)[m].size()) {
+            continue;
+          }
+          claimed = (*in.claims)[m][s].has(b);
+        }
+        if (claimed) {
+          ++d.waiting;
+        } else {
+          hold.set(b);
+        }
+      }
+    }
+    d.hold.push_back(std::move(hold));
+  }
+  return d;
+}
+
+}  // namespace shoal

@@ -1,0 +1,174 @@
+// The hand-off rule from membership view to the buckets this node holds.
+
+#include "membership/ownership.h"
+
+#include <doctest/doctest.h>
+
+#include "core/rebalance.h"
+
+namespace {
+
+using shoal::BucketSet;
+using shoal::MemberState;
+
+struct Fixture {
+  shoal::ClusterDefinition def;
+  shoal::View view;
+  std::vector<std::vector<BucketSet>> claims;
+  std::vector<BucketSet> held;
+
+  explicit Fixture(uint32_t self, std::size_t nodes = 3) {
+    def.name = "t";
+    shoal::Service svc;
+    svc.name = "http";
+    svc.buckets = 16;
+    svc.seed = 7;
+    def.services.push_back(svc);
+    for (std::size_t i = 0; i < nodes; ++i) {
+      shoal::Node n;
+      n.name = "n" + std::to_string(i);
+      def.nodes.push_back(n);
+    }
+    view.self = self;
+    view.members.resize(nodes);
+    for (auto& m : view.members) {
+      m.state = MemberState::Alive;
+    }
+    claims.assign(nodes, {BucketSet(16)});
+    held = {BucketSet(16)};
+  }
+
+  shoal::OwnershipDecision decide(bool settled = true) const {
+    return shoal::decideOwnership({&def, &view, &claims, &held, settled});
+  }
+
+  uint32_t mask() const {
+    uint32_t m = 0;
+    for (std::size_t i = 0; i < view.members.size(); ++i) {
+      m |= view.members[i].serving() ? (1u << i) : 0u;
+    }
+    return m;
+  }
+
+  std::vector<uint32_t> targetOf(int node) const {
+    const auto owners = shoal::computeOwners(def, def.services[0], mask());
+    std::vector<uint32_t> out;
+    for (uint32_t b = 0; b < owners.size(); ++b) {
+      if (owners[b] == node) {
+        out.push_back(b);
+      }
+    }
+    return out;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("ownership takes every unclaimed target bucket and nothing else") {
+  Fixture f(0);
+  const auto d = f.decide();
+  CHECK(d.quorum);
+  CHECK(d.hold[0].list() == f.targetOf(0));
+  CHECK(d.waiting == 0);
+}
+
+TEST_CASE("ownership waits for a bucket a live peer still claims, then takes it") {
+  Fixture f(0);
+  const auto mine = f.targetOf(0);
+  REQUIRE_FALSE(mine.empty());
+  f.claims[1][0].set(mine[0]);  // peer 1 has not released it yet
+  auto d = f.decide();
+  CHECK_FALSE(d.hold[0].has(mine[0]));
+  CHECK(d.waiting == 1);
+  f.claims[1][0].set(mine[0], false);  // its next heartbeat: released
+  d = f.decide();
+  CHECK(d.hold[0].has(mine[0]));
+}
+
+TEST_CASE("ownership keeps a held target bucket even if a peer claims it too") {
+  Fixture f(0);
+  const auto mine = f.targetOf(0);
+  f.held[0].set(mine[0]);
+  f.claims[2][0].set(mine[0]);
+  CHECK(f.decide().hold[0].has(mine[0]));
+}
+
+TEST_CASE("ownership releases a held bucket that is no longer its target") {
+  Fixture f(0);
+  const auto theirs = f.targetOf(1);
+  REQUIRE_FALSE(theirs.empty());
+  f.held[0].set(theirs[0]);
+  CHECK_FALSE(f.decide().hold[0].has(theirs[0]));
+}
+
+TEST_CASE("ownership ignores the claims of a dead peer: a crash is taken over at once") {
+  Fixture f(0);
+  const auto before = f.targetOf(1);
+  for (uint32_t b : before) {
+    f.claims[1][0].set(b);
+  }
+  f.view.members[1].state = MemberState::Dead;
+  const auto d = f.decide();
+  for (uint32_t b : before) {
+    CHECK(d.targets[0][b] != 1);
+  }
+  CHECK(d.hold[0].list() == f.targetOf(0));
+  CHECK(d.waiting == 0);
+}
+
+TEST_CASE("ownership of a drained node is empty and its buckets go to the others") {
+  Fixture f(0);
+  f.view.members[0].drain.mode = shoal::DrainMode::Drained;
+  const auto d = f.decide();
+  CHECK(d.hold[0].empty());
+  CHECK((d.serving_mask & 1u) == 0);
+}
+
+TEST_CASE("ownership without quorum holds nothing under the majority policy") {
+  Fixture f(0);
+  f.view.members[1].state = MemberState::Suspect;  // suspects do not count for quorum
+  f.view.members[2].state = MemberState::Dead;
+  CHECK_FALSE(f.decide().quorum);
+  CHECK(f.decide().hold[0].empty());
+  f.def.partition_policy = shoal::PartitionPolicy::ServeAll;
+  CHECK(f.decide().quorum);
+  CHECK_FALSE(f.decide().hold[0].empty());
+}
+
+TEST_CASE("ownership holds nothing before the node has settled") {
+  Fixture f(0);
+  CHECK(f.decide(false).hold[0].empty());
+}
+
+TEST_CASE("quorum is a strict majority of the configured nodes") {
+  using shoal::hasQuorum;
+  using shoal::PartitionPolicy;
+  CHECK(hasQuorum(PartitionPolicy::Majority, 2, 3));
+  CHECK_FALSE(hasQuorum(PartitionPolicy::Majority, 1, 3));
+  CHECK_FALSE(hasQuorum(PartitionPolicy::Majority, 2, 4));
+  CHECK(hasQuorum(PartitionPolicy::Majority, 1, 1));
+  CHECK(hasQuorum(PartitionPolicy::ServeAll, 1, 16));
+}
+
+TEST_CASE("ownership: every bucket is held by exactly one node once claims settle") {
+  // Three nodes that share a view exchange claims until nothing changes; then every bucket
+  // has exactly one holder.
+  std::vector<Fixture> nodes{Fixture(0), Fixture(1), Fixture(2)};
+  for (int round = 0; round < 4; ++round) {
+    std::vector<std::vector<BucketSet>> claims(3);
+    for (int i = 0; i < 3; ++i) {
+      claims[i] = nodes[i].held;
+    }
+    for (int i = 0; i < 3; ++i) {
+      nodes[i].claims = claims;
+      nodes[i].held = nodes[i].decide().hold;
+    }
+  }
+  for (uint32_t b = 0; b < 16; ++b) {
+    int holders = 0;
+    for (const auto& n : nodes) {
+      holders += n.held[0].has(b) ? 1 : 0;
+    }
+    CHECK(holders == 1);
+  }
+}
