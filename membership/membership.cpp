@@ -167,6 +167,7 @@ DrainSnapshot Membership::drainSnapshot() const {
 
 Output Membership::start(TimePoint now, const DrainSnapshot& saved) {
   out_ = Output{};
+  now_ = now;
   if (started_) {
     return finish(now);
   }
@@ -185,6 +186,7 @@ Output Membership::start(TimePoint now, const DrainSnapshot& saved) {
 
 Output Membership::onTick(TimePoint now) {
   out_ = Output{};
+  now_ = now;
   catchUp(now);
   tick(now);
   return finish(now);
@@ -193,6 +195,7 @@ Output Membership::onTick(TimePoint now) {
 Output Membership::onPacket(TimePoint now, std::span<const uint8_t> bytes, uint32_t link,
                             const Endpoint& from) {
   out_ = Output{};
+  now_ = now;
   catchUp(now);
   ++counters_.packets_received;
   counters_.bytes_received += bytes.size();
@@ -226,6 +229,7 @@ Output Membership::onPacket(TimePoint now, std::span<const uint8_t> bytes, uint3
 
 Output Membership::drain(TimePoint now, uint32_t node, DrainMode mode) {
   out_ = Output{};
+  now_ = now;
   catchUp(now);
   if (node < view_.members.size() && !left_) {
     mergeDrain(now, node, DrainState{mode, lamport_ + 1, self_});
@@ -236,6 +240,7 @@ Output Membership::drain(TimePoint now, uint32_t node, DrainMode mode) {
 
 Output Membership::setOwnHealth(TimePoint now, NodeHealth health) {
   out_ = Output{};
+  now_ = now;
   catchUp(now);
   MemberView& me = view_.members[self_];
   if (!left_ && !(me.health == health)) {
@@ -250,6 +255,7 @@ Output Membership::setOwnHealth(TimePoint now, NodeHealth health) {
 
 Output Membership::leave(TimePoint now) {
   out_ = Output{};
+  now_ = now;
   if (left_ || !started_) {
     left_ = true;
     return finish(now);
@@ -667,6 +673,7 @@ void Membership::applyUpdate(TimePoint now, const wire::MemberUpdate& u) {
   const uint64_t inc = u.incarnation();
   if (node == self_) {
     applyAboutSelf(now, state, inc);
+    adoptHoldDown(now, node, u.hold_down_ms());
     return;
   }
   const MemberView& m = view_.members[node];
@@ -691,13 +698,28 @@ void Membership::applyUpdate(TimePoint now, const wire::MemberUpdate& u) {
     case MemberState::Unknown:
       break;
   }
-  if (!accept) {
+  if (accept) {
+    if (inc > m.incarnation || m.state == MemberState::Unknown) {
+      setHealth(node, fromWire(u.health()));
+    }
+    setState(now, node, state, inc);
+  }
+  adoptHoldDown(now, node, u.hold_down_ms());
+}
+
+void Membership::adoptHoldDown(TimePoint now, uint32_t node, uint32_t hold_down_ms) {
+  MemberView& m = view_.members[node];
+  if (hold_down_ms == 0 || m.held_down || !m.up()) {
     return;
   }
-  if (inc > m.incarnation || m.state == MemberState::Unknown) {
-    setHealth(node, fromWire(u.health()));
-  }
-  setState(now, node, state, inc);
+  // Another member saw deaths of this one that this node did not (it restarted since, or the
+  // member is this node itself): hold it out as long as they do, never longer than a
+  // hold-down.
+  const Duration left = std::min<Duration>(std::chrono::milliseconds(hold_down_ms),
+                                           def_.timing.flap_hold_down);
+  m.held_down = true;
+  m.held_until = now + left;
+  out_.events.push_back(makeEvent(Event::Kind::HoldDownStarted, node));
 }
 
 void Membership::applyAboutSelf(TimePoint now, MemberState state, uint64_t inc) {
@@ -929,6 +951,10 @@ wire::MemberUpdate Membership::record(uint32_t node) const {
   }
   if (m.health.status != HealthStatus::Unstated || m.health.failing_checks != 0) {
     toWire(m.health, u.mutable_health());
+  }
+  if (m.held_down && m.held_until > now_) {
+    const auto ms = std::chrono::ceil<std::chrono::milliseconds>(m.held_until - now_).count();
+    u.set_hold_down_ms(static_cast<uint32_t>(std::min<int64_t>(ms, UINT32_MAX)));
   }
   return u;
 }

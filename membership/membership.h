@@ -151,6 +151,7 @@ class Membership {
   void selfReport(TimePoint now, uint32_t node, uint64_t incarnation, const NodeHealth& health);
   void applyUpdate(TimePoint now, const wire::MemberUpdate& update);
   void applyAboutSelf(TimePoint now, MemberState state, uint64_t incarnation);
+  void adoptHoldDown(TimePoint now, uint32_t node, uint32_t hold_down_ms);
   void mergeDrain(TimePoint now, uint32_t node, const DrainState& drain);
   void setState(TimePoint now, uint32_t node, MemberState state, uint64_t incarnation);
   void setHealth(uint32_t node, const NodeHealth& health);
@@ -196,6 +197,7 @@ class Membership {
   bool broadcast_pending_ = false;
   uint32_t join_attempts_ = 0;
   uint64_t lamport_ = 0;
+  TimePoint now_{};  // time of the current call (for the hold-down left in records)
   TimePoint scheduled_ = TimePoint::max();
   TimePoint next_heartbeat_{};
   TimePoint next_join_{};
