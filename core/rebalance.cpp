@@ -9,28 +9,32 @@
 // Buckets come in groups of 16: bucket b is in group b / 16 and has the home leaf b mod 16
 // of a 16-leaf binary tree. Each group places the configured nodes on its leaves (see
 // leafOccupants: with equal weights, one leaf per node; a seeded permutation per group).
-// Bucket b then looks at the leaves home ^ offset for the offsets of kOffsetOrder in turn;
-// at each offset, every bucket still without an owner is taken by the node on that leaf if
-// the node is live and has room. A node has room while it holds fewer than floor(share)
+// Bucket b looks at the leaves home ^ offset for the offsets of kOffsetOrder in turn; at
+// each offset, every bucket still without an owner is taken by the node on that leaf if the
+// node is live and accepts it. A node has room while it holds fewer than floor(share)
 // buckets, or fewer than ceil(share) while some of the `buckets - sum(floor(share))` extra
-// buckets are still unclaimed.
+// buckets are still unclaimed. With at most 16 buckets the walk over the offsets is repeated
+// level by level (see computeOwners).
 //
-// Why this shape:
+// Why this shape (figures: total extra moves over the 524,272 single-node leaves of 16 nodes
+// and 16 buckets, and sampled leaves for 64 and 256 buckets, test/test_rebalance.cpp):
 // - For a fixed offset, leaf -> leaf ^ offset is a bijection, so within a group no two
 //   buckets want the same node at the same step, and when a node leaves, only its own
-//   buckets look further; the rest of the group keeps its owners unless a capacity bound
-//   changes.
+//   buckets look further; the rest keep their owners unless a bound changes.
 // - XOR offsets pair up (leaf x's k-th choice is y exactly when y's k-th choice is x), so a
-//   leaver's buckets land where the neighbouring live sets also put them.
-// - Letting the first nodes that reach floor(share) take the extra buckets, rather than a
-//   fixed node priority, avoids conflicts between the "+1" holders of neighbouring live
-//   sets; measured, a fixed priority more than doubles the extra moves.
+//   leaver's buckets land where the neighbouring live sets also put them. Hashing each
+//   bucket's node order independently (highest random weight with the same bounds) measured
+//   about 2.6 times the extra moves.
+// - The "+1" holders are whichever nodes the leftover buckets reach, not a fixed node
+//   priority: measured, a fixed priority about doubles the extra moves.
 // - Each group has its own placement of nodes on leaves, so the buckets a leaver leaves
-//   behind spread over many nodes instead of all landing on one neighbour (for 256 buckets
-//   this halves the extra moves against one placement for all groups).
-// - The offset order was chosen by measuring the total extra moves over all 524,272
-//   single-node leaves of 16 nodes and 16 buckets for candidate orders (a local search); the
-//   plain order 0, 1, 2, ... 15 makes about 23% more extra moves than the one below.
+//   behind spread over many nodes instead of all landing on one neighbour: for 256 buckets
+//   one placement for all groups made four times the extra moves.
+// - With unequal weights, a heavy node gets more leaves, so more buckets have it as home
+//   and fewer reach it by spilling over: about a third fewer extra moves for 256 buckets with
+//   random weights than one leaf per node.
+// - The offset order was chosen by a local search over orders, measuring the exhaustive
+//   total; the plain order 0, 1, 2, ... 15 makes about 25% more extra moves.
 
 namespace shoal {
 namespace {
@@ -40,7 +44,7 @@ static_assert(kMaxNodes <= kLeaves, "with equal weights every node needs its own
 
 // The order in which a bucket tries the leaves around its home (as XOR offsets from it).
 // Every offset 0..15 appears once, so every leaf of the group is tried.
-constexpr std::array<uint8_t, kLeaves> kOffsetOrder = {0,  3,  12, 4, 1, 10, 6, 13,
+constexpr std::array<uint8_t, kLeaves> kOffsetOrder = {0,  3, 12, 4, 1, 10, 6, 13,
                                                        11, 8, 14, 5, 2, 9,  7, 15};
 
 // SplitMix64: a small, well-mixed, platform-independent sequence for the seeded choices.
@@ -224,7 +228,7 @@ std::vector<int16_t> computeOwners(const RebalanceInput& input) {
   // fewer extra moves over the exhaustive 16 x 16 set, and the levels below the floor
   // another 0.7%. With more buckets the extra buckets are a small part of each node's count,
   // and holding nodes back only sends buckets further from home: measured from 24 buckets
-  // on, one walk that accepts any node with room does better (about 11% fewer extra moves at
+  // on, one walk that accepts any node with room does better (about 12% fewer extra moves at
   // 64 and 256 buckets), so larger services use that.
   if (input.buckets <= kLeaves) {
     for (uint64_t level = 1; level <= capacity.largestFloor(); ++level) {

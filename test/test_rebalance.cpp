@@ -10,8 +10,6 @@
 // - round-robin homes: bucket b belongs to node b mod 16 while it is live and has room; the
 //   other buckets go to the least loaded live node (lowest id on ties).
 
-#include "core/rebalance.h"
-
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -20,6 +18,8 @@
 #include <random>
 #include <string>
 #include <vector>
+
+#include "core/rebalance.h"
 
 using shoal::computeOwners;
 using shoal::kNoOwner;
@@ -143,7 +143,9 @@ Layout roundRobinHomes(const RebalanceInput& input) {
   return owners;
 }
 
-Layout rebalance(const RebalanceInput& input) { return computeOwners(input); }
+Layout rebalance(const RebalanceInput& input) {
+  return computeOwners(input);
+}
 
 RebalanceInput equalInput(uint32_t buckets, uint32_t live_mask, uint32_t seed = 7) {
   RebalanceInput input;
@@ -178,8 +180,8 @@ int balanceViolations(const RebalanceInput& input, const Layout& owners) {
   for (std::size_t node = 0; node < input.weights.size() && total_weight > 0; ++node) {
     // |count - buckets * w / W| < 1, in integers: |count * W - buckets * w| < W.
     const auto scaled_count = static_cast<int64_t>(counts[node] * total_weight);
-    const auto share =
-        static_cast<int64_t>(uint64_t{input.buckets} * (isLive(input, node) ? input.weights[node] : 0));
+    const auto share = static_cast<int64_t>(uint64_t{input.buckets} *
+                                            (isLive(input, node) ? input.weights[node] : 0));
     if (std::llabs(scaled_count - share) >= static_cast<int64_t>(total_weight)) {
       ++violations;
     }
@@ -232,7 +234,8 @@ Disruption exhaustive16(const LayoutFunction& layoutOf) {
     const Layout with = layoutAt(mask);
     for (uint32_t node = 0; node < kNodes; ++node) {
       if (((mask >> node) & 1U) != 0) {
-        const int leave = extraMoves(with, layoutAt(mask & ~(1U << node)), static_cast<int16_t>(node));
+        const int leave =
+            extraMoves(with, layoutAt(mask & ~(1U << node)), static_cast<int16_t>(node));
         ++result.transitions;
         result.leave_total += static_cast<uint64_t>(leave);
         result.leave_worst = std::max(result.leave_worst, leave);
@@ -295,7 +298,8 @@ Sampled sampledLeaves(const LayoutFunction& layoutOf, uint32_t buckets, bool wei
     after.live_mask = mask & ~(1U << leaver);
     const Layout with = layoutOf(before);
     const Layout without = layoutOf(after);
-    result.balance_violations += balanceViolations(before, with) + balanceViolations(after, without);
+    result.balance_violations +=
+        balanceViolations(before, with) + balanceViolations(after, without);
     const int extra = extraMoves(with, without, static_cast<int16_t>(leaver));
     ++result.leaves;
     result.extra_total += static_cast<uint64_t>(extra);
@@ -337,7 +341,32 @@ TEST_CASE("balance: weighted shares hold for every bucket count from 1 to 4096")
   CHECK(violations == 0);
 }
 
-TEST_CASE("balance: a heavy node takes its weighted share and a light one keeps at least its floor") {
+TEST_CASE("balance: every live set of up to 10 configured nodes, equal and unequal weights") {
+  int violations = 0;
+  int layouts = 0;
+  for (uint32_t nodes = 1; nodes <= 10; ++nodes) {
+    for (const uint32_t buckets : {1U, 2U, 3U, 7U, 16U, 17U, 31U, 64U, 100U}) {
+      for (const bool weighted : {false, true}) {
+        RebalanceInput input;
+        input.buckets = buckets;
+        input.seed = nodes * 31 + buckets;
+        for (uint32_t node = 0; node < nodes; ++node) {
+          input.weights.push_back(weighted ? 1 + (node * 37 + buckets) % 100 : 3);
+        }
+        for (uint32_t mask = 1; mask < (1U << nodes); ++mask) {
+          input.live_mask = mask;
+          violations += balanceViolations(input, computeOwners(input));
+          ++layouts;
+        }
+      }
+    }
+  }
+  CHECK(layouts == 2 * 9 * ((1 << 11) - 2 - 10));
+  CHECK(violations == 0);
+}
+
+TEST_CASE(
+    "balance: a heavy node takes its weighted share and a light one keeps at least its floor") {
   RebalanceInput input;
   input.buckets = 16;
   input.weights = {100, 1, 1};
@@ -426,7 +455,8 @@ TEST_CASE("the definition overload uses the service's buckets and seed and the n
   CHECK(computeOwners(definition, service, 0b1011) == computeOwners(input));
 }
 
-TEST_CASE("disruption: extra moves over all single-node leaves and joins of 16 nodes x 16 buckets") {
+TEST_CASE(
+    "disruption: extra moves over all single-node leaves and joins of 16 nodes x 16 buckets") {
   const Disruption ours = exhaustive16(rebalance);
   const Disruption hrw = exhaustive16(hrwWithCaps);
   const Disruption round_robin = exhaustive16(roundRobinHomes);
@@ -461,21 +491,21 @@ TEST_CASE("disruption: sampled single-node leaves for 64 and 256 buckets, equal 
     for (const bool weighted : {false, true}) {
       const Sampled ours = sampledLeaves(rebalance, buckets, weighted, kSamples);
       const Sampled hrw = sampledLeaves(hrwWithCaps, buckets, weighted, kSamples);
-      std::printf("sampled %u buckets, %s weights, %llu leaves: extra moves per leave "
-                  "rebalance %.3f (worst %d), HRW with caps %.3f (worst %d)",
-                  buckets, weighted ? "random 1..100" : "equal",
-                  static_cast<unsigned long long>(ours.leaves),
-                  static_cast<double>(ours.extra_total) / static_cast<double>(ours.leaves),
-                  ours.extra_worst,
-                  static_cast<double>(hrw.extra_total) / static_cast<double>(hrw.leaves),
-                  hrw.extra_worst);
+      std::printf(
+          "sampled %u buckets, %s weights, %llu leaves: extra moves per leave "
+          "rebalance %.3f (worst %d), HRW with caps %.3f (worst %d)",
+          buckets, weighted ? "random 1..100" : "equal",
+          static_cast<unsigned long long>(ours.leaves),
+          static_cast<double>(ours.extra_total) / static_cast<double>(ours.leaves),
+          ours.extra_worst, static_cast<double>(hrw.extra_total) / static_cast<double>(hrw.leaves),
+          hrw.extra_worst);
       if (!weighted) {
         const Sampled round_robin = sampledLeaves(roundRobinHomes, buckets, weighted, kSamples);
         CHECK(round_robin.balance_violations == 0);
-        std::printf(", round-robin homes %.3f (worst %d)",
-                    static_cast<double>(round_robin.extra_total) /
-                        static_cast<double>(round_robin.leaves),
-                    round_robin.extra_worst);
+        std::printf(
+            ", round-robin homes %.3f (worst %d)",
+            static_cast<double>(round_robin.extra_total) / static_cast<double>(round_robin.leaves),
+            round_robin.extra_worst);
         CHECK(ours.extra_total < round_robin.extra_total);
       }
       std::printf("\n");

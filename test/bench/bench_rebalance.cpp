@@ -33,7 +33,8 @@ uint64_t mix64(uint64_t x) {
 std::vector<int16_t> hrwWithCaps(const RebalanceInput& input) {
   std::vector<int16_t> owners(input.buckets, shoal::kNoOwner);
   const std::size_t nodes = input.weights.size();
-  const auto live = static_cast<uint32_t>(__builtin_popcount(input.live_mask & ((1U << nodes) - 1)));
+  const auto live =
+      static_cast<uint32_t>(__builtin_popcount(input.live_mask & ((1U << nodes) - 1)));
   if (live == 0) {
     return owners;
   }
@@ -98,9 +99,8 @@ int main() {
     const char* goal;
   };
   const Case cases[] = {
-      {16, 0xffff, "goal < 10 us"},   {16, 0x6f5b, "goal < 10 us"},
-      {256, 0xffff, "goal < 100 us"}, {256, 0x6f5b, "goal < 100 us"},
-      {4096, 0xffff, "no goal"},
+      {16, 0xffff, "goal < 10 us"},   {16, 0x6f5b, "goal < 10 us"}, {256, 0xffff, "goal < 100 us"},
+      {256, 0x6f5b, "goal < 100 us"}, {4096, 0xffff, "no goal"},
   };
   std::printf("rebalance: median time of one computation, 16 configured nodes\n");
   for (const Case& c : cases) {
@@ -109,13 +109,14 @@ int main() {
     input.weights.assign(16, 1);
     input.live_mask = c.live_mask;
     input.seed = 0x5eed;
-    const double ours = medianNanos([](const RebalanceInput& in) { return shoal::computeOwners(in); },
-                                    input);
+    const double ours =
+        medianNanos([](const RebalanceInput& in) { return shoal::computeOwners(in); }, input);
     const double baseline = medianNanos(hrwWithCaps, input);
-    std::printf("  %4u buckets, %2d live: rebalance %9.2f us   HRW with caps %9.2f us   "
-                "ratio %.2f   (%s)\n",
-                c.buckets, __builtin_popcount(c.live_mask), ours / 1000.0, baseline / 1000.0,
-                ours / baseline, c.goal);
+    std::printf(
+        "  %4u buckets, %2d live: rebalance %9.2f us   HRW with caps %9.2f us   "
+        "ratio %.2f   (%s)\n",
+        c.buckets, __builtin_popcount(c.live_mask), ours / 1000.0, baseline / 1000.0,
+        ours / baseline, c.goal);
   }
   return 0;
 }
