@@ -2,6 +2,7 @@
 // reasons, replay protection and the heartbeat size budget.
 
 #include <doctest/doctest.h>
+#include <google/protobuf/descriptor.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -624,41 +625,79 @@ TEST_CASE("rejection reasons have stable snake_case names and counters by reason
 // ---------------------------------------------------------------------------------------
 // Size budget
 
+// Sets every singular field of `message`, recursively, to the value with the longest
+// encoding, so fields added to the schema later are counted without touching this test.
+// Repeated fields and oneof members are left to the caller.
+void fillWidest(google::protobuf::Message* message) {
+  using google::protobuf::FieldDescriptor;
+  const google::protobuf::Descriptor* descriptor = message->GetDescriptor();
+  const google::protobuf::Reflection* reflection = message->GetReflection();
+  for (int i = 0; i < descriptor->field_count(); ++i) {
+    const FieldDescriptor* field = descriptor->field(i);
+    if (field->is_repeated() || field->real_containing_oneof() != nullptr) {
+      continue;
+    }
+    switch (field->cpp_type()) {
+      case FieldDescriptor::CPPTYPE_UINT32:
+        reflection->SetUInt32(message, field, std::numeric_limits<uint32_t>::max());
+        break;
+      case FieldDescriptor::CPPTYPE_UINT64:
+        reflection->SetUInt64(message, field, kMax64);
+        break;
+      case FieldDescriptor::CPPTYPE_INT32:
+        reflection->SetInt32(message, field, std::numeric_limits<int32_t>::min());
+        break;
+      case FieldDescriptor::CPPTYPE_INT64:
+        reflection->SetInt64(message, field, std::numeric_limits<int64_t>::min());
+        break;
+      case FieldDescriptor::CPPTYPE_BOOL:
+        reflection->SetBool(message, field, true);
+        break;
+      case FieldDescriptor::CPPTYPE_ENUM: {
+        int largest = 0;
+        for (int v = 0; v < field->enum_type()->value_count(); ++v) {
+          largest = std::max(largest, field->enum_type()->value(v)->number());
+        }
+        reflection->SetEnumValue(message, field, largest);
+        break;
+      }
+      case FieldDescriptor::CPPTYPE_MESSAGE:
+        fillWidest(reflection->MutableMessage(message, field));
+        break;
+      default:
+        FAIL("field " << field->full_name() << " has no largest value; extend the size test");
+    }
+  }
+}
+
 TEST_CASE("a 16-node heartbeat with 16 full member updates fits in 1,400 bytes") {
   const Keyring keys = ringOf({fixedKey(kMaxKeyId, 0x5a)}, kMaxKeyId);
-  auto fullUpdate = [](wire::MemberUpdate* update, uint32_t node, uint32_t writer) {
+  // Every field at its widest; node indices at `largest_index` (15 is the largest a 16-node
+  // cluster can send, UINT32_MAX gives a bound no valid packet reaches).
+  auto fullUpdate = [](wire::MemberUpdate* update, uint32_t node, uint32_t largest_index) {
+    fillWidest(update);
     update->set_node(node);
-    update->set_incarnation(kMax64);
-    update->set_state(wire::MEMBER_LEFT);
-    update->mutable_drain()->set_mode(wire::DRAIN_DRAINED);
-    update->mutable_drain()->set_clock(kMax64);
-    update->mutable_drain()->set_writer(writer);
-    update->mutable_health()->set_status(wire::HEALTH_FAILING);
-    update->mutable_health()->set_failing_checks(kMax64);
+    update->mutable_drain()->set_writer(largest_index);
   };
-  auto heartbeat = [&](uint32_t largest_index) {
+  auto envelopeWith = [](uint32_t largest_index) {
     wire::Envelope envelope;
-    envelope.set_cluster(kMax64);
+    fillWidest(&envelope);
     envelope.set_sender(largest_index);
     envelope.set_receiver(largest_index);
-    envelope.set_boot_id(kMax64);
-    envelope.set_sequence(kMax64);
-    wire::Heartbeat* hb = envelope.mutable_heartbeat();
-    hb->set_link(std::numeric_limits<uint32_t>::max());
-    hb->set_probe_id(kMax64);
-    hb->set_incarnation(kMax64);
-    hb->mutable_health()->set_status(wire::HEALTH_FAILING);
-    hb->mutable_health()->set_failing_checks(kMax64);
+    return envelope;
+  };
+  auto heartbeat = [&](uint32_t largest_index) {
+    wire::Envelope envelope = envelopeWith(largest_index);
+    fillWidest(envelope.mutable_heartbeat());
     for (uint32_t i = 0; i < 16; ++i) {
-      fullUpdate(hb->add_updates(), largest_index - i, largest_index);
+      fullUpdate(envelope.mutable_heartbeat()->add_updates(), largest_index - i, largest_index);
     }
     return envelope;
   };
-  // Largest values a 16-node cluster can send (indices up to 15).
   const std::string legal = sealEnvelope(keys.primary(), heartbeat(15));
   const Opened opened = openPacket(legal, keys, WireIdentity{kMax64, 15, 16});
   CHECK(opened.ok());
-  // A bound: every varint at its widest, even node indices (not a valid packet).
+  CHECK(opened.envelope().heartbeat().updates(3).incarnation() == kMax64);
   const std::string bound =
       sealEnvelope(keys.primary(), heartbeat(std::numeric_limits<uint32_t>::max()));
   MESSAGE("16-node heartbeat, 16 full member updates, all values at their largest: "
@@ -667,17 +706,13 @@ TEST_CASE("a 16-node heartbeat with 16 full member updates fits in 1,400 bytes")
   CHECK(legal.size() < kMaxPacketSize);
   CHECK(bound.size() < kMaxPacketSize);
 
-  wire::Envelope exchange;
-  exchange.set_cluster(kMax64);
-  exchange.set_sender(15);
-  exchange.set_receiver(15);
-  exchange.set_boot_id(kMax64);
-  exchange.set_sequence(kMax64);
-  exchange.mutable_state_exchange()->set_reply_wanted(true);
+  wire::Envelope exchange = envelopeWith(15);
+  fillWidest(exchange.mutable_state_exchange());
   for (uint32_t i = 0; i < 16; ++i) {
     fullUpdate(exchange.mutable_state_exchange()->add_members(), i, 15);
   }
   const std::string state = sealEnvelope(keys.primary(), exchange);
+  CHECK(openPacket(state, keys, WireIdentity{kMax64, 15, 16}).ok());
   MESSAGE("full state exchange of 16 members: " << state.size() << " bytes sealed");
   CHECK(state.size() < kMaxPacketSize);
 }
