@@ -1,0 +1,452 @@
+// Unit tests of the membership core and its pure helpers, driven by hand with simulated
+// time: datagrams are passed between cores directly, never through a socket.
+
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+
+#include "core/fingerprint.h"
+#include "core/timing_profile.h"
+#include "membership/drain_snapshot.h"
+#include "membership/flap_damper.h"
+#include "membership/local_health.h"
+#include "membership/membership.h"
+#include "membership/state_file.h"
+#include "test/sim/sim_cluster.h"
+
+using namespace shoal;
+using std::chrono::milliseconds;
+
+namespace {
+
+const TimePoint t0 = TimePoint{} + std::chrono::seconds(100);
+
+std::span<const uint8_t> bytesOf(const std::string& s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+// A tiny harness: a few cores and the datagrams in flight between them, delivered with zero
+// delay when step() is called.
+struct Harness {
+  ClusterDefinition def;
+  std::vector<std::unique_ptr<Membership>> cores;
+  std::vector<std::pair<uint32_t, Datagram>> in_flight;  // (sender, datagram)
+  std::vector<std::vector<Event>> events;
+  std::vector<TimePoint> wake;
+  std::vector<bool> cut;  // node isolated: nothing to or from it is delivered
+  std::vector<bool> paused;  // node stalled: datagrams to it wait until it runs again
+
+  explicit Harness(std::size_t n, std::size_t links = 2)
+      : def(sim::makeDefinition(n, links, *timingPreset("default"))),
+        events(n),
+        wake(n, TimePoint::max()),
+        cut(n, false),
+        paused(n, false) {
+    for (uint32_t i = 0; i < n; ++i) {
+      cores.push_back(std::make_unique<Membership>(def, i, sim::simKeyring(), 1, 42 + i));
+    }
+  }
+  void take(uint32_t node, Output out) {
+    for (Datagram& d : out.send) {
+      in_flight.emplace_back(node, std::move(d));
+    }
+    for (Event& e : out.events) {
+      events[node].push_back(e);
+    }
+    wake[node] = out.next_wakeup;
+  }
+  void startAll(TimePoint now) {
+    for (uint32_t i = 0; i < cores.size(); ++i) {
+      take(i, cores[i]->start(now));
+    }
+  }
+  // Delivers everything in flight (and what that triggers) at `now`.
+  void step(TimePoint now) {
+    std::vector<std::pair<uint32_t, Datagram>> held;
+    for (int round = 0; round < 10 && !in_flight.empty(); ++round) {
+      auto batch = std::move(in_flight);
+      in_flight.clear();
+      for (auto& [from, d] : batch) {
+        if (cut[from] || cut[d.node]) {
+          continue;
+        }
+        if (paused[d.node]) {
+          held.emplace_back(from, std::move(d));
+          continue;
+        }
+        const Endpoint src{def.nodes[from].addresses[d.link], def.port};
+        take(d.node, cores[d.node]->onPacket(now, bytesOf(d.bytes), d.link, src));
+      }
+    }
+    for (auto& item : held) {
+      in_flight.push_back(std::move(item));
+    }
+  }
+  // Runs every core's timers from `from` to `to` in 1 ms steps, delivering as it goes.
+  void run(TimePoint from, TimePoint to) {
+    for (TimePoint now = from; now <= to; now += milliseconds(1)) {
+      for (uint32_t i = 0; i < cores.size(); ++i) {
+        if (wake[i] <= now && !paused[i]) {
+          take(i, cores[i]->onTick(now));
+        }
+      }
+      step(now);
+    }
+  }
+  const MemberView& viewOf(uint32_t at, uint32_t node) const {
+    return cores[at]->view().members[node];
+  }
+};
+
+std::optional<TimePoint> firstState(const std::vector<Event>& events, uint32_t node,
+                                    MemberState state, const std::vector<TimePoint>& times) {
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    if (events[i].kind == Event::Kind::MemberChanged && events[i].node == node &&
+        events[i].state == state) {
+      return times[i];
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+TEST_CASE("drain writes are ordered by clock, then by writer") {
+  DrainState a{DrainMode::Drained, 5, 1};
+  DrainState b{DrainMode::None, 5, 2};
+  DrainState c{DrainMode::Draining, 6, 0};
+  CHECK(b.newerThan(a));
+  CHECK_FALSE(a.newerThan(b));
+  CHECK(c.newerThan(b));
+  CHECK_FALSE(a.newerThan(a));
+}
+
+TEST_CASE("drain snapshot survives encoding, by node name") {
+  const ClusterDefinition def = sim::makeDefinition(4, 2, *timingPreset("default"));
+  DrainSnapshot s;
+  s.clock = 9;
+  s.drains.resize(4);
+  s.drains[1] = DrainState{DrainMode::Drained, 7, 3};
+  s.drains[2] = DrainState{DrainMode::None, 9, 2};
+  const std::string text = encodeDrainSnapshot(s, def);
+  CHECK(text.find("node n1 drained 7 n3") != std::string::npos);
+  auto back = decodeDrainSnapshot(text, def, "state");
+  REQUIRE(back.ok());
+  CHECK(back.value() == s);
+
+  SUBCASE("a node no longer in the definition is skipped") {
+    auto r = decodeDrainSnapshot("shoal-drain-state 1\nclock 3\nnode gone drained 3 n0\n", def,
+                                 "state");
+    REQUIRE(r.ok());
+    CHECK(r.value().clock == 3);
+    CHECK(r.value().drains[0].clock == 0);
+  }
+  SUBCASE("a malformed line is reported with its number") {
+    auto r = decodeDrainSnapshot("shoal-drain-state 1\nnode n1 sideways 3 n0\n", def, "state");
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message.find("state:2:") == 0);
+  }
+  SUBCASE("another file is refused") {
+    auto r = decodeDrainSnapshot("hello\n", def, "state");
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message.find("shoal-drain-state") != std::string::npos);
+  }
+}
+
+TEST_CASE("state file is replaced whole and read back") {
+  const std::string dir = std::filesystem::temp_directory_path() /
+                          ("shoal-state-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string path = dir + "/drain";
+  auto missing = readSmallFile(path);
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.error().message.rfind("missing:", 0) == 0);
+  REQUIRE(writeFileAtomically(path, "one\n").ok());
+  REQUIRE(writeFileAtomically(path, "two\n").ok());
+  auto read = readSmallFile(path);
+  REQUIRE(read.ok());
+  CHECK(read.value() == "two\n");
+  // No temporary file is left behind.
+  CHECK(std::distance(std::filesystem::directory_iterator(dir),
+                      std::filesystem::directory_iterator()) == 1);
+  CHECK_FALSE(writeFileAtomically(dir + "/no/such/folder/file", "x").ok());
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("local health rises on bad signs, falls on good ones and decays") {
+  LocalHealth h(3, milliseconds(100));
+  CHECK(h.multiplier() == 1);
+  h.worse(t0);
+  h.worse(t0);
+  CHECK(h.score() == 2);
+  h.better(t0 + milliseconds(10));
+  CHECK(h.score() == 1);
+  h.worse(t0);
+  h.worse(t0);
+  h.worse(t0);
+  h.worse(t0);
+  CHECK(h.score() == 3);  // capped
+  h.decay(t0 + milliseconds(250));
+  CHECK(h.score() == 1);
+  CHECK(h.nextDecay() == t0 + milliseconds(300));
+}
+
+TEST_CASE("flap damping holds a node out after threshold deaths within the window") {
+  FlapDamper f(3, milliseconds(60000), milliseconds(30000));
+  f.died(t0);
+  f.died(t0 + milliseconds(1000));
+  CHECK(f.returned(t0 + milliseconds(2000)) == TimePoint{});
+  f.died(t0 + milliseconds(3000));
+  CHECK(f.returned(t0 + milliseconds(4000)) == t0 + milliseconds(34000));
+  // Deaths older than the window no longer count.
+  CHECK(f.returned(t0 + milliseconds(61000)) == TimePoint{});
+}
+
+TEST_CASE("start sends a signed heartbeat and a state request to every peer on every link") {
+  Harness h(3);
+  Output out = h.cores[0]->start(t0);
+  std::map<std::pair<uint32_t, uint32_t>, int> heartbeats;
+  for (const Datagram& d : out.send) {
+    WireIdentity receiver{fingerprint64(h.def), d.node, 3};
+    Opened opened = openPacket(d.bytes, sim::simKeyring(), receiver);
+    REQUIRE(opened.ok());
+    CHECK(opened.envelope().sender() == 0);
+    if (opened.envelope().has_heartbeat()) {
+      CHECK(opened.envelope().heartbeat().link() == d.link);
+      ++heartbeats[{d.node, d.link}];
+    }
+    // Only the addressee accepts it.
+    WireIdentity other{fingerprint64(h.def), d.node == 1 ? 2u : 1u, 3};
+    CHECK((openPacket(d.bytes, sim::simKeyring(), other).reason() == Rejection::Replay));
+  }
+  CHECK(heartbeats.size() == 4);  // 2 peers x 2 links
+  CHECK(out.next_wakeup <= t0 + milliseconds(50));
+}
+
+TEST_CASE("peers become alive, links up, and the view agrees after start") {
+  Harness h(3);
+  h.startAll(t0);
+  h.run(t0, t0 + milliseconds(200));
+  for (uint32_t a = 0; a < 3; ++a) {
+    for (uint32_t b = 0; b < 3; ++b) {
+      CHECK((h.viewOf(a, b).state == MemberState::Alive));
+      if (a != b) {
+        CHECK(h.viewOf(a, b).reachable());
+        CHECK(h.viewOf(a, b).links[0].up);
+        CHECK(h.viewOf(a, b).links[1].up);
+      }
+    }
+  }
+}
+
+TEST_CASE("a silent peer is suspected, then dead within suspect_after + suspicion_timeout") {
+  Harness h(3);
+  h.startAll(t0);
+  const TimePoint cut_at = t0 + milliseconds(500);
+  h.run(t0, cut_at);
+  h.cut[2] = true;
+  std::vector<TimePoint> times;
+  const std::size_t before = h.events[0].size();
+  for (TimePoint now = cut_at + milliseconds(1); now <= cut_at + milliseconds(400);
+       now += milliseconds(1)) {
+    h.run(now, now);
+    times.resize(h.events[0].size(), now);
+  }
+  std::vector<Event> after(h.events[0].begin() + static_cast<long>(before), h.events[0].end());
+  std::vector<TimePoint> after_times(times.begin() + static_cast<long>(before), times.end());
+  auto suspect = firstState(after, 2, MemberState::Suspect, after_times);
+  auto dead = firstState(after, 2, MemberState::Dead, after_times);
+  REQUIRE(suspect);
+  REQUIRE(dead);
+  // Last heard just before the cut; dead 150 + 100 ms later (give or take one heartbeat).
+  CHECK(*suspect - cut_at >= milliseconds(150));
+  CHECK(*dead - cut_at >= milliseconds(200));
+  CHECK(*dead - cut_at <= milliseconds(260));
+  CHECK(h.cores[0]->counters().probes_sent > 0);
+  CHECK(h.cores[0]->counters().indirect_probes_sent > 0);
+  // Both links to it are reported down.
+  CHECK_FALSE(h.viewOf(0, 2).reachable());
+}
+
+TEST_CASE("a suspected node refutes with a higher incarnation") {
+  Harness h(2);
+  h.startAll(t0);
+  h.run(t0, t0 + milliseconds(100));
+  const uint64_t inc = h.cores[0]->view().members[0].incarnation;
+  // Node 1 tells node 0 that node 0 is suspect.
+  wire::Envelope env;
+  wire::Heartbeat* hb = env.mutable_heartbeat();
+  hb->set_incarnation(h.cores[1]->view().members[1].incarnation);
+  wire::MemberUpdate* u = hb->add_updates();
+  u->set_node(0);
+  u->set_incarnation(inc);
+  u->set_state(wire::MEMBER_SUSPECT);
+  PacketSealer sealer(fingerprint64(h.def), 1, 99);
+  const std::string bytes = sealer.seal(sim::simKeyring(), 0, env);
+  Output out = h.cores[0]->onPacket(t0 + milliseconds(101), bytesOf(bytes), 0,
+                                    Endpoint{h.def.nodes[1].addresses[0], h.def.port});
+  CHECK(h.cores[0]->view().members[0].incarnation == inc + 1);
+  CHECK(h.cores[0]->counters().refutations == 1);
+  bool refuted_event = false;
+  for (const Event& e : out.events) {
+    refuted_event |= e.kind == Event::Kind::Refuted;
+  }
+  CHECK(refuted_event);
+  // The refutation goes out at once, on every link.
+  int sent = 0;
+  for (const Datagram& d : out.send) {
+    Opened o = openPacket(d.bytes, sim::simKeyring(), WireIdentity{fingerprint64(h.def), 1, 2});
+    REQUIRE(o.ok());
+    if (o.envelope().has_heartbeat() && o.envelope().heartbeat().incarnation() == inc + 1) {
+      ++sent;
+    }
+  }
+  CHECK(sent == 2);
+}
+
+TEST_CASE("rejected packets are counted by reason and change nothing") {
+  Harness h(2);
+  h.startAll(t0);
+  h.run(t0, t0 + milliseconds(100));
+  Membership& core = *h.cores[0];
+  const View before = core.view();
+  const Endpoint from{h.def.nodes[1].addresses[0], h.def.port};
+  const TimePoint now = t0 + milliseconds(101);
+
+  SUBCASE("random bytes") {
+    std::string junk(64, '\0');
+    for (std::size_t i = 0; i < junk.size(); ++i) {
+      junk[i] = static_cast<char>(i * 37 + 11);
+    }
+    (void)core.onPacket(now, bytesOf(junk), 0, from);
+    CHECK((core.counters().rejected[Rejection::Malformed] == 1));
+  }
+  SUBCASE("a wrong key") {
+    std::array<uint8_t, kKeySize> other{};
+    other.fill(0xee);
+    std::vector<Key> keys;
+    keys.emplace_back(1, other);
+    Keyring wrong = std::move(Keyring::fromKeys(std::move(keys), 1)).value();
+    wire::Envelope env;
+    env.mutable_heartbeat()->set_incarnation(7);
+    PacketSealer sealer(fingerprint64(h.def), 1, 99);
+    (void)core.onPacket(now, bytesOf(sealer.seal(wrong, 0, env)), 0, from);
+    CHECK((core.counters().rejected[Rejection::BadMac] == 1));
+    CHECK(core.view().members[1].incarnation == before.members[1].incarnation);
+  }
+  SUBCASE("a replayed packet") {
+    wire::Envelope env;
+    env.mutable_heartbeat()->set_incarnation(5);
+    PacketSealer sealer(fingerprint64(h.def), 1, 99);
+    const std::string bytes = sealer.seal(sim::simKeyring(), 0, env);
+    (void)core.onPacket(now, bytesOf(bytes), 0, from);
+    CHECK(core.view().members[1].incarnation == 5);
+    const uint64_t accepted = core.counters().packets_accepted;
+    (void)core.onPacket(now, bytesOf(bytes), 0, from);
+    CHECK((core.counters().rejected[Rejection::Replay] == 1));
+    CHECK(core.counters().packets_accepted == accepted);
+  }
+  SUBCASE("another cluster definition: not admitted, reported with its address") {
+    ClusterDefinition other = h.def;
+    other.name = "another";
+    wire::Envelope env;
+    env.mutable_heartbeat()->set_incarnation(3);
+    PacketSealer sealer(fingerprint64(other), 1, 99);
+    const Endpoint stranger{*IpAddress::parse("192.0.2.7"), 7400};
+    Output out = core.onPacket(now, bytesOf(sealer.seal(sim::simKeyring(), 0, env)), 0, stranger);
+    CHECK((core.counters().rejected[Rejection::OtherCluster] == 1));
+    REQUIRE(core.foreignPeers().size() == 1);
+    CHECK(core.foreignPeers()[0].from.toString() == "192.0.2.7:7400");
+    CHECK(core.foreignPeers()[0].fingerprint == fingerprint64(other));
+    REQUIRE(out.events.size() == 1);
+    CHECK((out.events[0].kind == Event::Kind::ForeignPeerSeen));
+  }
+  for (uint32_t n = 0; n < 2; ++n) {
+    CHECK((core.view().members[n].state == before.members[n].state));
+    CHECK(core.view().members[n].drain == before.members[n].drain);
+  }
+  CHECK(core.counters().rejected.total() == 1);
+}
+
+TEST_CASE("drain set on one node reaches the others at once and is persisted") {
+  Harness h(3);
+  h.startAll(t0);
+  h.run(t0, t0 + milliseconds(100));
+  h.take(1, h.cores[1]->drain(t0 + milliseconds(101), 2, DrainMode::Drained));
+  h.step(t0 + milliseconds(101));
+  for (uint32_t a = 0; a < 3; ++a) {
+    CHECK((h.viewOf(a, 2).drain.mode == DrainMode::Drained));
+    CHECK(h.viewOf(a, 2).drain.writer == 1);
+    CHECK_FALSE(h.viewOf(a, 2).serving());
+    bool persisted = false;
+    for (const Event& e : h.events[a]) {
+      persisted |= e.kind == Event::Kind::DrainChanged && e.node == 2;
+    }
+    CHECK(persisted);
+  }
+  const DrainSnapshot snap = h.cores[0]->drainSnapshot();
+  CHECK((snap.drains[2].mode == DrainMode::Drained));
+  CHECK(snap.clock >= snap.drains[2].clock);
+}
+
+TEST_CASE("own health reaches peers at once; an unhealthy node does not serve") {
+  Harness h(2);
+  h.startAll(t0);
+  h.run(t0, t0 + milliseconds(100));
+  const uint64_t inc = h.viewOf(0, 0).incarnation;
+  h.take(0, h.cores[0]->setOwnHealth(t0 + milliseconds(101),
+                                     NodeHealth{HealthStatus::Failing, 0b100}));
+  h.step(t0 + milliseconds(101));
+  CHECK(h.viewOf(0, 0).incarnation == inc + 1);
+  CHECK((h.viewOf(1, 0).health.status == HealthStatus::Failing));
+  CHECK(h.viewOf(1, 0).health.failing_checks == 0b100);
+  CHECK(h.viewOf(1, 0).up());
+  CHECK_FALSE(h.viewOf(1, 0).serving());
+}
+
+TEST_CASE("a node that leaves is marked left at once, not suspected") {
+  Harness h(3);
+  h.startAll(t0);
+  h.run(t0, t0 + milliseconds(100));
+  h.take(2, h.cores[2]->leave(t0 + milliseconds(101)));
+  h.step(t0 + milliseconds(101));
+  CHECK((h.viewOf(0, 2).state == MemberState::Left));
+  CHECK((h.viewOf(1, 2).state == MemberState::Left));
+  CHECK(h.wake[2] == TimePoint::max());
+  h.run(t0 + milliseconds(102), t0 + milliseconds(600));
+  CHECK((h.viewOf(0, 2).state == MemberState::Left));
+  CHECK(h.cores[0]->counters().suspicions == 0);
+}
+
+TEST_CASE("the core asks to be woken no later than its next heartbeat") {
+  Harness h(2);
+  h.startAll(t0);
+  for (TimePoint now = t0; now < t0 + milliseconds(500); now += milliseconds(1)) {
+    h.run(now, now);
+    CHECK(h.wake[0] <= now + milliseconds(50));
+    CHECK(h.wake[0] >= now);
+  }
+}
+
+TEST_CASE("a stalled node does not accuse its peers when it wakes up") {
+  Harness h(3);
+  h.startAll(t0);
+  h.run(t0, t0 + milliseconds(300));
+  // Node 0 sleeps 400 ms (longer than suspect_after + suspicion_timeout): the others keep
+  // running, and it reads everything queued for it when it wakes.
+  const TimePoint wake_at = t0 + milliseconds(700);
+  h.paused[0] = true;
+  h.run(t0 + milliseconds(301), wake_at - milliseconds(1));
+  h.paused[0] = false;
+  h.run(wake_at, wake_at + milliseconds(100));
+  CHECK(h.cores[0]->counters().late_wakeups >= 1);
+  CHECK(h.cores[0]->view().local_health >= 1);
+  CHECK(h.cores[0]->counters().deaths == 0);
+  CHECK((h.viewOf(0, 1).state == MemberState::Alive));
+  CHECK((h.viewOf(0, 2).state == MemberState::Alive));
+}
