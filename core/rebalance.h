@@ -28,7 +28,8 @@ struct RebalanceInput {
   std::vector<uint32_t> weights;
   /// Bit i set: node i is live and not drained. Bits at or beyond weights.size() are ignored.
   uint32_t live_mask = 0;
-  /// Per-service seed: services with different seeds get different layouts.
+  /// Per-service seed: it permutes the layout, so services with different seeds usually get
+  /// different layouts (the disruption figures do not depend on it).
   uint32_t seed = 0;
 };
 
@@ -38,8 +39,9 @@ struct RebalanceInput {
 /// - each live node i owns floor(s_i) or ceil(s_i) buckets, s_i = buckets * w_i / (sum of
 ///   the live weights), and the counts add up to `buckets`;
 /// - the result depends only on the input's values.
-/// Cost: O(buckets * 16) time at worst, O(buckets) memory; about a microsecond for 16 buckets
-/// (test/bench/bench_rebalance.cpp prints the figures).
+/// Cost: O(buckets * 16) steps and O(buckets) memory, no shared state (safe to call from
+/// any thread); test/bench/bench_rebalance.cpp prints the time (well under a microsecond for
+/// 16 buckets, a few microseconds for 256).
 std::vector<int16_t> computeOwners(const RebalanceInput& input);
 
 /// Convenience for the daemon: the layout of `service` in `definition` (its bucket count and
