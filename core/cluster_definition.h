@@ -39,13 +39,16 @@ enum class Backend : uint8_t {
 
 /// One load-shared virtual IP.
 struct Service {
-  std::string name;
-  IpAddress vip;
+  std::string name;  ///< unique within the cluster; nftables objects are named after it
+  IpAddress vip;     ///< the load-shared address, IPv4 or IPv6; unique in the definition
   std::string interface;  ///< LAN interface that carries the VIP
-  MacAddress cluster_mac;  ///< multicast MAC answered for the VIP
-  HashMode hash = HashMode::SourceIp;
-  uint32_t buckets = 16;
-  uint32_t seed = 0;  ///< jhash seed; must be explicit or nodes would disagree
+  MacAddress cluster_mac;  ///< multicast MAC answered for the VIP (33:33:.. for IPv6)
+  HashMode hash = HashMode::SourceIp;  ///< default: one client's connections stay on one node
+  uint32_t buckets = 16;  ///< 1..kMaxBuckets; at most kMaxClusterIpBuckets on CLUSTERIP
+  /// jhash seed. Every node must use the same one, or two nodes would answer one client: when
+  /// the file gives none, the loader derives it from the cluster and service names
+  /// (defaultServiceSeed() in core/config_loader.h), never from anything node-local.
+  uint32_t seed = 0;
 };
 
 /// One cluster member.
