@@ -76,6 +76,15 @@ class TreeBuilder : public YAML::EventHandler {
       attach(make(YNode::Kind::Null, mark));
       return;
     }
+    if (it->second->kind == YNode::Kind::Scalar || it->second->kind == YNode::Kind::Null) {
+      // A copy located at the alias, so an error about the value (an address used twice)
+      // points at the place that repeats it. Collections stay shared: copying them would let
+      // a small file with many aliases grow without bound.
+      YNode* copy = make(it->second->kind, mark);
+      copy->value = it->second->value;
+      attach(copy);
+      return;
+    }
     attach(it->second);
   }
 
@@ -929,7 +938,7 @@ void Validator::checkAddressesUnique() {
   std::map<IpAddress, const AddressUse*> first;
   for (const AddressUse& use : addresses_) {
     auto [it, inserted] = first.emplace(use.address, &use);
-    if (!inserted && it->second->at != use.at) {
+    if (!inserted) {
       report(use.at, use.field,
              "address " + use.address.toString() + " is already used by " + it->second->field +
                  " at line " + std::to_string(it->second->at->line) +

@@ -492,6 +492,17 @@ TEST_CASE("aliases work for repeated values, and an alias into its own node is r
   REQUIRE(r.ok());
   CHECK(r.definition->health_checks[0].target == "eth0");
 
+  // An address repeated through an alias is still an address used twice, located at the alias.
+  std::string twice = kMinimal;
+  twice.replace(twice.find("[10.0.0.1]"), 10, "[&first 10.0.0.1]");
+  twice.replace(twice.find("[10.0.0.2]"), 10, "[*first]");
+  const LoadResult t = parseClusterDefinition(twice, "t.yaml", noKeyCheck());
+  INFO(allErrors(t));
+  REQUIRE(t.errors.size() == 1);
+  CHECK(t.errors[0].field == "nodes[1].addresses[0]");
+  CHECK(t.errors[0].line == 12);
+  CHECK(t.errors[0].column == 17);
+
   const LoadResult cyc = parseClusterDefinition("&a [*a]\n", "c.yaml", noKeyCheck());
   CHECK_FALSE(cyc.errors.empty());
 }
