@@ -4,6 +4,21 @@
 
 namespace shoal {
 
+uint64_t viewDigest(const View& view) {
+  // FNV-1a over one byte of state per member; not cryptographic, only a comparison.
+  uint64_t h = 1469598103934665603ull;
+  const auto mix = [&h](uint8_t byte) {
+    h ^= byte;
+    h *= 1099511628211ull;
+  };
+  for (const MemberView& m : view.members) {
+    mix(static_cast<uint8_t>(m.state == MemberState::Alive ? 1 : m.up() ? 2 : 0));
+    mix(static_cast<uint8_t>(m.serving() ? 1 : 0));
+    mix(static_cast<uint8_t>(m.drain.mode));
+  }
+  return h;
+}
+
 uint32_t aliveCount(const View& view) {
   uint32_t n = 0;
   for (const MemberView& m : view.members) {

@@ -60,6 +60,11 @@ struct OwnershipDecision {
 /// Applies the rules above. Pure; O(services * buckets * nodes).
 OwnershipDecision decideOwnership(const OwnershipInput& input);
 
+/// A digest of what the rebalance depends on in `view` (each member's liveness, drain, health
+/// and hold-down): equal on two nodes exactly when they would compute the same targets.
+/// Carried in heartbeats so `shoalctl status` can say whether all nodes share one view.
+uint64_t viewDigest(const View& view);
+
 /// Members counted for quorum: Alive in the view (suspect ones do not count).
 uint32_t aliveCount(const View& view);
 

@@ -172,3 +172,16 @@ TEST_CASE("ownership: every bucket is held by exactly one node once claims settl
     CHECK(holders == 1);
   }
 }
+
+TEST_CASE("view digest differs exactly when the rebalance inputs differ") {
+  Fixture a(0);
+  Fixture b(1);
+  CHECK(shoal::viewDigest(a.view) == shoal::viewDigest(b.view));  // self does not matter
+  b.view.members[2].incarnation = 9;                              // neither does incarnation
+  CHECK(shoal::viewDigest(a.view) == shoal::viewDigest(b.view));
+  b.view.members[2].drain.mode = shoal::DrainMode::Drained;
+  CHECK(shoal::viewDigest(a.view) != shoal::viewDigest(b.view));
+  b.view.members[2].drain.mode = shoal::DrainMode::None;
+  b.view.members[1].state = MemberState::Dead;
+  CHECK(shoal::viewDigest(a.view) != shoal::viewDigest(b.view));
+}
