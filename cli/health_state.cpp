@@ -22,7 +22,7 @@ bool CheckHysteresis::record(bool passed) {
   return true;
 }
 
-NodeHealth::NodeHealth(const std::vector<HealthCheck>& checks, Millis hold_down)
+CheckHealth::CheckHealth(const std::vector<HealthCheck>& checks, Millis hold_down)
     : hold_down_(hold_down) {
   for (const HealthCheck& c : checks) {
     entries_.push_back({c.name, CheckHysteresis(c.rise, c.fall), "no result yet"});
@@ -30,7 +30,7 @@ NodeHealth::NodeHealth(const std::vector<HealthCheck>& checks, Millis hold_down)
   was_all_healthy_ = entries_.empty();
 }
 
-bool NodeHealth::allChecksHealthy() const {
+bool CheckHealth::allChecksHealthy() const {
   for (const Entry& e : entries_) {
     if (!e.state.known() || !e.state.healthy()) {
       return false;
@@ -39,7 +39,7 @@ bool NodeHealth::allChecksHealthy() const {
   return true;
 }
 
-void NodeHealth::record(Clock::time_point now, std::size_t index, bool passed,
+void CheckHealth::record(Clock::time_point now, std::size_t index, bool passed,
                         std::string detail) {
   if (index >= entries_.size()) {
     return;
@@ -57,7 +57,7 @@ void NodeHealth::record(Clock::time_point now, std::size_t index, bool passed,
   was_all_healthy_ = all;
 }
 
-bool NodeHealth::healthy(Clock::time_point now) const {
+bool CheckHealth::healthy(Clock::time_point now) const {
   if (!was_all_healthy_) {
     return false;
   }
@@ -67,14 +67,14 @@ bool NodeHealth::healthy(Clock::time_point now) const {
   return now - recovered_at_ >= hold_down_;
 }
 
-std::optional<Clock::time_point> NodeHealth::nextChange(Clock::time_point now) const {
+std::optional<Clock::time_point> CheckHealth::nextChange(Clock::time_point now) const {
   if (was_all_healthy_ && ever_failed_ && now - recovered_at_ < hold_down_) {
     return recovered_at_ + hold_down_;
   }
   return std::nullopt;
 }
 
-std::vector<std::string> NodeHealth::failing() const {
+std::vector<std::string> CheckHealth::failing() const {
   std::vector<std::string> out;
   for (const Entry& e : entries_) {
     if (!e.state.known() || !e.state.healthy()) {

@@ -2,7 +2,7 @@
 // The health of this node, from the results of its health checks: rise/fall hysteresis per
 // check (one odd result never moves buckets) and a hold-down after a recovery (a node whose
 // check flaps does not pull buckets back and forth). Pure: the daemon feeds it results with
-// their times; tests feed it simulated ones.
+// their times; tests feed it simulated ones. (shoal::NodeHealth is what travels on the wire.)
 
 #include <chrono>
 #include <cstdint>
@@ -41,10 +41,10 @@ class CheckHysteresis {
 
 /// The node's health: healthy when every check is healthy and the hold-down since the last
 /// recovery has passed. A node with no checks is always healthy.
-class NodeHealth {
+class CheckHealth {
  public:
   /// `hold_down`: how long the node stays unhealthy after all its checks have recovered.
-  NodeHealth(const std::vector<HealthCheck>& checks, Millis hold_down);
+  CheckHealth(const std::vector<HealthCheck>& checks, Millis hold_down);
 
   /// Records the result of check `index` (its position in the definition) at `now`, with a
   /// one-line detail for status output (e.g. "exit 1", "load 9.3 > 8").

@@ -8,7 +8,7 @@ using shoal::HealthCheck;
 using shoal::Millis;
 using shoal::daemon::CheckHysteresis;
 using shoal::daemon::Clock;
-using shoal::daemon::NodeHealth;
+using shoal::daemon::CheckHealth;
 
 namespace {
 HealthCheck check(const char* name, uint32_t rise, uint32_t fall) {
@@ -40,7 +40,7 @@ TEST_CASE("hysteresis: first result decides, then fall failures and rise passes 
 
 TEST_CASE("node health waits for every check before serving") {
   const Clock::time_point t0{};
-  NodeHealth h({check("a", 2, 2), check("b", 2, 2)}, Millis(10000));
+  CheckHealth h({check("a", 2, 2), check("b", 2, 2)}, Millis(10000));
   CHECK_FALSE(h.healthy(t0));
   h.record(t0, 0, true, "ok");
   CHECK_FALSE(h.healthy(t0));
@@ -51,14 +51,14 @@ TEST_CASE("node health waits for every check before serving") {
 }
 
 TEST_CASE("node health with no checks is healthy") {
-  NodeHealth h({}, Millis(10000));
+  CheckHealth h({}, Millis(10000));
   CHECK(h.healthy(Clock::time_point{}));
 }
 
 TEST_CASE("node health holds down after a recovery") {
   using std::chrono::milliseconds;
   Clock::time_point t{};
-  NodeHealth h({check("app", 2, 1)}, Millis(10000));
+  CheckHealth h({check("app", 2, 1)}, Millis(10000));
   h.record(t, 0, true, "exit 0");
   CHECK(h.healthy(t));
   t += milliseconds(1000);
@@ -80,7 +80,7 @@ TEST_CASE("node health holds down after a recovery") {
 }
 
 TEST_CASE("node health ignores results for checks it does not know") {
-  NodeHealth h({check("a", 1, 1)}, Millis(0));
+  CheckHealth h({check("a", 1, 1)}, Millis(0));
   h.record(Clock::time_point{}, 7, false, "bogus");
   h.record(Clock::time_point{}, 0, true, "ok");
   CHECK(h.healthy(Clock::time_point{}));
