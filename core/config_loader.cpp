@@ -392,10 +392,12 @@ class Validator {
   std::vector<const YNode*> listField(const Fields& f, const std::string& key, bool required,
                                       const std::string& expected);
 
-  void checkTiming(const YNode* node, TimingProfile& timing);
-  void checkServices(const Fields& root, ClusterDefinition& def);
-  void checkNodes(const Fields& root, ClusterDefinition& def);
-  void checkHealthChecks(const Fields& root, ClusterDefinition& def);
+  // Each returns what it could read; what it could not is reported and left at its default.
+  TimingProfile checkTiming(const YNode* node);
+  std::vector<Service> checkServices(const Fields& root, const std::string& cluster_name,
+                                     Backend backend);
+  std::vector<Node> checkNodes(const Fields& root);
+  std::vector<HealthCheck> checkHealthChecks(const Fields& root);
   void checkAddressesUnique();
 
   struct AddressUse {
@@ -569,18 +571,18 @@ const std::vector<std::pair<HealthCheck::Kind, std::string>> kCheckKinds = {
 // Timing overrides, in the order of TimingProfile. Milliseconds fields end in _ms.
 constexpr uint64_t kMaxTimingValue = 86400000;  // one day: anything larger is a typo
 
-void Validator::checkTiming(const YNode* node, TimingProfile& timing) {
+TimingProfile Validator::checkTiming(const YNode* node) {
   const std::string names = "default or fast";
+  TimingProfile timing = *timingPreset("default");
   if (node->kind == YNode::Kind::Scalar) {
     auto preset = timingPreset(node->value);
     if (!preset) {
       report(node, "timing",
              "expected a timing profile name (" + names + ") or a mapping with profile and "
              "overrides, got " + quote(node->value));
-      return;
+      return timing;
     }
-    timing = *preset;
-    return;
+    return *preset;
   }
   const Fields f = checkMap(
       node, "timing",
@@ -589,14 +591,14 @@ void Validator::checkTiming(const YNode* node, TimingProfile& timing) {
        "flap_hold_down_ms"},
       "a profile name (" + names + ") with optional overrides");
   if (!f.is_map) {
-    return;
+    return timing;
   }
   if (auto name = stringField(f, "profile", false, names)) {
     auto preset = timingPreset(*name);
     if (!preset) {
       report(f.value("profile"), "timing.profile",
              "expected a timing profile name (" + names + "), got " + quote(*name));
-      return;  // the overrides would be checked against the wrong base values
+      return timing;  // the overrides would be checked against the wrong base values
     }
     timing = *preset;
   }
@@ -619,7 +621,7 @@ void Validator::checkTiming(const YNode* node, TimingProfile& timing) {
   }
   ms("flap_hold_down_ms", timing.flap_hold_down);
   if (problems_.size() != before) {
-    return;  // consistency is only meaningful once every value parsed
+    return timing;  // consistency is only meaningful once every value parsed
   }
   for (const TimingIssue& issue : checkTimingProfile(timing)) {
     // Point at the override when there is one; a preset value that conflicts with another
@@ -627,9 +629,12 @@ void Validator::checkTiming(const YNode* node, TimingProfile& timing) {
     const YNode* at = f.value(issue.field) != nullptr ? f.value(issue.field) : node;
     report(at, "timing." + issue.field, issue.message);
   }
+  return timing;
 }
 
-void Validator::checkServices(const Fields& root, ClusterDefinition& def) {
+std::vector<Service> Validator::checkServices(const Fields& root, const std::string& cluster_name,
+                                             Backend backend) {
+  std::vector<Service> services;
   const auto items = listField(root, "services", true,
                                "a list of at least one service (name, vip, interface, cluster_mac)");
   std::map<std::string, const YNode*> names;
@@ -705,7 +710,7 @@ void Validator::checkServices(const Fields& root, ClusterDefinition& def) {
       s.hash = *hash;
     }
     if (auto buckets = integerField(f, "buckets", 1, kMaxBuckets, "")) {
-      if (def.backend == Backend::ClusterIp && *buckets > kMaxClusterIpBuckets) {
+      if (backend == Backend::ClusterIp && *buckets > kMaxClusterIpBuckets) {
         report(f.value("buckets"), join(path, "buckets"),
                "the clusterip dataplane handles at most " + std::to_string(kMaxClusterIpBuckets) +
                    " buckets (its --total-nodes limit), got " + std::to_string(*buckets) +
@@ -716,13 +721,15 @@ void Validator::checkServices(const Fields& root, ClusterDefinition& def) {
     if (auto seed = integerField(f, "seed", 0, UINT32_MAX, "")) {
       s.seed = static_cast<uint32_t>(*seed);
     } else if (f.value("seed") == nullptr) {
-      s.seed = defaultServiceSeed(def.name, s.name);
+      s.seed = defaultServiceSeed(cluster_name, s.name);
     }
-    def.services.push_back(std::move(s));
+    services.push_back(std::move(s));
   }
+  return services;
 }
 
-void Validator::checkNodes(const Fields& root, ClusterDefinition& def) {
+std::vector<Node> Validator::checkNodes(const Fields& root) {
+  std::vector<Node> nodes;
   const auto items = listField(root, "nodes", true,
                                "a list of 1.." + std::to_string(kMaxNodes) + " nodes (name, addresses)");
   if (items.size() > kMaxNodes) {
@@ -788,20 +795,20 @@ void Validator::checkNodes(const Fields& root, ClusterDefinition& def) {
     if (auto weight = integerField(f, "weight", 1, 100, "(share of buckets)")) {
       n.weight = static_cast<uint32_t>(*weight);
     }
-    def.nodes.push_back(std::move(n));
+    nodes.push_back(std::move(n));
   }
   if (!reference) {
-    return;
+    return nodes;
   }
   // Heartbeat network i joins link i of every node: each node needs the same number of links,
   // and one link cannot mix IPv4 and IPv6.
-  const Node& ref = def.nodes[*reference];
+  const Node& ref = nodes[*reference];
   const std::string ref_name = indexed("nodes", *reference);
-  for (std::size_t i = 0; i < def.nodes.size(); ++i) {
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
     if (i == *reference || address_lists[i] == nullptr) {
       continue;
     }
-    const Node& n = def.nodes[i];
+    const Node& n = nodes[i];
     const std::string path = join(indexed("nodes", i), "addresses");
     if (n.addresses.size() != ref.addresses.size()) {
       report(address_lists[i], path,
@@ -820,12 +827,14 @@ void Validator::checkNodes(const Fields& root, ClusterDefinition& def) {
       }
     }
   }
+  return nodes;
 }
 
-void Validator::checkHealthChecks(const Fields& root, ClusterDefinition& def) {
+std::vector<HealthCheck> Validator::checkHealthChecks(const Fields& root) {
+  std::vector<HealthCheck> checks;
   if (root.value("health_checks") == nullptr ||
       root.value("health_checks")->kind == YNode::Kind::Null) {
-    return;  // optional; `health_checks:` with nothing after it means none
+    return checks;  // optional; `health_checks:` with nothing after it means none
   }
   const auto items = listField(root, "health_checks", false, "a list of health checks");
   std::map<std::string, const YNode*> names;
@@ -926,8 +935,9 @@ void Validator::checkHealthChecks(const Fields& root, ClusterDefinition& def) {
     if (auto v = integerField(f, "fall", 1, 100, "failures")) {
       c.fall = static_cast<uint32_t>(*v);
     }
-    def.health_checks.push_back(std::move(c));
+    checks.push_back(std::move(c));
   }
+  return checks;
 }
 
 void Validator::checkAddressesUnique() {
@@ -982,15 +992,15 @@ std::optional<ClusterDefinition> Validator::validate(const YNode* root,
     if (t->kind == YNode::Kind::Null) {
       report(f.keyNode("timing"), "timing", "no value given; expected default, fast or a mapping");
     } else {
-      checkTiming(t, def.timing);
+      def.timing = checkTiming(t);
     }
   } else {
     def.timing = *timingPreset("default");
   }
-  checkServices(f, def);
-  checkNodes(f, def);
+  def.services = checkServices(f, def.name, def.backend);
+  def.nodes = checkNodes(f);
   checkAddressesUnique();
-  checkHealthChecks(f, def);
+  def.health_checks = checkHealthChecks(f);
   if (const YNode* k = scalarField(f, "key_file", true,
                                    "the path of the cluster key, absolute or relative to this "
                                    "file's folder")) {
