@@ -1,0 +1,156 @@
+#include "membership/udp_transport.h"
+
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/ip/v6_only.hpp>
+
+#include "core/wire_codec.h"
+
+namespace shoal {
+
+namespace asio = boost::asio;
+using asio::ip::udp;
+
+struct UdpTransport::Link {
+  explicit Link(asio::io_context& io) : socket(io) {}
+  udp::socket socket;
+  udp::endpoint from;
+  // One byte more than the largest datagram shoal accepts, so an oversized one is noticed.
+  std::array<uint8_t, 65536> buffer{};
+};
+
+asio::ip::address toAsio(const IpAddress& address) {
+  if (address.isV4()) {
+    asio::ip::address_v4::bytes_type b{};
+    std::copy_n(address.bytes.begin(), 4, b.begin());
+    return asio::ip::address_v4(b);
+  }
+  asio::ip::address_v6::bytes_type b{};
+  std::copy_n(address.bytes.begin(), 16, b.begin());
+  return asio::ip::address_v6(b);
+}
+
+IpAddress fromAsio(const asio::ip::address& address) {
+  IpAddress out;
+  if (address.is_v4()) {
+    out.family = IpAddress::Family::V4;
+    const auto b = address.to_v4().to_bytes();
+    std::copy(b.begin(), b.end(), out.bytes.begin());
+  } else {
+    out.family = IpAddress::Family::V6;
+    const auto b = address.to_v6().to_bytes();
+    std::copy(b.begin(), b.end(), out.bytes.begin());
+  }
+  return out;
+}
+
+UdpTransport::UdpTransport(const ClusterDefinition& def, Receive on_receive)
+    : on_receive_(std::move(on_receive)) {
+  link_count_ = def.nodes.empty() ? 0 : def.nodes[0].addresses.size();
+  for (const Node& n : def.nodes) {
+    for (std::size_t l = 0; l < link_count_; ++l) {
+      peers_.emplace_back(toAsio(n.addresses.at(l)), def.port);
+    }
+  }
+}
+
+UdpTransport::~UdpTransport() {
+  *alive_ = false;
+  close();
+}
+
+Result<std::unique_ptr<UdpTransport>> UdpTransport::open(asio::io_context& io,
+                                                          const ClusterDefinition& def,
+                                                          uint32_t self, Receive on_receive) {
+  if (self >= def.nodes.size()) {
+    return Error{"node index " + std::to_string(self) + " is not in the cluster definition (" +
+                 std::to_string(def.nodes.size()) + " nodes)"};
+  }
+  std::unique_ptr<UdpTransport> t(new UdpTransport(def, std::move(on_receive)));
+  const Node& me = def.nodes[self];
+  for (std::size_t l = 0; l < me.addresses.size(); ++l) {
+    auto link = std::make_unique<Link>(io);
+    const udp::endpoint local(toAsio(me.addresses[l]), def.port);
+    const std::string where = "link " + std::to_string(l) + ": ";
+    const std::string what = Endpoint{me.addresses[l], def.port}.toString();
+    boost::system::error_code ec;
+    link->socket.open(local.protocol(), ec);
+    if (!ec && !local.address().is_v4()) {
+      // Only IPv6 on an IPv6 socket: the link's address family is fixed by the definition.
+      link->socket.set_option(asio::ip::v6_only(true), ec);
+    }
+    if (ec) {
+      return Error{where + "cannot open a UDP socket for " + what + ": " + ec.message()};
+    }
+    link->socket.bind(local, ec);
+    if (ec) {
+      return Error{where + "cannot bind " + what + ": " + ec.message() +
+                   " (is the address configured on this host, and the port free?)"};
+    }
+    link->socket.non_blocking(true, ec);
+    if (ec) {
+      return Error{where + "cannot make the socket of " + what + " non-blocking: " +
+                   ec.message()};
+    }
+    t->links_.push_back(std::move(link));
+  }
+  for (std::size_t l = 0; l < t->links_.size(); ++l) {
+    t->receiveNext(l);
+  }
+  return t;
+}
+
+void UdpTransport::receiveNext(std::size_t index) {
+  Link& link = *links_[index];
+  std::weak_ptr<bool> alive = alive_;
+  link.socket.async_receive_from(
+      asio::buffer(link.buffer), link.from,
+      [this, index, alive](const boost::system::error_code& ec, std::size_t size) {
+        const auto guard = alive.lock();
+        if (!guard || !*guard) {
+          return;
+        }
+        Link& l = *links_[index];
+        if (ec == asio::error::operation_aborted || !l.socket.is_open()) {
+          return;
+        }
+        if (ec) {
+          ++stats_.receive_errors;
+        } else if (size > kMaxPacketSize + 512) {
+          ++stats_.oversized;
+        } else {
+          ++stats_.received;
+          const Endpoint from{fromAsio(l.from.address()), l.from.port()};
+          on_receive_(static_cast<uint32_t>(index),
+                      std::span<const uint8_t>(l.buffer.data(), size), from);
+        }
+        if (*guard && l.socket.is_open()) {
+          receiveNext(index);
+        }
+      });
+}
+
+void UdpTransport::send(const Datagram& datagram) {
+  const std::size_t slot = static_cast<std::size_t>(datagram.node) * link_count_ + datagram.link;
+  if (datagram.link >= links_.size() || slot >= peers_.size() ||
+      !links_[datagram.link]->socket.is_open()) {
+    ++stats_.send_errors;
+    return;
+  }
+  boost::system::error_code ec;
+  links_[datagram.link]->socket.send_to(
+      asio::buffer(datagram.bytes.data(), datagram.bytes.size()), peers_[slot], 0, ec);
+  if (ec) {
+    ++stats_.send_errors;
+  } else {
+    ++stats_.sent;
+  }
+}
+
+void UdpTransport::close() {
+  for (auto& link : links_) {
+    boost::system::error_code ec;
+    link->socket.close(ec);
+  }
+}
+
+}  // namespace shoal

@@ -1,0 +1,78 @@
+#pragma once
+// The heartbeat sockets: Boost.Asio UDP, one socket per heartbeat link, bound to this node's
+// management address of that link and the cluster port, IPv4 or IPv6. The only code of the
+// membership layer that touches the network; the daemon wires it to the core
+// (membership/membership.h): received datagrams go to Membership::onPacket, Output::send
+// goes to send().
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/udp.hpp>
+
+#include "core/cluster_definition.h"
+#include "core/result.h"
+#include "membership/membership_types.h"
+
+namespace shoal {
+
+/// Socket counters (packet-level faults are counted, not logged).
+struct TransportStats {
+  uint64_t sent = 0;
+  uint64_t send_errors = 0;  ///< datagrams the kernel refused (no route, buffer full, ...)
+  uint64_t received = 0;
+  uint64_t receive_errors = 0;
+  uint64_t oversized = 0;    ///< datagrams larger than the receive buffer (dropped)
+};
+
+/// One UDP socket per heartbeat link, all driven by the caller's io_context.
+class UdpTransport {
+ public:
+  /// Called for every received datagram with the link it arrived on and its source. The
+  /// bytes are valid only during the call.
+  using Receive =
+      std::function<void(uint32_t link, std::span<const uint8_t> bytes, const Endpoint& from)>;
+
+  /// Opens and binds the sockets of node `self` of `def` (address i of the node on link i,
+  /// port def.port) and starts receiving. Errors name the link, address and port and the
+  /// system's reason (e.g. "link 1: cannot bind 10.0.1.2:7400: Cannot assign requested
+  /// address").
+  static Result<std::unique_ptr<UdpTransport>> open(boost::asio::io_context& io,
+                                                     const ClusterDefinition& def, uint32_t self,
+                                                     Receive on_receive);
+  ~UdpTransport();
+  UdpTransport(const UdpTransport&) = delete;
+  UdpTransport& operator=(const UdpTransport&) = delete;
+
+  /// Sends `datagram` to its node's address on its link. Never blocks: a datagram the kernel
+  /// cannot take now is dropped and counted (heartbeats are repeated anyway).
+  void send(const Datagram& datagram);
+  /// Closes every socket; pending receives end. Called by the destructor.
+  void close();
+
+  const TransportStats& stats() const { return stats_; }
+
+ private:
+  struct Link;
+  UdpTransport(const ClusterDefinition& def, Receive on_receive);
+  void receiveNext(std::size_t link);
+
+  std::vector<boost::asio::ip::udp::endpoint> peers_;  // [node * links + link]
+  std::size_t link_count_ = 0;
+  std::vector<std::unique_ptr<Link>> links_;
+  Receive on_receive_;
+  TransportStats stats_;
+  // Cleared on destruction so that completion handlers still queued do nothing.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+/// Conversions between shoal's and Boost.Asio's address types.
+boost::asio::ip::address toAsio(const IpAddress& address);
+IpAddress fromAsio(const boost::asio::ip::address& address);
+
+}  // namespace shoal
