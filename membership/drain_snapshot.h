@@ -26,8 +26,8 @@ namespace shoal {
 
 /// The drain state of every node of a definition, indexed like ClusterDefinition::nodes.
 struct DrainSnapshot {
-  uint64_t clock = 0;               ///< largest Lamport clock the writer had seen
-  std::vector<DrainState> drains;   ///< one per node; clock 0 = never written
+  uint64_t clock = 0;              ///< largest Lamport clock the writer had seen
+  std::vector<DrainState> drains;  ///< one per node; clock 0 = never written
 
   bool operator==(const DrainSnapshot&) const = default;
 };

@@ -111,7 +111,9 @@ Event makeEvent(Event::Kind kind, uint32_t node, uint32_t link = 0,
   return e;
 }
 
-bool isDown(MemberState s) { return s == MemberState::Dead || s == MemberState::Left; }
+bool isDown(MemberState s) {
+  return s == MemberState::Dead || s == MemberState::Left;
+}
 
 }  // namespace
 
@@ -688,8 +690,8 @@ void Membership::applyUpdate(TimePoint now, const wire::MemberUpdate& u) {
       break;
     case MemberState::Dead:
       accept = inc > m.incarnation ||
-               (inc == m.incarnation && (m.state == MemberState::Alive ||
-                                         m.state == MemberState::Suspect)) ||
+               (inc == m.incarnation &&
+                (m.state == MemberState::Alive || m.state == MemberState::Suspect)) ||
                m.state == MemberState::Unknown;
       break;
     case MemberState::Left:
@@ -715,8 +717,8 @@ void Membership::adoptHoldDown(TimePoint now, uint32_t node, uint32_t hold_down_
   // Another member saw deaths of this one that this node did not (it restarted since, or the
   // member is this node itself): hold it out as long as they do, never longer than a
   // hold-down.
-  const Duration left = std::min<Duration>(std::chrono::milliseconds(hold_down_ms),
-                                           def_.timing.flap_hold_down);
+  const Duration left =
+      std::min<Duration>(std::chrono::milliseconds(hold_down_ms), def_.timing.flap_hold_down);
   m.held_down = true;
   m.held_until = now + left;
   out_.events.push_back(makeEvent(Event::Kind::HoldDownStarted, node));
@@ -724,9 +726,9 @@ void Membership::adoptHoldDown(TimePoint now, uint32_t node, uint32_t hold_down_
 
 void Membership::applyAboutSelf(TimePoint now, MemberState state, uint64_t inc) {
   MemberView& me = view_.members[self_];
-  const bool accused = (state == MemberState::Suspect || state == MemberState::Dead ||
-                        state == MemberState::Left) &&
-                       inc >= me.incarnation;
+  const bool accused =
+      (state == MemberState::Suspect || state == MemberState::Dead || state == MemberState::Left) &&
+      inc >= me.incarnation;
   if (!accused && inc <= me.incarnation) {
     return;
   }
@@ -823,9 +825,9 @@ void Membership::setState(TimePoint now, uint32_t node, MemberState state, uint6
 void Membership::maybeCorrect(TimePoint now, uint32_t node, uint32_t link, uint64_t claimed) {
   const MemberView& m = view_.members[node];
   Peer& p = peers_[node];
-  const bool stale = m.incarnation > claimed ||
-                     (m.incarnation >= claimed && (m.state == MemberState::Suspect ||
-                                                    isDown(m.state)));
+  const bool stale =
+      m.incarnation > claimed ||
+      (m.incarnation >= claimed && (m.state == MemberState::Suspect || isDown(m.state)));
   if (!stale || now < p.next_correction) {
     return;
   }
@@ -842,7 +844,9 @@ void Membership::maybeCorrect(TimePoint now, uint32_t node, uint32_t link, uint6
   send(node, link, std::move(env));
 }
 
-void Membership::queueGossip(uint32_t node) { peers_[node].gossip_left = kGossipRounds; }
+void Membership::queueGossip(uint32_t node) {
+  peers_[node].gossip_left = kGossipRounds;
+}
 
 // ---- sending ------------------------------------------------------------------------------
 

@@ -44,7 +44,7 @@ enum class MemberState : uint8_t {
   Alive,
   Suspect,  ///< silent and unreachable through other members; dead unless it refutes in time
   Dead,
-  Left,     ///< stopped gracefully
+  Left,  ///< stopped gracefully
 };
 
 /// Operator-set drain of a node (cluster state: any node may set it for any node).
@@ -137,14 +137,14 @@ struct ForeignPeer {
 /// Something the caller should know about (log, status, rebalance, persistence).
 struct Event {
   enum class Kind : uint8_t {
-    MemberChanged,      ///< `node` moved to `state`
-    LinkChanged,        ///< `link` to `node` went up (`up`) or down
-    DrainChanged,       ///< drain of `node` changed; persist drainSnapshot()
-    HealthChanged,      ///< `node` reported another health
-    HoldDownStarted,    ///< `node` is held out by flap damping
-    HoldDownEnded,      ///< `node` is no longer held out
-    ForeignPeerSeen,    ///< first packet from a peer with another cluster fingerprint
-    Refuted,            ///< this node was suspected or declared dead and refuted it
+    MemberChanged,    ///< `node` moved to `state`
+    LinkChanged,      ///< `link` to `node` went up (`up`) or down
+    DrainChanged,     ///< drain of `node` changed; persist drainSnapshot()
+    HealthChanged,    ///< `node` reported another health
+    HoldDownStarted,  ///< `node` is held out by flap damping
+    HoldDownEnded,    ///< `node` is no longer held out
+    ForeignPeerSeen,  ///< first packet from a peer with another cluster fingerprint
+    Refuted,          ///< this node was suspected or declared dead and refuted it
   };
   Kind kind = Kind::MemberChanged;
   uint32_t node = 0;
@@ -178,7 +178,7 @@ struct Counters {
   uint64_t deaths = 0;       ///< peers this node declared dead itself
   uint64_t refutations = 0;  ///< times this node refuted a suspicion or death of itself
   uint64_t state_exchanges_sent = 0;
-  uint64_t late_wakeups = 0;     ///< calls that found this node had stalled
+  uint64_t late_wakeups = 0;  ///< calls that found this node had stalled
 };
 
 const char* toString(MemberState state);

@@ -59,8 +59,8 @@ UdpTransport::~UdpTransport() {
 }
 
 Result<std::unique_ptr<UdpTransport>> UdpTransport::open(asio::io_context& io,
-                                                          const ClusterDefinition& def,
-                                                          uint32_t self, Receive on_receive) {
+                                                         const ClusterDefinition& def,
+                                                         uint32_t self, Receive on_receive) {
   if (self >= def.nodes.size()) {
     return Error{"node index " + std::to_string(self) + " is not in the cluster definition (" +
                  std::to_string(def.nodes.size()) + " nodes)"};
@@ -88,8 +88,7 @@ Result<std::unique_ptr<UdpTransport>> UdpTransport::open(asio::io_context& io,
     }
     link->socket.non_blocking(true, ec);
     if (ec) {
-      return Error{where + "cannot make the socket of " + what + " non-blocking: " +
-                   ec.message()};
+      return Error{where + "cannot make the socket of " + what + " non-blocking: " + ec.message()};
     }
     t->links_.push_back(std::move(link));
   }
@@ -120,8 +119,8 @@ void UdpTransport::receiveNext(std::size_t index) {
         } else {
           ++stats_.received;
           const Endpoint from{fromAsio(l.from.address()), l.from.port()};
-          on_receive_(static_cast<uint32_t>(index),
-                      std::span<const uint8_t>(l.buffer.data(), size), from);
+          on_receive_(static_cast<uint32_t>(index), std::span<const uint8_t>(l.buffer.data(), size),
+                      from);
         }
         if (*guard && l.socket.is_open()) {
           receiveNext(index);
@@ -137,8 +136,8 @@ void UdpTransport::send(const Datagram& datagram) {
     return;
   }
   boost::system::error_code ec;
-  links_[datagram.link]->socket.send_to(
-      asio::buffer(datagram.bytes.data(), datagram.bytes.size()), peers_[slot], 0, ec);
+  links_[datagram.link]->socket.send_to(asio::buffer(datagram.bytes.data(), datagram.bytes.size()),
+                                        peers_[slot], 0, ec);
   if (ec) {
     ++stats_.send_errors;
   } else {

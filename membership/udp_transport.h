@@ -6,14 +6,13 @@
 // goes to send().
 
 #include <array>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/udp.hpp>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <span>
 #include <vector>
-
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/udp.hpp>
 
 #include "core/cluster_definition.h"
 #include "core/result.h"
@@ -27,7 +26,7 @@ struct TransportStats {
   uint64_t send_errors = 0;  ///< datagrams the kernel refused (no route, buffer full, ...)
   uint64_t received = 0;
   uint64_t receive_errors = 0;
-  uint64_t oversized = 0;    ///< datagrams larger than the receive buffer (dropped)
+  uint64_t oversized = 0;  ///< datagrams larger than the receive buffer (dropped)
 };
 
 /// One UDP socket per heartbeat link, all driven by the caller's io_context.
@@ -43,8 +42,8 @@ class UdpTransport {
   /// system's reason (e.g. "link 1: cannot bind 10.0.1.2:7400: Cannot assign requested
   /// address").
   static Result<std::unique_ptr<UdpTransport>> open(boost::asio::io_context& io,
-                                                     const ClusterDefinition& def, uint32_t self,
-                                                     Receive on_receive);
+                                                    const ClusterDefinition& def, uint32_t self,
+                                                    Receive on_receive);
   ~UdpTransport();
   UdpTransport(const UdpTransport&) = delete;
   UdpTransport& operator=(const UdpTransport&) = delete;

@@ -44,9 +44,9 @@ void printSoak(const char* name, const TimingProfile& t, Adversity a, Duration d
       "refutations %llu, probes %llu, convergence p99 %.1f ms (%.1f s wall)\n",
       name, toString(a), std::chrono::duration<double>(d).count(),
       static_cast<unsigned long long>(r.false_deaths),
-      static_cast<unsigned long long>(r.suspicions),
-      static_cast<unsigned long long>(r.refutations), static_cast<unsigned long long>(r.probes),
-      percentile(r.convergence_ms, 0.99), r.wall_seconds);
+      static_cast<unsigned long long>(r.suspicions), static_cast<unsigned long long>(r.refutations),
+      static_cast<unsigned long long>(r.probes), percentile(r.convergence_ms, 0.99),
+      r.wall_seconds);
 }
 
 }  // namespace
@@ -55,8 +55,8 @@ int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
   const TimingProfile def = *timingPreset("default");
   const TimingProfile fast = *timingPreset("fast");
-  const Duration soak_time = quick ? Duration(std::chrono::minutes(1))
-                                   : Duration(std::chrono::hours(1));
+  const Duration soak_time =
+      quick ? Duration(std::chrono::minutes(1)) : Duration(std::chrono::hours(1));
 
   std::printf("== membership figures (simulation; 16 nodes, 2 links, 1 ms delay unless said)\n");
   printDetection("default", def, 60, 1);
@@ -72,15 +72,15 @@ int main(int argc, char** argv) {
   std::printf(
       "convergence after drain/undrain/health changes (fast): p50 %.1f ms, p99 %.1f ms, "
       "max %.1f ms over %zu episodes\n",
-      percentile(changes_fast, 0.5), percentile(changes_fast, 0.99),
-      percentile(changes_fast, 1.0), changes_fast.size());
+      percentile(changes_fast, 0.5), percentile(changes_fast, 0.99), percentile(changes_fast, 1.0),
+      changes_fast.size());
 
-  for (Adversity a : {Adversity::Loss5, Adversity::OneLinkDown, Adversity::Loss10Jitter20,
-                      Adversity::Stall3}) {
+  for (Adversity a :
+       {Adversity::Loss5, Adversity::OneLinkDown, Adversity::Loss10Jitter20, Adversity::Stall3}) {
     printSoak("default", def, a, soak_time, 10 + static_cast<uint64_t>(a));
   }
-  for (Adversity a : {Adversity::Loss5, Adversity::OneLinkDown, Adversity::Loss10Jitter20,
-                      Adversity::Stall3}) {
+  for (Adversity a :
+       {Adversity::Loss5, Adversity::OneLinkDown, Adversity::Loss10Jitter20, Adversity::Stall3}) {
     printSoak("fast", fast, a, quick ? soak_time : Duration(std::chrono::minutes(2)),
               20 + static_cast<uint64_t>(a));
   }
@@ -91,8 +91,7 @@ int main(int argc, char** argv) {
       std::printf(
           "cost per node, %2zu nodes, %-7s: %.0f packets/s, %.0f bytes/s, %.0f us CPU per "
           "simulated second (%.2f %% of a core)\n",
-          n, t->name.c_str(), c.packets_per_s, c.bytes_per_s, c.cpu_us_per_s,
-          c.cpu_us_per_s / 1e4);
+          n, t->name.c_str(), c.packets_per_s, c.bytes_per_s, c.cpu_us_per_s, c.cpu_us_per_s / 1e4);
     }
   }
   return 0;

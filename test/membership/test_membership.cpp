@@ -2,7 +2,6 @@
 // time: datagrams are passed between cores directly, never through a socket.
 
 #include <doctest/doctest.h>
-
 #include <unistd.h>
 
 #include <chrono>
@@ -38,7 +37,7 @@ struct Harness {
   std::vector<std::pair<uint32_t, Datagram>> in_flight;  // (sender, datagram)
   std::vector<std::vector<Event>> events;
   std::vector<TimePoint> wake;
-  std::vector<bool> cut;  // node isolated: nothing to or from it is delivered
+  std::vector<bool> cut;     // node isolated: nothing to or from it is delivered
   std::vector<bool> paused;  // node stalled: datagrams to it wait until it runs again
 
   explicit Harness(std::size_t n, std::size_t links = 2)
@@ -140,8 +139,8 @@ TEST_CASE("drain snapshot survives encoding, by node name") {
   CHECK(back.value() == s);
 
   SUBCASE("a node no longer in the definition is skipped") {
-    auto r = decodeDrainSnapshot("shoal-drain-state 1\nclock 3\nnode gone drained 3 n0\n", def,
-                                 "state");
+    auto r =
+        decodeDrainSnapshot("shoal-drain-state 1\nclock 3\nnode gone drained 3 n0\n", def, "state");
     REQUIRE(r.ok());
     CHECK(r.value().clock == 3);
     CHECK(r.value().drains[0].clock == 0);
@@ -159,8 +158,8 @@ TEST_CASE("drain snapshot survives encoding, by node name") {
 }
 
 TEST_CASE("state file is replaced whole and read back") {
-  const std::string dir = std::filesystem::temp_directory_path() /
-                          ("shoal-state-" + std::to_string(::getpid()));
+  const std::string dir =
+      std::filesystem::temp_directory_path() / ("shoal-state-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   const std::string path = dir + "/drain";
   auto missing = readSmallFile(path);

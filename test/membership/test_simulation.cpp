@@ -121,7 +121,7 @@ TEST_CASE("no false death with 10 % loss and 20 ms jitter") {
 TEST_CASE("no false death with a node stalled for three heartbeat intervals") {
   const SoakResult r = soak(kDefault, 16, Adversity::Stall3, std::chrono::minutes(2), 204);
   CHECK(r.false_deaths == 0);
-  CHECK(r.suspicions > 0);  // the stalls are noticed...
+  CHECK(r.suspicions > 0);   // the stalls are noticed...
   CHECK(r.refutations > 0);  // ...and refuted
 }
 
@@ -157,8 +157,8 @@ TEST_CASE("conflicting drain commands resolve the same way on every node") {
   SUBCASE("equal clocks: the larger writer id wins") {
     sim.partition(left);
     sim.runFor(milliseconds(10));
-    sim.drain(2, 6, DrainMode::Drained);   // writer 2
-    sim.drain(14, 6, DrainMode::None);     // writer 14, same clock on both sides
+    sim.drain(2, 6, DrainMode::Drained);  // writer 2
+    sim.drain(14, 6, DrainMode::None);    // writer 14, same clock on both sides
     const DrainState a = sim.core(2).view().members[6].drain;
     const DrainState b = sim.core(14).view().members[6].drain;
     REQUIRE(a.clock == b.clock);
@@ -346,8 +346,8 @@ TEST_CASE("forged, replayed and foreign packets are counted and change nothing")
   const Counters& after = sim.core(0).counters();
   CHECK(after.rejected[Rejection::Replay] - before.rejected[Rejection::Replay] == replays);
   CHECK(after.rejected[Rejection::Malformed] - before.rejected[Rejection::Malformed] +
-            after.rejected[Rejection::UnsupportedVersion] +
-            after.rejected[Rejection::UnknownKey] + after.rejected[Rejection::BadMac] ==
+            after.rejected[Rejection::UnsupportedVersion] + after.rejected[Rejection::UnknownKey] +
+            after.rejected[Rejection::BadMac] ==
         50);
   CHECK(after.rejected[Rejection::OtherCluster] == 1);
   REQUIRE(sim.core(0).foreignPeers().size() == 1);

@@ -3,7 +3,6 @@
 // the fast profile detects a death in about 50 ms, and every wait gives up after seconds.
 
 #include <doctest/doctest.h>
-
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
@@ -40,12 +39,10 @@ ClusterDefinition loopbackDefinition() {
 struct LiveNode {
   LiveNode(asio::io_context& io, const ClusterDefinition& def, uint32_t self)
       : core(def, self, sim::simKeyring(), 1, 1000 + self), timer(io) {
-    auto t = UdpTransport::open(io, def, self,
-                                [this](uint32_t link, std::span<const uint8_t> bytes,
-                                       const Endpoint& from) {
-                                  handle(core.onPacket(std::chrono::steady_clock::now(), bytes,
-                                                       link, from));
-                                });
+    auto t = UdpTransport::open(
+        io, def, self, [this](uint32_t link, std::span<const uint8_t> bytes, const Endpoint& from) {
+          handle(core.onPacket(std::chrono::steady_clock::now(), bytes, link, from));
+        });
     REQUIRE_MESSAGE(t.ok(), (t.ok() ? "" : t.error().message));
     transport = std::move(t).value();
     handle(core.start(std::chrono::steady_clock::now()));
@@ -118,8 +115,8 @@ TEST_CASE("binding an address this host does not have is an error naming it") {
   asio::io_context io;
   ClusterDefinition def = loopbackDefinition();
   def.nodes[0].addresses[1] = *IpAddress::parse("192.0.2.123");
-  auto t = UdpTransport::open(io, def, 0, [](uint32_t, std::span<const uint8_t>,
-                                             const Endpoint&) {});
+  auto t =
+      UdpTransport::open(io, def, 0, [](uint32_t, std::span<const uint8_t>, const Endpoint&) {});
   REQUIRE_FALSE(t.ok());
   CHECK(t.error().message.find("link 1") != std::string::npos);
   CHECK(t.error().message.find("192.0.2.123") != std::string::npos);
@@ -138,8 +135,10 @@ TEST_CASE("three cores over loopback UDP agree, detect a killed one, and ignore 
       captured = d.bytes;
     }
   };
-  REQUIRE(runUntil(io, [&] { return allAlive(nodes); }, milliseconds(3000)));
-  REQUIRE(runUntil(io, [&] { return !captured.empty(); }, milliseconds(1000)));
+  REQUIRE(runUntil(
+      io, [&] { return allAlive(nodes); }, milliseconds(3000)));
+  REQUIRE(runUntil(
+      io, [&] { return !captured.empty(); }, milliseconds(1000)));
   CHECK(nodes[0]->transport->stats().received > 0);
   CHECK(nodes[0]->transport->stats().send_errors == 0);
 
@@ -161,8 +160,8 @@ TEST_CASE("three cores over loopback UDP agree, detect a killed one, and ignore 
     sendRaw(def, captured);
     sendRaw(def, std::string("\x0a\x03garbage\xff\x00\x13", 13));
     const auto& now = nodes[0]->core.counters().rejected;
-    REQUIRE(runUntil(io, [&] { return now.total() >= rejected.total() + 3; },
-                     milliseconds(2000)));
+    REQUIRE(runUntil(
+        io, [&] { return now.total() >= rejected.total() + 3; }, milliseconds(2000)));
     CHECK(now[Rejection::BadMac] == rejected[Rejection::BadMac] + 1);
     CHECK(now[Rejection::Replay] == rejected[Rejection::Replay] + 1);
     CHECK(now[Rejection::Malformed] == rejected[Rejection::Malformed] + 1);
@@ -173,15 +172,16 @@ TEST_CASE("three cores over loopback UDP agree, detect a killed one, and ignore 
   SUBCASE("a killed node is declared dead by both survivors") {
     const auto killed_at = std::chrono::steady_clock::now();
     nodes[2].reset();  // closes its sockets: it goes silent, as after kill -9
-    REQUIRE(runUntil(io,
-                     [&] {
-                       return nodes[0]->core.view().members[2].state == MemberState::Dead &&
-                              nodes[1]->core.view().members[2].state == MemberState::Dead;
-                     },
-                     milliseconds(3000)));
+    REQUIRE(runUntil(
+        io,
+        [&] {
+          return nodes[0]->core.view().members[2].state == MemberState::Dead &&
+                 nodes[1]->core.view().members[2].state == MemberState::Dead;
+        },
+        milliseconds(3000)));
     const auto took = std::chrono::steady_clock::now() - killed_at;
-    MESSAGE("detected over loopback in "
-            << std::chrono::duration_cast<milliseconds>(took).count() << " ms");
+    MESSAGE("detected over loopback in " << std::chrono::duration_cast<milliseconds>(took).count()
+                                         << " ms");
     CHECK((nodes[0]->core.view().members[1].state == MemberState::Alive));
     CHECK((nodes[1]->core.view().members[0].state == MemberState::Alive));
     CHECK_FALSE(nodes[0]->core.view().members[2].reachable());

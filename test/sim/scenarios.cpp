@@ -10,9 +10,13 @@ namespace {
 
 using std::chrono::milliseconds;
 
-double toMs(Duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+double toMs(Duration d) {
+  return std::chrono::duration<double, std::milli>(d).count();
+}
 
-Duration interval(const TimingProfile& t) { return std::chrono::duration_cast<Duration>(t.heartbeat_interval); }
+Duration interval(const TimingProfile& t) {
+  return std::chrono::duration_cast<Duration>(t.heartbeat_interval);
+}
 
 }  // namespace
 
@@ -64,8 +68,8 @@ DetectionResult measureDetection(const TimingProfile& timing, std::size_t nodes,
   for (int c = 0; c < crashes; ++c) {
     victim = static_cast<uint32_t>(rng.below(nodes));
     // A random phase of the victim's heartbeat cycle.
-    sim.runFor(Duration(static_cast<Duration::rep>(rng.below(
-        static_cast<uint64_t>(interval(timing).count())))));
+    sim.runFor(Duration(
+        static_cast<Duration::rep>(rng.below(static_cast<uint64_t>(interval(timing).count())))));
     std::fill(dead_at.begin(), dead_at.end(), TimePoint::max());
     watching = true;
     const TimePoint crashed = sim.now();
@@ -135,8 +139,8 @@ SoakResult soak(const TimingProfile& timing, std::size_t nodes, Adversity advers
     Rng rng(seed ^ 0x57a11ULL);
     uint32_t next = 0;
     while (sim.now() + milliseconds(10000) <= end) {
-      sim.runFor(milliseconds(10000) - Duration(static_cast<Duration::rep>(
-                                           rng.below(static_cast<uint64_t>(interval(timing).count())))));
+      sim.runFor(milliseconds(10000) - Duration(static_cast<Duration::rep>(rng.below(
+                                           static_cast<uint64_t>(interval(timing).count())))));
       sim.pause(next, 3 * interval(timing));
       next = static_cast<uint32_t>((next + 1) % nodes);
     }
@@ -203,8 +207,8 @@ std::vector<double> measureChangeConvergence(const TimingProfile& timing, std::s
         break;
       }
     }
-    sim.runFor(milliseconds(200) + Duration(static_cast<Duration::rep>(
-                                       rng.below(static_cast<uint64_t>(interval(timing).count())))));
+    sim.runFor(milliseconds(200) + Duration(static_cast<Duration::rep>(rng.below(
+                                       static_cast<uint64_t>(interval(timing).count())))));
   }
   std::vector<double> out;
   const auto& episodes = sim.convergenceEpisodes();

@@ -42,7 +42,7 @@ struct SoakResult {
   uint64_t refutations = 0;   ///< refutations, summed over nodes
   uint64_t probes = 0;        ///< direct probes sent, summed over nodes
   std::vector<double> convergence_ms;
-  double wall_seconds = 0;    ///< real time the simulation took
+  double wall_seconds = 0;  ///< real time the simulation took
 };
 
 /// Runs `nodes` nodes (two links, 1 ms delay) for `duration` of virtual time under `adversity`.

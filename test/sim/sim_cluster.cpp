@@ -222,8 +222,8 @@ void SimCluster::transmit(uint32_t from, const Datagram& d) {
     }
     Duration delay = c.delay;
     if (c.jitter > Duration::zero()) {
-      delay += Duration(static_cast<Duration::rep>(rng_.unit() * static_cast<double>(
-                                                                     c.jitter.count())));
+      delay +=
+          Duration(static_cast<Duration::rep>(rng_.unit() * static_cast<double>(c.jitter.count())));
     }
     if (c.reorder > 0 && rng_.unit() < c.reorder) {
       delay += c.reorder_delay;
@@ -247,10 +247,10 @@ void SimCluster::deliver(uint32_t node, uint32_t link, uint32_t from, std::strin
   ++n.stats.packets_received;
   const Endpoint source{def_.nodes[from].addresses[link], def_.port};
   call(node, [&](Membership& m) {
-    return m.onPacket(now_,
-                      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()),
-                                               bytes.size()),
-                      link, source);
+    return m.onPacket(
+        now_,
+        std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()),
+        link, source);
   });
 }
 
@@ -278,8 +278,9 @@ void SimCluster::startAll() {
   const auto interval = std::chrono::duration_cast<Duration>(def_.timing.heartbeat_interval);
   for (uint32_t i = 0; i < nodes_.size(); ++i) {
     Item item;
-    item.at = now_ + Duration(static_cast<Duration::rep>(
-                         rng_.below(static_cast<uint64_t>(interval.count()))));
+    item.at =
+        now_ +
+        Duration(static_cast<Duration::rep>(rng_.below(static_cast<uint64_t>(interval.count()))));
     item.kind = Item::Kind::Start;
     item.node = i;
     push(std::move(item));
@@ -293,7 +294,8 @@ void SimCluster::start(uint32_t node) {
   n.scheduled_wake = TimePoint::max();
   n.paused = false;
   n.inbox.clear();
-  n.core = std::make_unique<Membership>(def_, node, keys_, n.boots, mix(seed_, node * 1000 + n.boots));
+  n.core =
+      std::make_unique<Membership>(def_, node, keys_, n.boots, mix(seed_, node * 1000 + n.boots));
   n.running = true;
   DrainSnapshot saved;
   if (!n.state_file.empty()) {
@@ -354,10 +356,10 @@ void SimCluster::inject(uint32_t node, uint32_t link, const std::string& bytes,
                         const Endpoint& from) {
   if (running(node)) {
     call(node, [&](Membership& m) {
-      return m.onPacket(now_,
-                        std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()),
-                                                 bytes.size()),
-                        link, from);
+      return m.onPacket(
+          now_,
+          std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()),
+          link, from);
     });
   }
 }
@@ -397,11 +399,17 @@ void SimCluster::runUntil(TimePoint until) {
   now_ = std::max(now_, until);
 }
 
-std::size_t SimCluster::size() const { return nodes_.size(); }
+std::size_t SimCluster::size() const {
+  return nodes_.size();
+}
 
-bool SimCluster::running(uint32_t node) const { return nodes_.at(node).running; }
+bool SimCluster::running(uint32_t node) const {
+  return nodes_.at(node).running;
+}
 
-bool SimCluster::paused(uint32_t node) const { return nodes_.at(node).paused; }
+bool SimCluster::paused(uint32_t node) const {
+  return nodes_.at(node).paused;
+}
 
 const Membership& SimCluster::core(uint32_t node) const {
   if (!nodes_.at(node).running) {
@@ -410,7 +418,9 @@ const Membership& SimCluster::core(uint32_t node) const {
   return *nodes_[node].core;
 }
 
-const NodeStats& SimCluster::stats(uint32_t node) const { return nodes_.at(node).stats; }
+const NodeStats& SimCluster::stats(uint32_t node) const {
+  return nodes_.at(node).stats;
+}
 
 void SimCluster::resetStats() {
   for (Node& n : nodes_) {

@@ -23,12 +23,12 @@ namespace shoal::sim {
 /// What a datagram meets on one link between two nodes (each direction drawn independently).
 struct LinkConditions {
   Duration delay = std::chrono::milliseconds(1);  ///< one-way base delay
-  Duration jitter{0};        ///< extra delay, uniform in [0, jitter]; reorders datagrams
-  double loss = 0;           ///< probability a datagram is dropped
-  double duplicate = 0;      ///< probability a datagram arrives twice
-  double reorder = 0;        ///< probability a datagram is held back by reorder_delay
+  Duration jitter{0};    ///< extra delay, uniform in [0, jitter]; reorders datagrams
+  double loss = 0;       ///< probability a datagram is dropped
+  double duplicate = 0;  ///< probability a datagram arrives twice
+  double reorder = 0;    ///< probability a datagram is held back by reorder_delay
   Duration reorder_delay = std::chrono::milliseconds(5);
-  bool down = false;         ///< the link carries nothing (cable pulled, switch dead)
+  bool down = false;  ///< the link carries nothing (cable pulled, switch dead)
 };
 
 /// A cluster definition of `nodes` nodes with `links` links each (addresses 10.L.0.N+1),
