@@ -44,8 +44,9 @@ std::string elements(const std::vector<uint32_t>& buckets) {
 }
 
 void emitSet(std::ostringstream& o, const std::string& name, const std::vector<uint32_t>& b) {
-  // Interval sets list their elements sorted, which keeps drift checks by listing stable.
-  o << "  set " << name << " {\n    type mark\n    flags interval\n";
+  // A plain hash set: adding to an interval set makes nft read the whole set first, which
+  // would put a dump on the hot path. Drift checks compare its elements sorted.
+  o << "  set " << name << " {\n    type mark\n";
   if (!b.empty()) o << "    elements = { " << elements(b) << " }\n";
   o << "  }\n";
 }
