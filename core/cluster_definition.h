@@ -39,9 +39,9 @@ enum class Backend : uint8_t {
 
 /// One load-shared virtual IP.
 struct Service {
-  std::string name;  ///< unique within the cluster; nftables objects are named after it
-  IpAddress vip;     ///< the load-shared address, IPv4 or IPv6; unique in the definition
-  std::string interface;  ///< LAN interface that carries the VIP
+  std::string name;        ///< unique within the cluster; nftables objects are named after it
+  IpAddress vip;           ///< the load-shared address, IPv4 or IPv6; unique in the definition
+  std::string interface;   ///< LAN interface that carries the VIP
   MacAddress cluster_mac;  ///< multicast MAC answered for the VIP (33:33:.. for IPv6)
   HashMode hash = HashMode::SourceIp;  ///< default: one client's connections stay on one node
   uint32_t buckets = 16;  ///< 1..kMaxBuckets; at most kMaxClusterIpBuckets on CLUSTERIP
@@ -78,7 +78,7 @@ struct HealthCheck {
   enum class Kind : uint8_t { Link, Script, Load, Disk, Reach };
   std::string name;
   Kind kind = Kind::Link;
-  std::string target;  ///< interface, script path, mount point or host[:port], by kind
+  std::string target;    ///< interface, script path, mount point or host[:port], by kind
   double threshold = 0;  ///< load average or free-disk percentage, by kind
   Millis interval{1000};
   Millis timeout{1000};
@@ -88,8 +88,8 @@ struct HealthCheck {
 
 /// What a node does when it cannot see a majority of the configured nodes.
 enum class PartitionPolicy : uint8_t {
-  Majority,   ///< serve only while this node sees more than half of the configured nodes
-  ServeAll,   ///< every partition serves all buckets (duplicates while partitioned)
+  Majority,  ///< serve only while this node sees more than half of the configured nodes
+  ServeAll,  ///< every partition serves all buckets (duplicates while partitioned)
 };
 
 /// The whole cluster definition.

@@ -50,7 +50,9 @@ struct Problem {
   std::string message;
 };
 
-int oneBased(int zero_based) { return zero_based < 0 ? 1 : zero_based + 1; }
+int oneBased(int zero_based) {
+  return zero_based < 0 ? 1 : zero_based + 1;
+}
 
 class TreeBuilder : public YAML::EventHandler {
  public:
@@ -185,8 +187,9 @@ ParsedDocument parseYaml(std::string_view yaml) {
     YAML::Parser parser(in);
     if (!parser.HandleNextDocument(*doc.builder)) {
       doc.builder->problems().push_back(
-          {1, 1, "", "the file holds no YAML document; expected a mapping with cluster, "
-                     "key_file, services and nodes (see etc/cluster.yaml)"});
+          {1, 1, "",
+           "the file holds no YAML document; expected a mapping with cluster, "
+           "key_file, services and nodes (see etc/cluster.yaml)"});
       return doc;
     }
     TreeBuilder second;
@@ -199,8 +202,8 @@ ParsedDocument parseYaml(std::string_view yaml) {
     }
     doc.syntax_ok = true;
   } catch (const YAML::Exception& e) {
-    doc.builder->problems().push_back({oneBased(e.mark.line), oneBased(e.mark.column), "",
-                                       "YAML syntax error: " + e.msg});
+    doc.builder->problems().push_back(
+        {oneBased(e.mark.line), oneBased(e.mark.column), "", "YAML syntax error: " + e.msg});
   }
   return doc;
 }
@@ -311,12 +314,24 @@ bool matchesName(const std::string& s, bool (*first)(char), bool (*rest)(char)) 
   }
   return std::all_of(s.begin() + 1, s.end(), rest);
 }
-bool isLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
-bool isLower(char c) { return c >= 'a' && c <= 'z'; }
-bool isAlnum(char c) { return isLowerAlnum(c) || (c >= 'A' && c <= 'Z'); }
-bool isClusterChar(char c) { return isLowerAlnum(c) || c == '-'; }
-bool isServiceChar(char c) { return isLowerAlnum(c) || c == '-' || c == '_'; }
-bool isNodeChar(char c) { return isAlnum(c) || c == '_' || c == '.' || c == '-'; }
+bool isLowerAlnum(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+bool isLower(char c) {
+  return c >= 'a' && c <= 'z';
+}
+bool isAlnum(char c) {
+  return isLowerAlnum(c) || (c >= 'A' && c <= 'Z');
+}
+bool isClusterChar(char c) {
+  return isLowerAlnum(c) || c == '-';
+}
+bool isServiceChar(char c) {
+  return isLowerAlnum(c) || c == '-' || c == '_';
+}
+bool isNodeChar(char c) {
+  return isAlnum(c) || c == '_' || c == '.' || c == '-';
+}
 
 // The kernel's rule for interface names (dev_valid_name): 1..15 bytes, not "." or "..", no
 // '/', ':' or white space.
@@ -334,12 +349,15 @@ bool isValidInterfaceName(const std::string& s) {
 // several nodes can be tried out on one host.
 bool isUsableNodeAddress(const IpAddress& a) {
   if (a.isV4()) {
-    const bool unspecified = a.bytes[0] == 0 && a.bytes[1] == 0 && a.bytes[2] == 0 && a.bytes[3] == 0;
-    const bool broadcast = a.bytes[0] == 255 && a.bytes[1] == 255 && a.bytes[2] == 255 && a.bytes[3] == 255;
+    const bool unspecified =
+        a.bytes[0] == 0 && a.bytes[1] == 0 && a.bytes[2] == 0 && a.bytes[3] == 0;
+    const bool broadcast =
+        a.bytes[0] == 255 && a.bytes[1] == 255 && a.bytes[2] == 255 && a.bytes[3] == 255;
     const bool multicast = a.bytes[0] >= 224 && a.bytes[0] <= 239;
     return !unspecified && !broadcast && !multicast;
   }
-  const bool unspecified = std::all_of(a.bytes.begin(), a.bytes.end(), [](uint8_t b) { return b == 0; });
+  const bool unspecified =
+      std::all_of(a.bytes.begin(), a.bytes.end(), [](uint8_t b) { return b == 0; });
   return !unspecified && a.bytes[0] != 0xff;
 }
 
@@ -489,8 +507,8 @@ std::optional<std::string> Validator::stringField(const Fields& f, const std::st
 
 std::optional<uint64_t> Validator::integerField(const Fields& f, const std::string& key,
                                                 uint64_t lo, uint64_t hi, const std::string& unit) {
-  const std::string expected =
-      "an integer " + std::to_string(lo) + ".." + std::to_string(hi) + (unit.empty() ? "" : " " + unit);
+  const std::string expected = "an integer " + std::to_string(lo) + ".." + std::to_string(hi) +
+                               (unit.empty() ? "" : " " + unit);
   const YNode* v = scalarField(f, key, false, expected);
   if (v == nullptr) {
     return std::nullopt;
@@ -564,8 +582,10 @@ const std::vector<std::pair<Backend, std::string>> kBackends = {
 const std::vector<std::pair<PartitionPolicy, std::string>> kPolicies = {
     {PartitionPolicy::Majority, "majority"}, {PartitionPolicy::ServeAll, "serve-all"}};
 const std::vector<std::pair<HealthCheck::Kind, std::string>> kCheckKinds = {
-    {HealthCheck::Kind::Link, "link"},     {HealthCheck::Kind::Script, "script"},
-    {HealthCheck::Kind::Load, "load"},     {HealthCheck::Kind::Disk, "disk"},
+    {HealthCheck::Kind::Link, "link"},
+    {HealthCheck::Kind::Script, "script"},
+    {HealthCheck::Kind::Load, "load"},
+    {HealthCheck::Kind::Disk, "disk"},
     {HealthCheck::Kind::Reach, "reach"}};
 
 // Timing overrides, in the order of TimingProfile. Milliseconds fields end in _ms.
@@ -578,18 +598,19 @@ TimingProfile Validator::checkTiming(const YNode* node) {
     auto preset = timingPreset(node->value);
     if (!preset) {
       report(node, "timing",
-             "expected a timing profile name (" + names + ") or a mapping with profile and "
-             "overrides, got " + quote(node->value));
+             "expected a timing profile name (" + names +
+                 ") or a mapping with profile and "
+                 "overrides, got " +
+                 quote(node->value));
       return timing;
     }
     return *preset;
   }
-  const Fields f = checkMap(
-      node, "timing",
-      {"profile", "heartbeat_interval_ms", "suspect_after_ms", "suspicion_timeout_ms",
-       "probe_timeout_ms", "indirect_probes", "flap_window_ms", "flap_threshold",
-       "flap_hold_down_ms"},
-      "a profile name (" + names + ") with optional overrides");
+  const Fields f = checkMap(node, "timing",
+                            {"profile", "heartbeat_interval_ms", "suspect_after_ms",
+                             "suspicion_timeout_ms", "probe_timeout_ms", "indirect_probes",
+                             "flap_window_ms", "flap_threshold", "flap_hold_down_ms"},
+                            "a profile name (" + names + ") with optional overrides");
   if (!f.is_map) {
     return timing;
   }
@@ -633,16 +654,16 @@ TimingProfile Validator::checkTiming(const YNode* node) {
 }
 
 std::vector<Service> Validator::checkServices(const Fields& root, const std::string& cluster_name,
-                                             Backend backend) {
+                                              Backend backend) {
   std::vector<Service> services;
-  const auto items = listField(root, "services", true,
-                               "a list of at least one service (name, vip, interface, cluster_mac)");
+  const auto items = listField(
+      root, "services", true, "a list of at least one service (name, vip, interface, cluster_mac)");
   std::map<std::string, const YNode*> names;
   for (std::size_t i = 0; i < items.size(); ++i) {
     const std::string path = indexed("services", i);
-    const Fields f = checkMap(items[i], path,
-                              {"name", "vip", "interface", "cluster_mac", "hash", "buckets", "seed"},
-                              "a service with name, vip, interface and cluster_mac");
+    const Fields f = checkMap(
+        items[i], path, {"name", "vip", "interface", "cluster_mac", "hash", "buckets", "seed"},
+        "a service with name, vip, interface and cluster_mac");
     Service s;
     if (auto name = stringField(f, "name", true, "a service name")) {
       if (!matchesName(*name, isLower, isServiceChar) || name->size() > 32) {
@@ -664,7 +685,8 @@ std::vector<Service> Validator::checkServices(const Fields& root, const std::str
         if (a->isUnusableAsVip()) {
           report(vip_node, join(path, "vip"),
                  "expected a unicast address (not multicast, broadcast, unspecified or "
-                 "loopback), got " + quote(vip_node->value));
+                 "loopback), got " +
+                     quote(vip_node->value));
         } else {
           s.vip = *a;
           have_vip = true;
@@ -679,7 +701,8 @@ std::vector<Service> Validator::checkServices(const Fields& root, const std::str
       if (!isValidInterfaceName(*ifname)) {
         report(f.value("interface"), join(path, "interface"),
                "expected a Linux interface name (1..15 characters, no '/', ':' or white space), "
-               "got " + quote(*ifname));
+               "got " +
+                   quote(*ifname));
       }
       s.interface = *ifname;
     }
@@ -698,10 +721,12 @@ std::vector<Service> Validator::checkServices(const Fields& root, const std::str
       } else if (!mac->isMulticast()) {
         report(mac_node, field,
                "expected a multicast MAC (lowest bit of the first byte set, e.g. 01:00:5e:..), "
-               "got the unicast " + mac->toString() + "; a unicast MAC reaches only one node");
+               "got the unicast " +
+                   mac->toString() + "; a unicast MAC reaches only one node");
       } else if (have_vip && !s.vip.isV4() && !(mac->bytes[0] == 0x33 && mac->bytes[1] == 0x33)) {
-        report(mac_node, field,
-               "an IPv6 VIP needs a 33:33:xx:xx:xx:xx MAC (IPv6 multicast), got " + mac->toString());
+        report(
+            mac_node, field,
+            "an IPv6 VIP needs a 33:33:xx:xx:xx:xx MAC (IPv6 multicast), got " + mac->toString());
       } else {
         s.cluster_mac = *mac;
       }
@@ -730,12 +755,14 @@ std::vector<Service> Validator::checkServices(const Fields& root, const std::str
 
 std::vector<Node> Validator::checkNodes(const Fields& root) {
   std::vector<Node> nodes;
-  const auto items = listField(root, "nodes", true,
-                               "a list of 1.." + std::to_string(kMaxNodes) + " nodes (name, addresses)");
+  const auto items =
+      listField(root, "nodes", true,
+                "a list of 1.." + std::to_string(kMaxNodes) + " nodes (name, addresses)");
   if (items.size() > kMaxNodes) {
     report(items[kMaxNodes], "nodes",
-           "a cluster has at most " + std::to_string(kMaxNodes) + " nodes (the CLUSTERIP node "
-           "number limit and the heartbeat's design size); this is node " +
+           "a cluster has at most " + std::to_string(kMaxNodes) +
+               " nodes (the CLUSTERIP node "
+               "number limit and the heartbeat's design size); this is node " +
                std::to_string(kMaxNodes + 1));
   }
   std::map<std::string, const YNode*> names;
@@ -744,14 +771,15 @@ std::vector<Node> Validator::checkNodes(const Fields& root) {
   std::vector<const YNode*> address_lists(items.size(), nullptr);
   for (std::size_t i = 0; i < items.size(); ++i) {
     const std::string path = indexed("nodes", i);
-    const Fields f = checkMap(items[i], path, {"name", "addresses", "weight"},
-                              "a node with name and addresses");
+    const Fields f =
+        checkMap(items[i], path, {"name", "addresses", "weight"}, "a node with name and addresses");
     Node n;
     if (auto name = stringField(f, "name", true, "a node name")) {
       if (!matchesName(*name, isAlnum, isNodeChar) || name->size() > 63) {
         report(f.value("name"), join(path, "name"),
                "expected a letter or digit followed by letters, digits, '_', '.' or '-', at most "
-               "63 characters (a host name), got " + quote(*name));
+               "63 characters (a host name), got " +
+                   quote(*name));
       } else if (auto [it, inserted] = names.emplace(*name, f.value("name")); !inserted) {
         report(f.value("name"), join(path, "name"),
                "duplicate node name " + quote(*name) + "; it is already used at line " +
@@ -840,10 +868,10 @@ std::vector<HealthCheck> Validator::checkHealthChecks(const Fields& root) {
   std::map<std::string, const YNode*> names;
   for (std::size_t i = 0; i < items.size(); ++i) {
     const std::string path = indexed("health_checks", i);
-    const Fields f = checkMap(items[i], path,
-                              {"name", "kind", "target", "threshold", "interval_ms", "timeout_ms",
-                               "rise", "fall"},
-                              "a health check with name, kind and target");
+    const Fields f = checkMap(
+        items[i], path,
+        {"name", "kind", "target", "threshold", "interval_ms", "timeout_ms", "rise", "fall"},
+        "a health check with name, kind and target");
     if (!f.is_map) {
       continue;
     }
@@ -852,7 +880,8 @@ std::vector<HealthCheck> Validator::checkHealthChecks(const Fields& root) {
       if (!matchesName(*name, isAlnum, isNodeChar) || name->size() > 63) {
         report(f.value("name"), join(path, "name"),
                "expected a letter or digit followed by letters, digits, '_', '.' or '-', at most "
-               "63 characters, got " + quote(*name));
+               "63 characters, got " +
+                   quote(*name));
       } else if (auto [it, inserted] = names.emplace(*name, f.value("name")); !inserted) {
         report(f.value("name"), join(path, "name"),
                "duplicate health check name " + quote(*name) + "; it is already used at line " +
@@ -890,8 +919,10 @@ std::vector<HealthCheck> Validator::checkHealthChecks(const Fields& root) {
       const YNode* at = f.value("target");
       const std::string field = join(path, "target");
       if (kind && *kind == HealthCheck::Kind::Link && !isValidInterfaceName(*target)) {
-        report(at, field, "expected an interface name (1..15 characters, no '/', ':' or white "
-                          "space), got " + quote(*target));
+        report(at, field,
+               "expected an interface name (1..15 characters, no '/', ':' or white "
+               "space), got " +
+                   quote(*target));
       } else if (kind && (*kind == HealthCheck::Kind::Script || *kind == HealthCheck::Kind::Disk) &&
                  (target->empty() || (*target)[0] != '/')) {
         report(at, field, std::string("expected ") + target_expected + ", got " + quote(*target));
@@ -942,9 +973,10 @@ std::vector<HealthCheck> Validator::checkHealthChecks(const Fields& root) {
 
 void Validator::checkAddressesUnique() {
   // Report the later use of each address, in file order, whichever sections they are in.
-  std::stable_sort(addresses_.begin(), addresses_.end(), [](const AddressUse& a, const AddressUse& b) {
-    return std::tie(a.at->line, a.at->column) < std::tie(b.at->line, b.at->column);
-  });
+  std::stable_sort(addresses_.begin(), addresses_.end(),
+                   [](const AddressUse& a, const AddressUse& b) {
+                     return std::tie(a.at->line, a.at->column) < std::tie(b.at->line, b.at->column);
+                   });
   std::map<IpAddress, const AddressUse*> first;
   for (const AddressUse& use : addresses_) {
     auto [it, inserted] = first.emplace(use.address, &use);
@@ -958,7 +990,7 @@ void Validator::checkAddressesUnique() {
 }
 
 std::optional<ClusterDefinition> Validator::validate(const YNode* root,
-                                                      const std::string& source_path) {
+                                                     const std::string& source_path) {
   ClusterDefinition def;
   def.source_path = source_path;
   if (root == nullptr || root->kind == YNode::Kind::Null) {
@@ -978,7 +1010,8 @@ std::optional<ClusterDefinition> Validator::validate(const YNode* root,
     if (!matchesName(*name, isLowerAlnum, isClusterChar) || name->size() > 32) {
       report(f.value("cluster"), "cluster",
              "expected a lower-case letter or digit followed by lower-case letters, digits or "
-             "'-', at most 32 characters, got " + quote(*name));
+             "'-', at most 32 characters, got " +
+                 quote(*name));
     }
     def.name = *name;
   }
@@ -1028,9 +1061,9 @@ LoadResult finish(std::vector<Problem> problems, std::optional<ClusterDefinition
   });
   for (auto& p : problems) {
     if (result.errors.size() == kMaxReportedErrors) {
-      result.errors.push_back({file, p.line, p.column, "",
-                               "too many errors; stopped after " +
-                                   std::to_string(kMaxReportedErrors)});
+      result.errors.push_back(
+          {file, p.line, p.column, "",
+           "too many errors; stopped after " + std::to_string(kMaxReportedErrors)});
       break;
     }
     result.errors.push_back({file, p.line, p.column, std::move(p.field), std::move(p.message)});
@@ -1065,8 +1098,9 @@ LoadResult parseClusterDefinition(std::string_view yaml, const std::string& path
     return finish(std::move(problems), std::move(def), path_for_messages);
   } catch (const std::exception& e) {
     // Only memory exhaustion is expected here; the promise is an error, never an exception.
-    return finish({{1, 1, "", std::string("internal error while reading the definition: ") + e.what()}},
-                  std::nullopt, path_for_messages);
+    return finish(
+        {{1, 1, "", std::string("internal error while reading the definition: ") + e.what()}},
+        std::nullopt, path_for_messages);
   }
 }
 

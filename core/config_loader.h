@@ -19,10 +19,10 @@ namespace shoal {
 
 /// One problem found in a cluster definition.
 struct ConfigError {
-  std::string file;   ///< the path given to the loader (or path_for_messages)
-  int line = 1;       ///< 1-based
-  int column = 1;     ///< 1-based
-  std::string field;  ///< path of the field, e.g. "nodes[3].addresses[1]"; "" for the whole file
+  std::string file;     ///< the path given to the loader (or path_for_messages)
+  int line = 1;         ///< 1-based
+  int column = 1;       ///< 1-based
+  std::string field;    ///< path of the field, e.g. "nodes[3].addresses[1]"; "" for the whole file
   std::string message;  ///< what was found and what was expected
 
   /// "file:line:column: field: message" (the "field: " part is left out when field is empty).

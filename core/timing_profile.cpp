@@ -70,7 +70,9 @@ void add(std::vector<TimingIssue>& issues, const char* field, std::string messag
   issues.push_back(TimingIssue{field, std::move(message)});
 }
 
-std::string ms(Millis m) { return std::to_string(m.count()) + " ms"; }
+std::string ms(Millis m) {
+  return std::to_string(m.count()) + " ms";
+}
 
 }  // namespace
 
@@ -84,7 +86,9 @@ std::optional<TimingProfile> timingPreset(std::string_view name) {
   return std::nullopt;
 }
 
-std::vector<std::string> timingPresetNames() { return {"default", "fast"}; }
+std::vector<std::string> timingPresetNames() {
+  return {"default", "fast"};
+}
 
 std::vector<TimingIssue> checkTimingProfile(const TimingProfile& t) {
   std::vector<TimingIssue> issues;

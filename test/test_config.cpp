@@ -70,7 +70,8 @@ bool hasError(const LoadResult& r, const std::string& field, int line = 0) {
 int lineOf(const std::string& text, const std::string& needle) {
   const auto pos = text.find(needle);
   REQUIRE(pos != std::string::npos);
-  return 1 + static_cast<int>(std::count(text.begin(), text.begin() + static_cast<long>(pos), '\n'));
+  return 1 +
+         static_cast<int>(std::count(text.begin(), text.begin() + static_cast<long>(pos), '\n'));
 }
 
 const char* kMinimal = R"(cluster: test
@@ -243,7 +244,8 @@ TEST_CASE("every broken definition is rejected with a located error naming the e
       CHECK(e.line >= 1);
       CHECK(e.column >= 1);
       CHECK_FALSE(e.message.empty());
-      CHECK(e.toString().rfind(f + ":" + std::to_string(e.line) + ":" + std::to_string(e.column) + ": ", 0) == 0);
+      CHECK(e.toString().rfind(
+                f + ":" + std::to_string(e.line) + ":" + std::to_string(e.column) + ": ", 0) == 0);
     }
   }
 }
@@ -302,7 +304,8 @@ TEST_CASE("duplicate keys, which plain YAML loading would silently merge, are er
 }
 
 TEST_CASE("a YAML syntax error is located and stops validation") {
-  const LoadResult r = parseClusterDefinition("cluster: [a\nkey_file: x\n", "syn.yaml", noKeyCheck());
+  const LoadResult r =
+      parseClusterDefinition("cluster: [a\nkey_file: x\n", "syn.yaml", noKeyCheck());
   REQUIRE(r.errors.size() == 1);
   CHECK(r.errors[0].field.empty());
   CHECK(r.errors[0].line >= 1);
@@ -342,7 +345,8 @@ TEST_CASE("a pathological file reports at most kMaxReportedErrors errors plus a 
 // ---------------------------------------------------------------------------------------------
 // Defaults and individual rules
 
-TEST_CASE("defaults: 16 buckets, sourceip, weight 1, auto, majority, default timing, derived seed") {
+TEST_CASE(
+    "defaults: 16 buckets, sourceip, weight 1, auto, majority, default timing, derived seed") {
   const LoadResult r = parseClusterDefinition(kMinimal, "/etc/shoal/cluster.yaml", noKeyCheck());
   INFO(allErrors(r));
   REQUIRE(r.ok());
@@ -375,7 +379,8 @@ TEST_CASE("seed accepts decimal and hex up to 2^32-1 and rejects signs and overf
   CHECK(withSeed("0").definition->services[0].seed == 0);
   CHECK(withSeed("4294967295").definition->services[0].seed == 4294967295u);
   CHECK(withSeed("0xDEADbeef").definition->services[0].seed == 0xdeadbeefu);
-  for (const char* bad : {"4294967296", "-1", "+5", "0x", "12abc", "1.5", "99999999999999999999999"}) {
+  for (const char* bad :
+       {"4294967296", "-1", "+5", "0x", "12abc", "1.5", "99999999999999999999999"}) {
     INFO(bad);
     CHECK(hasError(withSeed(bad), "services[0].seed", 8));
   }
@@ -427,10 +432,12 @@ TEST_CASE("interface names follow the kernel's rules") {
 }
 
 TEST_CASE("node names, counts and weights are checked") {
-  std::string many = "cluster: c\nkey_file: k\nservices: [{name: s, vip: 192.0.2.1, interface: e, "
-                     "cluster_mac: 01:00:5e:00:00:01}]\nnodes:\n";
+  std::string many =
+      "cluster: c\nkey_file: k\nservices: [{name: s, vip: 192.0.2.1, interface: e, "
+      "cluster_mac: 01:00:5e:00:00:01}]\nnodes:\n";
   for (int i = 1; i <= 16; ++i) {
-    many += "  - {name: n" + std::to_string(i) + ", addresses: [10.0.0." + std::to_string(i) + "]}\n";
+    many +=
+        "  - {name: n" + std::to_string(i) + ", addresses: [10.0.0." + std::to_string(i) + "]}\n";
   }
   CHECK(parseClusterDefinition(many, "n.yaml", noKeyCheck()).ok());
   many += "  - {name: n17, addresses: [10.0.0.17]}\n";
@@ -442,12 +449,15 @@ TEST_CASE("node names, counts and weights are checked") {
     return parseClusterDefinition(text, "n.yaml", noKeyCheck());
   };
   CHECK(withNode("  - {name: gamma, addresses: [10.0.0.3], weight: 100}\n").ok());
-  CHECK(hasError(withNode("  - {name: gamma, addresses: [10.0.0.3], weight: 101}\n"), "nodes[2].weight", 13));
+  CHECK(hasError(withNode("  - {name: gamma, addresses: [10.0.0.3], weight: 101}\n"),
+                 "nodes[2].weight", 13));
   CHECK(hasError(withNode("  - {name: -gamma, addresses: [10.0.0.3]}\n"), "nodes[2].name", 13));
-  CHECK(hasError(withNode("  - {name: " + std::string(64, 'a') + ", addresses: [10.0.0.3]}\n"), "nodes[2].name", 13));
+  CHECK(hasError(withNode("  - {name: " + std::string(64, 'a') + ", addresses: [10.0.0.3]}\n"),
+                 "nodes[2].name", 13));
   CHECK(hasError(withNode("  - {name: gamma, addresses: []}\n"), "nodes[2].addresses", 13));
   CHECK(hasError(withNode("  - {name: gamma, addresses: 10.0.0.3}\n"), "nodes[2].addresses", 13));
-  CHECK(hasError(withNode("  - {name: gamma, addresses: [224.0.0.1]}\n"), "nodes[2].addresses[0]", 13));
+  CHECK(hasError(withNode("  - {name: gamma, addresses: [224.0.0.1]}\n"), "nodes[2].addresses[0]",
+                 13));
   CHECK(hasError(withNode("  - {name: gamma}\n"), "nodes[2].addresses", 13));
   CHECK(hasError(withNode("  - gamma\n"), "nodes[2]", 13));
 }
@@ -470,17 +480,23 @@ TEST_CASE("services: unique names and VIPs, a name fit for nftables, hash modes"
     return parseClusterDefinition(text, "s.yaml", noKeyCheck());
   };
   CHECK(with("  - {name: dns, vip: 192.0.2.53, interface: eth1, cluster_mac: 01:00:5e:00:00:35, "
-             "hash: sourceip-sourceport-destport}\n").ok());
-  CHECK(hasError(with("  - {name: http, vip: 192.0.2.53, interface: eth1, cluster_mac: 01:00:5e:00:00:35}\n"),
-                 "services[1].name", 8));
-  CHECK(hasError(with("  - {name: 9dns, vip: 192.0.2.53, interface: eth1, cluster_mac: 01:00:5e:00:00:35}\n"),
-                 "services[1].name", 8));
-  CHECK(hasError(with("  - {name: dns, vip: 192.0.2.80, interface: eth1, cluster_mac: 01:00:5e:00:00:35}\n"),
+             "hash: sourceip-sourceport-destport}\n")
+            .ok());
+  CHECK(hasError(
+      with("  - {name: http, vip: 192.0.2.53, interface: eth1, cluster_mac: 01:00:5e:00:00:35}\n"),
+      "services[1].name", 8));
+  CHECK(hasError(
+      with("  - {name: 9dns, vip: 192.0.2.53, interface: eth1, cluster_mac: 01:00:5e:00:00:35}\n"),
+      "services[1].name", 8));
+  CHECK(hasError(
+      with("  - {name: dns, vip: 192.0.2.80, interface: eth1, cluster_mac: 01:00:5e:00:00:35}\n"),
+      "services[1].vip", 8));
+  CHECK(hasError(
+      with("  - {name: dns, vip: 192.0.2.53, interface: eth1, cluster_mac: 01:00:5e:00:00:35, "
+           "hash: destport}\n"),
+      "services[1].hash", 8));
+  CHECK(hasError(with("  - {name: dns, interface: eth1, cluster_mac: 01:00:5e:00:00:35}\n"),
                  "services[1].vip", 8));
-  CHECK(hasError(with("  - {name: dns, vip: 192.0.2.53, interface: eth1, cluster_mac: 01:00:5e:00:00:35, "
-                      "hash: destport}\n"),
-                 "services[1].hash", 8));
-  CHECK(hasError(with("  - {name: dns, interface: eth1, cluster_mac: 01:00:5e:00:00:35}\n"), "services[1].vip", 8));
 }
 
 TEST_CASE("aliases work for repeated values, and an alias into its own node is refused") {
@@ -529,7 +545,8 @@ TEST_CASE("health checks: kinds, targets, thresholds and timing are checked") {
     return parseClusterDefinition(text, "h.yaml", noKeyCheck());
   };
   const LoadResult ok = with(
-      "  - {name: lan, kind: link, target: eth0, interval_ms: 500, timeout_ms: 200, rise: 3, fall: 1}\n"
+      "  - {name: lan, kind: link, target: eth0, interval_ms: 500, timeout_ms: 200, rise: 3, fall: "
+      "1}\n"
       "  - {name: app, kind: script, target: /usr/local/bin/check}\n"
       "  - {name: cpu, kind: load, threshold: 4.5}\n"
       "  - {name: var, kind: disk, target: /var, threshold: 10}\n"
@@ -541,18 +558,26 @@ TEST_CASE("health checks: kinds, targets, thresholds and timing are checked") {
   CHECK(ok.definition->health_checks[0].rise == 3);
   CHECK(ok.definition->health_checks[3].threshold == doctest::Approx(10.0));
 
-  CHECK(hasError(with("  - {name: a, kind: script, target: relative.sh}\n"), "health_checks[0].target", 14));
+  CHECK(hasError(with("  - {name: a, kind: script, target: relative.sh}\n"),
+                 "health_checks[0].target", 14));
   CHECK(hasError(with("  - {name: a, kind: load}\n"), "health_checks[0].threshold", 14));
-  CHECK(hasError(with("  - {name: a, kind: load, threshold: -1}\n"), "health_checks[0].threshold", 14));
-  CHECK(hasError(with("  - {name: a, kind: disk, target: /, threshold: 100}\n"), "health_checks[0].threshold", 14));
-  CHECK(hasError(with("  - {name: a, kind: link, target: eth0, threshold: 1}\n"), "health_checks[0].threshold", 14));
-  CHECK(hasError(with("  - {name: a, kind: link, target: eth0, interval_ms: 100, timeout_ms: 200}\n"),
-                 "health_checks[0].timeout_ms", 14));
-  CHECK(hasError(with("  - {name: a, kind: link, target: eth0, rise: 0}\n"), "health_checks[0].rise", 14));
-  CHECK(hasError(with("  - {name: a, kind: link, target: eth0}\n  - {name: a, kind: link, target: eth1}\n"),
-                 "health_checks[1].name", 15));
+  CHECK(hasError(with("  - {name: a, kind: load, threshold: -1}\n"), "health_checks[0].threshold",
+                 14));
+  CHECK(hasError(with("  - {name: a, kind: disk, target: /, threshold: 100}\n"),
+                 "health_checks[0].threshold", 14));
+  CHECK(hasError(with("  - {name: a, kind: link, target: eth0, threshold: 1}\n"),
+                 "health_checks[0].threshold", 14));
+  CHECK(
+      hasError(with("  - {name: a, kind: link, target: eth0, interval_ms: 100, timeout_ms: 200}\n"),
+               "health_checks[0].timeout_ms", 14));
+  CHECK(hasError(with("  - {name: a, kind: link, target: eth0, rise: 0}\n"),
+                 "health_checks[0].rise", 14));
+  CHECK(hasError(
+      with("  - {name: a, kind: link, target: eth0}\n  - {name: a, kind: link, target: eth1}\n"),
+      "health_checks[1].name", 15));
   CHECK(hasError(with("  - {kind: link, target: eth0}\n"), "health_checks[0].name", 14));
-  CHECK(hasError(with("  - {name: a, kind: link, target: eth0, every: 5}\n"), "health_checks[0].every", 14));
+  CHECK(hasError(with("  - {name: a, kind: link, target: eth0, every: 5}\n"),
+                 "health_checks[0].every", 14));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -597,7 +622,8 @@ TEST_CASE("checkTimingProfile names the field that breaks each rule") {
   using V = std::vector<std::string>;
   CHECK(issuesOf([](TimingProfile& t) { t.suspect_after = Millis{99}; }) == V{"suspect_after_ms"});
   CHECK(issuesOf([](TimingProfile& t) { t.suspect_after = Millis{100}; }).empty());
-  CHECK(issuesOf([](TimingProfile& t) { t.suspicion_timeout = Millis{49}; }) == V{"suspicion_timeout_ms"});
+  CHECK(issuesOf([](TimingProfile& t) { t.suspicion_timeout = Millis{49}; }) ==
+        V{"suspicion_timeout_ms"});
   CHECK(issuesOf([](TimingProfile& t) { t.probe_timeout = Millis{51}; }) == V{"probe_timeout_ms"});
   CHECK(issuesOf([](TimingProfile& t) { t.probe_timeout = Millis{0}; }) == V{"probe_timeout_ms"});
   CHECK(issuesOf([](TimingProfile& t) { t.indirect_probes = 15; }) == V{"indirect_probes"});
@@ -623,7 +649,8 @@ TEST_CASE("timing overrides apply on top of the named profile and are located wh
   CHECK(r.definition->timing.suspect_after == Millis{60});
   CHECK(r.definition->timing.suspicion_timeout == Millis{20});  // from fast
   CHECK(with("fast").definition->timing.heartbeat_interval == Millis{10});
-  CHECK(with("{heartbeat_interval_ms: 60, probe_timeout_ms: 50}").ok());  // profile defaults to default
+  CHECK(with("{heartbeat_interval_ms: 60, probe_timeout_ms: 50}")
+            .ok());  // profile defaults to default
 
   // An override that conflicts with a preset value is reported at the timing mapping.
   CHECK(hasError(with("{profile: fast, heartbeat_interval_ms: 20}"), "timing.suspect_after_ms", 1));
@@ -698,7 +725,8 @@ TEST_CASE("fingerprint: same when only node-local parts (key file, health checks
   d.health_checks.clear();
   d.source_path = "/tmp/copy.yaml";
   CHECK(clusterFingerprint(d) == clusterFingerprint(base));
-  d.health_checks.push_back(HealthCheck{"x", HealthCheck::Kind::Disk, "/", 5, Millis{10}, Millis{10}, 1, 1});
+  d.health_checks.push_back(
+      HealthCheck{"x", HealthCheck::Kind::Disk, "/", 5, Millis{10}, Millis{10}, 1, 1});
   CHECK(clusterFingerprint(d) == clusterFingerprint(base));
 }
 
@@ -711,7 +739,8 @@ TEST_CASE("fingerprint: different when any fingerprinted field changes") {
   const std::vector<std::pair<const char*, Change>> changes = {
       {"cluster name", [](ClusterDefinition& d) { d.name += "x"; }},
       {"dataplane", [](ClusterDefinition& d) { d.backend = Backend::Nftables; }},
-      {"partition policy", [](ClusterDefinition& d) { d.partition_policy = PartitionPolicy::ServeAll; }},
+      {"partition policy",
+       [](ClusterDefinition& d) { d.partition_policy = PartitionPolicy::ServeAll; }},
       {"heartbeat", [](ClusterDefinition& d) { d.timing.heartbeat_interval += Millis{1}; }},
       {"suspect after", [](ClusterDefinition& d) { d.timing.suspect_after += Millis{1}; }},
       {"suspicion", [](ClusterDefinition& d) { d.timing.suspicion_timeout += Millis{1}; }},
@@ -722,23 +751,33 @@ TEST_CASE("fingerprint: different when any fingerprinted field changes") {
       {"flap hold-down", [](ClusterDefinition& d) { d.timing.flap_hold_down += Millis{1}; }},
       {"service name", [](ClusterDefinition& d) { d.services[0].name = "web"; }},
       {"vip", [](ClusterDefinition& d) { d.services[0].vip = *IpAddress::parse("192.0.2.81"); }},
-      {"vip family", [](ClusterDefinition& d) { d.services[0].vip = *IpAddress::parse("::ffff:192.0.2.80"); }},
+      {"vip family",
+       [](ClusterDefinition& d) { d.services[0].vip = *IpAddress::parse("::ffff:192.0.2.80"); }},
       {"interface", [](ClusterDefinition& d) { d.services[0].interface = "eth1"; }},
       {"cluster mac", [](ClusterDefinition& d) { d.services[0].cluster_mac.bytes[5] ^= 1; }},
-      {"hash", [](ClusterDefinition& d) { d.services[0].hash = HashMode::SourceIpSourcePortDestPort; }},
+      {"hash",
+       [](ClusterDefinition& d) { d.services[0].hash = HashMode::SourceIpSourcePortDestPort; }},
       {"buckets", [](ClusterDefinition& d) { d.services[0].buckets = 8; }},
       {"seed", [](ClusterDefinition& d) { d.services[0].seed ^= 1; }},
       {"service order", [](ClusterDefinition& d) { std::swap(d.services[0], d.services[1]); }},
       {"service removed", [](ClusterDefinition& d) { d.services.pop_back(); }},
       {"node name", [](ClusterDefinition& d) { d.nodes[0].name = "alpha2"; }},
       {"node address", [](ClusterDefinition& d) { d.nodes[1].addresses[1].bytes[3] ^= 1; }},
-      {"address order", [](ClusterDefinition& d) { std::swap(d.nodes[1].addresses[0], d.nodes[1].addresses[1]); }},
+      {"address order",
+       [](ClusterDefinition& d) { std::swap(d.nodes[1].addresses[0], d.nodes[1].addresses[1]); }},
       {"link removed", [](ClusterDefinition& d) { d.nodes[2].addresses.pop_back(); }},
       {"weight", [](ClusterDefinition& d) { d.nodes[2].weight = 3; }},
       {"node order", [](ClusterDefinition& d) { std::swap(d.nodes[0], d.nodes[1]); }},
-      {"node added", [](ClusterDefinition& d) { d.nodes.push_back(Node{"delta", {}, 1}); }},
+      {"node added",
+       [](ClusterDefinition& d) {
+         d.nodes.push_back(Node{"delta", {}, 1});
+       }},
       // Length prefixes keep a moved boundary between two names from giving the same bytes.
-      {"name boundary", [](ClusterDefinition& d) { d.nodes[0].name = "alphab"; d.nodes[1].name = "eta"; }},
+      {"name boundary",
+       [](ClusterDefinition& d) {
+         d.nodes[0].name = "alphab";
+         d.nodes[1].name = "eta";
+       }},
   };
   for (const auto& [what, change] : changes) {
     ClusterDefinition d = base;
@@ -772,11 +811,26 @@ TEST_CASE("fingerprint64 and fingerprintHex are the first 8 digest bytes, big-en
 namespace {
 
 std::string mutate(std::string s, std::mt19937_64& rng, const std::vector<std::string>& seeds) {
-  static const std::vector<std::string> kPunctuation = {
-      ":",  ": ", "-",   "- ", "[",   "]",    "{",     "}",  ",",   "&a ",  "*a",  "&b ",
-      "*b", "!",  "!!str ", "|", ">", "'",    "\"",    "#",  "\n",  "  ",   "\t",  "? ",
-      "---\n", "...\n", "%YAML 1.2\n", std::string(1, '\0'), "\xff", "\xc3\xa9", "~", "0x",
-      "-1", "99999999999999999999", "null", "<<: ", "\r\n", "@", "`", "%"};
+  static const std::vector<std::string> kPunctuation = {":",           ": ",
+                                                        "-",           "- ",
+                                                        "[",           "]",
+                                                        "{",           "}",
+                                                        ",",           "&a ",
+                                                        "*a",          "&b ",
+                                                        "*b",          "!",
+                                                        "!!str ",      "|",
+                                                        ">",           "'",
+                                                        "\"",          "#",
+                                                        "\n",          "  ",
+                                                        "\t",          "? ",
+                                                        "---\n",       "...\n",
+                                                        "%YAML 1.2\n", std::string(1, '\0'),
+                                                        "\xff",        "\xc3\xa9",
+                                                        "~",           "0x",
+                                                        "-1",          "99999999999999999999",
+                                                        "null",        "<<: ",
+                                                        "\r\n",        "@",
+                                                        "`",           "%"};
   auto pick = [&](std::size_t n) { return n == 0 ? 0 : static_cast<std::size_t>(rng() % n); };
   const int rounds = 1 + static_cast<int>(rng() % 4);
   for (int r = 0; r < rounds; ++r) {
@@ -810,7 +864,8 @@ std::string mutate(std::string s, std::mt19937_64& rng, const std::vector<std::s
       case 6: {  // duplicate a line elsewhere (duplicate keys, odd indentation)
         const std::size_t a = pick(s.size() + 1);
         const std::size_t end = s.find('\n', a);
-        const std::string line = s.substr(a, end == std::string::npos ? std::string::npos : end - a + 1);
+        const std::string line =
+            s.substr(a, end == std::string::npos ? std::string::npos : end - a + 1);
         s.insert(pick(s.size() + 1), line);
         break;
       }
@@ -865,8 +920,8 @@ TEST_CASE("fuzz: mutated definitions give a definition or located errors, never 
   }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  MESSAGE("fuzz: " << iterations << " inputs in " << seconds << " s, " << accepted
-                   << " accepted, " << rejected << " rejected");
+  MESSAGE("fuzz: " << iterations << " inputs in " << seconds << " s, " << accepted << " accepted, "
+                   << rejected << " rejected");
   CHECK(accepted + rejected == iterations);
   CHECK(rejected > 0);
   CHECK(accepted > 0);  // the mutations also leave valid definitions (e.g. comment-only edits)

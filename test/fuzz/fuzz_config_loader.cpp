@@ -1,7 +1,8 @@
 // libFuzzer target for the cluster definition loader: every input must give either a
 // definition or at least one located error, and must not throw or crash. Built only with
 // clang (see CMakeLists.txt here); run with the corpus as seeds, e.g.
-//   ./fuzz_config_loader -max_total_time=600 corpus/ ../etc ../test/configs/good ../test/configs/bad
+//   ./fuzz_config_loader -max_total_time=600 corpus/ ../etc ../test/configs/good
+//   ../test/configs/bad
 // (the first folder collects new inputs; the others are read as seeds).
 
 #include <cstdint>
