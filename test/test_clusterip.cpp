@@ -10,6 +10,7 @@
 
 #include "dataplane/backend_select.h"
 #include "dataplane/clusterip_dataplane.h"
+#include "dataplane/clusterip_hash.h"
 #include "dataplane/clusterip_rules.h"
 #include "dataplane/fake_dataplane.h"
 
@@ -570,4 +571,28 @@ TEST_CASE("makeDataplane refuses an IPv6 service on the clusterip backend at sta
   CHECK(std::string((*ok)->name()) == "clusterip");
   settings.facts = facts("6.18.0", true, false);
   CHECK_FALSE(makeDataplane(definition, settings));
+}
+
+TEST_CASE("CLUSTERIP bucket prediction stays in range and uses the fields of its mode") {
+  const IpAddress source = *IpAddress::parse("10.0.1.7");
+  std::set<uint32_t> by_port, by_dest, seen;
+  for (uint16_t port = 1000; port < 1064; ++port) {
+    uint32_t sip = cip::bucketOf(source, port, 80, HashMode::SourceIp, 16, 0x5eed);
+    CHECK(sip == cip::bucketOf(source, 1, 1, HashMode::SourceIp, 16, 0x5eed));
+    by_port.insert(cip::bucketOf(source, port, 80, HashMode::SourceIpSourcePort, 16, 0x5eed));
+    by_dest.insert(
+        cip::bucketOf(source, 4000, port, HashMode::SourceIpSourcePortDestPort, 16, 0x5eed));
+  }
+  CHECK(by_port.size() > 8);  // 64 ports over 16 buckets: a hash that ignored them gives 1
+  CHECK(by_dest.size() > 8);
+  for (uint32_t host = 0; host < 256; ++host) {
+    IpAddress a = source;
+    a.bytes[3] = static_cast<uint8_t>(host);
+    uint32_t bucket = cip::bucketOf(a, 0, 0, HashMode::SourceIp, 3, 7);
+    CHECK(bucket < 3);
+    seen.insert(bucket);
+  }
+  CHECK(seen.size() == 3);
+  // The word count is part of jhash's initial value (jhash_1word vs jhash_2words).
+  CHECK(cip::jhashWords(1, 0, 0, 1, 0) != cip::jhashWords(1, 0, 0, 2, 0));
 }

@@ -22,6 +22,8 @@ check_eq() {
   if [ "$2" = "$3" ]; then pass "$1"; else fail "$1: expected '$2', got '$3'"; fi
 }
 in_ns() { ns=$1; shift; ip netns exec "$ns" "$@"; }
+# Programs started in the background run through nsenter, which execs (ip netns exec forks
+# and would not pass signals on): their $! is their own pid.
 finish() { [ "$FAILED" = 0 ]; }
 
 # make_lan N: N nodes and a client on br0.
@@ -40,3 +42,54 @@ add_host() {
     ip link set "v$1" master br0 up && ip -n "$1" link set lo up &&
     ip -n "$1" link set eth0 up && ip -n "$1" addr add "$2/16" dev eth0
 }
+
+# --- dataplane agents (test/e2e/agent.cpp), one per node namespace ---------------------------
+# start_agent NS FD ARGS...: starts the agent in NS with stdin on fd FD of this shell (a fifo)
+# and waits up to 60 s for "ready". Output goes to /tmp/NS.out, errors to /tmp/NS.err.
+start_agent() {
+  ns=$1 fd=$2
+  shift 2
+  rm -f "/tmp/$ns.in" "/tmp/$ns.out"
+  mkfifo "/tmp/$ns.in"
+  : >"/tmp/$ns.out"
+  nsenter --net="/run/netns/$ns" /shoal/dataplane_agent "$@" <"/tmp/$ns.in" >"/tmp/$ns.out" 2>"/tmp/$ns.err" &
+  echo $! >"/tmp/$ns.pid"
+  eval "exec $fd>/tmp/$ns.in"
+  wait_line "$ns" 1 60
+}
+# agent_up DESCRIPTION NS FD ARGS...: start_agent as a check (in this shell: the agent's
+# stdin fd must stay open here).
+agent_up() {
+  desc=$1
+  shift
+  if start_agent "$@" >/tmp/agent_up.msg 2>&1; then
+    pass "$desc"
+  else
+    fail "$desc: $(cat /tmp/agent_up.msg)"
+  fi
+}
+agent_pid() { cat "/tmp/$1.pid"; }
+# wait_line NS N SECONDS: waits until /tmp/NS.out has at least N lines.
+wait_line() {
+  tries=$(($3 * 20))
+  while [ "$(wc -l <"/tmp/$1.out")" -lt "$2" ]; do
+    tries=$((tries - 1))
+    [ "$tries" -gt 0 ] || { echo "no answer from agent $1: $(cat "/tmp/$1.err")"; return 1; }
+    usleep 50000
+  done
+}
+# agent_cmd NS FD COMMAND: sends one command, waits for its answer and prints it.
+agent_cmd() {
+  before=$(wc -l <"/tmp/$1.out")
+  echo "$3" >&"$2"
+  wait_line "$1" $((before + 1)) 60 || return 1
+  sed -n "$((before + 1))p" "/tmp/$1.out"
+}
+# proc_nodes NS: the CLUSTERIP node numbers NS answers for the VIP ("absent" without a file).
+proc_nodes() {
+  ip netns exec "$1" cat "/proc/net/ipt_CLUSTERIP/$VIP" 2>/dev/null || echo absent
+}
+# nodes_of BUCKETS: "0:3:5" -> "1,4,6" (bucket b is CLUSTERIP node b+1).
+nodes_of() { echo "$1" | tr ':' '\n' | while read -r b; do echo $((b + 1)); done | tr '\n' ',' | sed 's/,$//'; }
+has_vip() { ip -n "$1" -4 addr show dev eth0 | grep -q "inet $VIP/"; }
+no_vip() { ! has_vip "$1"; }
