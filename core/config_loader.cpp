@@ -647,8 +647,15 @@ TimingProfile Validator::checkTiming(const YNode* node) {
   for (const TimingIssue& issue : checkTimingProfile(timing)) {
     // Point at the override when there is one; a preset value that conflicts with another
     // override is reported at the timing mapping itself.
-    const YNode* at = f.value(issue.field) != nullptr ? f.value(issue.field) : node;
-    report(at, "timing." + issue.field, issue.message);
+    if (const YNode* at = f.value(issue.field)) {
+      report(at, "timing." + issue.field, issue.message);
+    } else {
+      report(node, "timing." + issue.field,
+             issue.message + " (the " + timing.name +
+                 " profile's value, which the overrides "
+                 "here no longer fit; set " +
+                 issue.field + " too)");
+    }
   }
   return timing;
 }
