@@ -1,5 +1,6 @@
 #include "dataplane/nft_session.h"
 
+#include <malloc.h>
 #include <nftables/libnftables.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,6 +11,12 @@
 namespace shoal::dataplane {
 
 Result<std::unique_ptr<LibNftablesSession>> LibNftablesSession::open() {
+  // libnftables builds a fresh cache on every run, with hash tables of 128 KiB per table and
+  // object kind. glibc serves blocks that size with mmap, so each run faulted in and zeroed
+  // about 2 MiB of new pages: measured 1.4 ms of CPU per bucket move, against 0.2 ms once
+  // such blocks are kept on the heap and reused. The cost is a few MiB kept by the process.
+  mallopt(M_MMAP_THRESHOLD, 8 << 20);
+  mallopt(M_TRIM_THRESHOLD, 32 << 20);
   nft_ctx* ctx = nft_ctx_new(NFT_CTX_DEFAULT);
   if (ctx == nullptr) return Error{"libnftables: nft_ctx_new failed (out of memory?)"};
   if (nft_ctx_buffer_output(ctx) != 0 || nft_ctx_buffer_error(ctx) != 0) {

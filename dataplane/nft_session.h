@@ -27,7 +27,10 @@ class NftSession {
 /// kernel removes them when it is destroyed or the process dies.
 class LibNftablesSession final : public NftSession {
  public:
-  /// Creates the context. Errors: libnftables could not allocate one.
+  /// Creates the context. Also raises glibc's mmap and trim thresholds for the whole process
+  /// (8 and 32 MiB): libnftables allocates and frees large caches on every run, and serving
+  /// them from the heap instead of fresh mmap'd pages makes a bucket move about 6x cheaper.
+  /// Errors: libnftables could not allocate a context.
   static Result<std::unique_ptr<LibNftablesSession>> open();
   ~LibNftablesSession() override;
   LibNftablesSession(const LibNftablesSession&) = delete;
