@@ -56,6 +56,7 @@ cip::WantedRule wantedRule(const ServiceAssignment& assignment) {
 
 }  // namespace
 
+// The default for VipAddresses (dataplane/vip_addresses.h) lives here, beside its one user.
 std::string VipAddresses::removeCommand(const std::string& interface,
                                         const IpAddress& vip) const {
   return "ip addr del " + vip.toString() + "/32 dev " + interface;

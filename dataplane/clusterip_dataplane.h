@@ -26,22 +26,9 @@
 #include "dataplane/clusterip_rules.h"
 #include "dataplane/clusterip_system.h"
 #include "dataplane/dataplane.h"
+#include "dataplane/vip_addresses.h"
 
 namespace shoal::dataplane {
-
-/// Puts VIP addresses on interfaces and takes them off (the netlink address manager in
-/// production; a recording fake in tests). The CLUSTERIP backend needs the VIP as a local
-/// address so the kernel accepts and answers for it; the multicast MAC it joins itself.
-class VipAddresses {
- public:
-  virtual ~VipAddresses() = default;
-  /// Makes sure `vip` is an address of `interface`; true when it had to add it now.
-  virtual Result<bool> ensure(const std::string& interface, const IpAddress& vip) = 0;
-  /// Removes `vip` from `interface`; no error when it is not there.
-  virtual Status remove(const std::string& interface, const IpAddress& vip) = 0;
-  /// Shell command that removes the address, for the fail-safe release script.
-  virtual std::string removeCommand(const std::string& interface, const IpAddress& vip) const;
-};
 
 /// Program names, so hosts where plain `iptables-restore` is the legacy one can say so.
 struct ClusterIpOptions {
