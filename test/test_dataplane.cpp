@@ -1,10 +1,444 @@
+// Dataplane unit tests: the kernel's jhash, the generated nftables rules, and the nftables
+// backend's logic driven through fake kernel parts (no root, no kernel).
+
 #include <doctest/doctest.h>
 
+#include <cstdio>
+#include <fstream>
+#include <unistd.h>
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
 #include "dataplane/jhash.h"
+#include "dataplane/nft_ruleset.h"
+#include "dataplane/nftables_dataplane.h"
+
+using namespace shoal;
+using namespace shoal::dataplane;
+
+namespace {
+
+Service makeService(const std::string& vip, HashMode hash = HashMode::SourceIp) {
+  Service s;
+  s.name = "web";
+  s.vip = *IpAddress::parse(vip);
+  s.interface = "eth0";
+  s.cluster_mac = *MacAddress::parse(vip.find(':') != std::string::npos ? "33:33:00:00:01:00"
+                                                                         : "01:00:5e:00:00:64");
+  s.hash = hash;
+  s.buckets = 16;
+  s.seed = 0x5eed;
+  return s;
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+// Ones' complement sum of 16-bit big-endian words (the Internet checksum before inversion).
+uint16_t onesSum(const std::vector<uint8_t>& bytes) {
+  uint32_t sum = 0;
+  for (std::size_t i = 0; i + 1 < bytes.size(); i += 2) sum += (bytes[i] << 8) | bytes[i + 1];
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(sum);
+}
+
+// --- fakes of the kernel parts, sharing one event log so order can be checked ---
+struct Log {
+  std::vector<std::string> events;
+};
+
+class FakeSession final : public NftSession {
+ public:
+  explicit FakeSession(Log& log) : log_(log) {}
+  const char* name() const override { return "fake"; }
+  Result<std::string> run(const std::string& script) override {
+    if (script.rfind("list ", 0) == 0) {
+      auto it = listings.find(script);
+      if (it == listings.end()) return Error{"No such file or directory"};
+      return it->second;
+    }
+    scripts.push_back(script);
+    // A full script re-creates every table: missing listings come back.
+    if (contains(script, "chain")) {
+      for (const auto& [command, listing] : defaults) listings.try_emplace(command, listing);
+    }
+    log_.events.push_back(contains(script, "delete table") && !contains(script, "chain")
+                              ? "nft teardown"
+                              : "nft run");
+    if (fail_next) {
+      fail_next = false;
+      return Error{"Error: Could not process rule: Operation not supported"};
+    }
+    return std::string();
+  }
+  std::vector<std::string> scripts;
+  std::map<std::string, std::string> listings;
+  std::map<std::string, std::string> defaults;  ///< what a full script makes each table list
+  bool fail_next = false;
+
+ private:
+  Log& log_;
+};
+
+class FakeVips final : public VipAddresses {
+ public:
+  explicit FakeVips(Log& log) : log_(log) {}
+  Result<bool> ensure(const std::string& interface, const IpAddress& vip) override {
+    if (!present.insert({interface, vip}).second) return false;
+    log_.events.push_back("add " + vip.toString());
+    return true;
+  }
+  Status remove(const std::string& interface, const IpAddress& vip) override {
+    present.erase({interface, vip});
+    log_.events.push_back("remove " + vip.toString());
+    return Ok{};
+  }
+  std::string removeCommand(const std::string&, const IpAddress&) const override { return ""; }
+  std::set<std::pair<std::string, IpAddress>> present;
+
+ private:
+  Log& log_;
+};
+
+class FakeMacs final : public MacMemberships {
+ public:
+  explicit FakeMacs(Log& log) : log_(log) {}
+  Status join(const std::string& interface, const MacAddress& mac) override {
+    if (joined.insert({interface, mac}).second) log_.events.push_back("join " + mac.toString());
+    return Ok{};
+  }
+  Status leave(const std::string& interface, const MacAddress& mac) override {
+    joined.erase({interface, mac});
+    log_.events.push_back("leave " + mac.toString());
+    return Ok{};
+  }
+  Result<bool> present(const std::string& interface, const MacAddress& mac) override {
+    return joined.count({interface, mac}) != 0;
+  }
+  Result<MacAddress> hardwareAddress(const std::string&) override {
+    return *MacAddress::parse("02:00:00:00:00:01");
+  }
+  std::set<std::pair<std::string, MacAddress>> joined;
+
+ private:
+  Log& log_;
+};
+
+// A table listing as nft prints it, with the given bucket sets for service 0.
+std::string inetListing(const std::vector<uint32_t>& owned, const std::vector<uint32_t>& reset) {
+  auto elements = [](const std::vector<uint32_t>& b) {
+    if (b.empty()) return std::string();
+    std::string out = "\t\telements = { ";
+    for (std::size_t i = 0; i < b.size(); ++i) {
+      char buf[16];
+      std::snprintf(buf, sizeof buf, "0x%08x", kMarkBase + b[i]);
+      out += (i ? ", " : "") + std::string(buf);
+    }
+    return out + " }\n";
+  };
+  return "table inet shoal {\n\tflags owner\n\n\tset s0_owned {\n\t\ttype mark\n" +
+         elements(owned) + "\t}\n\n\tset s0_reset {\n\t\ttype mark\n" + elements(reset) +
+         "\t}\n\n\tchain s0 {\n\t\tmeta mark != @s0_owned drop\n\t}\n}\n";
+}
+
+struct Rig {
+  Log log;
+  FakeSession* session;
+  FakeVips* vips;
+  FakeMacs* macs;
+  std::string loose_path;
+  std::unique_ptr<NftablesDataplane> dp;
+
+  Rig() {
+    auto s = std::make_unique<FakeSession>(log);
+    auto v = std::make_unique<FakeVips>(log);
+    auto m = std::make_unique<FakeMacs>(log);
+    session = s.get();
+    vips = v.get();
+    macs = m.get();
+    char name[] = "/tmp/shoal-loose-XXXXXX";
+    const int fd = mkstemp(name);
+    REQUIRE(fd >= 0);
+    close(fd);
+    loose_path = name;
+    std::ofstream(loose_path) << "1\n";
+    NftablesOptions options;
+    options.tcp_loose_path = loose_path;
+    dp = std::make_unique<NftablesDataplane>(std::move(s), std::move(v), std::move(m), options);
+    for (const auto& c : listCommands(options.ruleset)) session->defaults[c] = c + "\n";
+    session->listings = session->defaults;
+  }
+  ~Rig() { std::remove(loose_path.c_str()); }
+  void kernelHolds(const std::vector<uint32_t>& owned, const std::vector<uint32_t>& reset = {}) {
+    session->listings["list table inet shoal"] = inetListing(owned, reset);
+  }
+};
+
+DesiredState stateWith(const std::vector<uint32_t>& owned, const std::vector<uint32_t>& reset = {}) {
+  return DesiredState{{ServiceAssignment{makeService("10.0.0.100"), owned, reset}}};
+}
+
+}  // namespace
 
 TEST_CASE("jhash matches lookup3's published test vectors") {
   const char* s = "Four score and seven years ago";
   std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(s), 30);
-  CHECK(shoal::dataplane::jhash(bytes, 0) == 0x17770551u);
-  CHECK(shoal::dataplane::jhash(bytes, 1) == 0xcd628161u);
+  CHECK(jhash(bytes, 0) == 0x17770551u);
+  CHECK(jhash(bytes, 1) == 0xcd628161u);
+  CHECK(jhash({}, 0) == 0xdeadbeefu);
+}
+
+TEST_CASE("hash input is laid out like nft's concatenation: fields padded to 32-bit registers") {
+  FlowKey v4{*IpAddress::parse("10.1.2.3"), 17, 0x1234, 0xabcd};
+  CHECK(hashInput(v4, HashMode::SourceIp) == std::vector<uint8_t>{10, 1, 2, 3});
+  CHECK(hashInput(v4, HashMode::SourceIpSourcePort) ==
+        std::vector<uint8_t>{10, 1, 2, 3, 0x12, 0x34, 0, 0});
+  CHECK(hashInput(v4, HashMode::SourceIpSourcePortDestPort) ==
+        std::vector<uint8_t>{10, 1, 2, 3, 0x12, 0x34, 0, 0, 0xab, 0xcd, 0, 0});
+  FlowKey v6{*IpAddress::parse("fd00::1"), 6, 80, 443};
+  CHECK(hashInput(v6, HashMode::SourceIp).size() == 16);
+  CHECK(hashInput(v6, HashMode::SourceIpSourcePort).size() == 20);
+  CHECK(hashInput(v6, HashMode::SourceIpSourcePortDestPort).size() == 24);
+  FlowKey icmp{*IpAddress::parse("10.1.2.3"), 1, 7, 9};
+  CHECK(hashInput(icmp, HashMode::SourceIpSourcePortDestPort).size() == 4);
+}
+
+TEST_CASE("reciprocalScale stays below the modulus and spans it") {
+  CHECK(reciprocalScale(0, 16) == 0);
+  CHECK(reciprocalScale(0xffffffffu, 16) == 15);
+  CHECK(reciprocalScale(0x80000000u, 16) == 8);
+  CHECK(reciprocalScale(0xffffffffu, 1) == 0);
+}
+
+TEST_CASE("bucketOf spreads random flows evenly over the buckets") {
+  std::mt19937 rng(7);
+  std::vector<int> count(16, 0);
+  for (int i = 0; i < 16000; ++i) {
+    FlowKey f;
+    const uint32_t a = rng();
+    f.source.bytes = {static_cast<uint8_t>(a >> 24), static_cast<uint8_t>(a >> 16),
+                      static_cast<uint8_t>(a >> 8), static_cast<uint8_t>(a)};
+    f.source_port = static_cast<uint16_t>(rng());
+    const uint32_t b = bucketOf(f, HashMode::SourceIpSourcePort, 16, 0x5eed);
+    REQUIRE(b < 16);
+    ++count[b];
+  }
+  for (int c : count) {
+    CHECK(c > 850);
+    CHECK(c < 1150);
+  }
+}
+
+TEST_CASE("a different seed assigns flows to different buckets") {
+  int differ = 0;
+  for (uint8_t i = 0; i < 100; ++i) {
+    FlowKey f{*IpAddress::parse("10.0.0.1"), 17, static_cast<uint16_t>(1000 + i), 80};
+    differ += bucketOf(f, HashMode::SourceIpSourcePort, 16, 1) !=
+              bucketOf(f, HashMode::SourceIpSourcePort, 16, 2);
+  }
+  CHECK(differ > 70);
+}
+
+TEST_CASE("the ND checksum compensation keeps the ICMPv6 checksum valid for any MAC pair") {
+  std::mt19937 rng(3);
+  for (int round = 0; round < 200; ++round) {
+    MacAddress from, to;
+    for (auto& b : from.bytes) b = static_cast<uint8_t>(rng());
+    for (auto& b : to.bytes) b = static_cast<uint8_t>(rng());
+    // A neighbour advertisement: type, code, checksum, flags+reserved, target, TLLA option.
+    std::vector<uint8_t> na(32, 0);
+    na[0] = 136;
+    na[4] = 0x60;
+    for (int i = 8; i < 24; ++i) na[static_cast<std::size_t>(i)] = static_cast<uint8_t>(rng());
+    na[24] = 2;
+    na[25] = 1;
+    for (int i = 0; i < 6; ++i) na[26 + static_cast<std::size_t>(i)] = from.bytes[static_cast<std::size_t>(i)];
+    const uint16_t before = onesSum(na);
+    const uint16_t fix = checksumCompensation(from, to);
+    for (int i = 0; i < 6; ++i) na[26 + static_cast<std::size_t>(i)] = to.bytes[static_cast<std::size_t>(i)];
+    na[6] = static_cast<uint8_t>(fix >> 8);
+    na[7] = static_cast<uint8_t>(fix & 0xff);
+    const uint16_t after = onesSum(na);
+    // 0x0000 and 0xffff are the same number in ones' complement.
+    CHECK((after == before || (after % 0xffff) == (before % 0xffff)));
+  }
+}
+
+TEST_CASE("the full script owns its tables, hashes with the explicit seed and lists owned buckets") {
+  DesiredState d{{ServiceAssignment{makeService("10.0.0.100", HashMode::SourceIpSourcePortDestPort),
+                                    {1, 4}, {4}}}};
+  auto script = fullScript(d, {}, NftRulesetOptions{});
+  REQUIRE(script.ok());
+  CHECK(contains(*script, "table inet shoal {\n  flags owner"));
+  CHECK(contains(*script, "table arp shoal {\n  flags owner"));
+  CHECK(contains(*script, "jhash ip saddr . th sport . th dport mod 16 seed 0x00005eed"));
+  CHECK(contains(*script, "elements = { 0x53480001, 0x53480004 }"));
+  CHECK(contains(*script, "meta pkttype set host"));
+  CHECK(contains(*script, "arp saddr ip 10.0.0.100 arp saddr ether set 01:00:5e:00:00:64"));
+  CHECK(contains(*script, "reject with tcp reset"));
+  // The guard tables must outlive the daemon: never owned.
+  CHECK(contains(*script, "table inet shoal_guard {\n  chain"));
+  CHECK(contains(*script, "table arp shoal_guard {\n  chain"));
+  NftRulesetOptions unowned;
+  unowned.owner_tables = false;
+  CHECK_FALSE(contains(*fullScript(d, {}, unowned), "flags owner"));
+}
+
+TEST_CASE("an IPv6 service needs its interface's MAC for the neighbour discovery rewrite") {
+  DesiredState d{{ServiceAssignment{makeService("fd00::100"), {0}, {}}}};
+  auto missing = fullScript(d, {}, NftRulesetOptions{});
+  CHECK_FALSE(missing.ok());
+  auto script = fullScript(d, {{"eth0", *MacAddress::parse("02:00:00:00:00:01")}}, {});
+  REQUIRE(script.ok());
+  CHECK(contains(*script, "nd-neighbor-advert @th,192,64 0x0201020000000001"));
+  CHECK(contains(*script, "@th,208,48 set 0x333300000100"));
+}
+
+TEST_CASE("a set update replaces only the bucket sets") {
+  const auto a = ServiceAssignment{makeService("10.0.0.100"), {2, 3}, {}};
+  const std::string script = setUpdateScript(0, a, NftRulesetOptions{});
+  CHECK(contains(script, "flush set inet shoal s0_owned\nadd element inet shoal s0_owned { 0x53480002, 0x53480003 }"));
+  CHECK(contains(script, "flush set inet shoal s0_reset\n"));
+  CHECK_FALSE(contains(script, "add element inet shoal s0_reset"));
+  CHECK_FALSE(contains(script, "table"));
+}
+
+TEST_CASE("validation names what is wrong with a desired state") {
+  CHECK(validateDesiredState(stateWith({0, 3}), 16).ok());
+  CHECK(contains(validateDesiredState(stateWith({3, 0}), 16).error().message, "sorted"));
+  CHECK(contains(validateDesiredState(stateWith({16}), 16).error().message, "below 16"));
+  CHECK(contains(validateDesiredState(stateWith({1}, {2}), 16).error().message, "reset_orphans"));
+  DesiredState unicast = stateWith({1});
+  unicast.services[0].service.cluster_mac = *MacAddress::parse("02:00:00:00:00:01");
+  CHECK(contains(validateDesiredState(unicast, 16).error().message, "multicast"));
+  DesiredState twice = stateWith({1});
+  twice.services.push_back(twice.services[0]);
+  CHECK(contains(validateDesiredState(twice, 16).error().message, "two services"));
+}
+
+TEST_CASE("set elements are read back from a listing, ranges expanded, order ignored") {
+  const std::string listing =
+      "table inet shoal {\n\tset s0_owned {\n\t\ttype mark\n\t\telements = { 0x53480005, "
+      "0x53480001-0x53480003,\n\t\t\t     0x53480000 }\n\t}\n\tset s0_reset {\n\t\ttype mark\n\t}\n}\n";
+  auto owned = setElements(listing, "s0_owned");
+  REQUIRE(owned);
+  CHECK(*owned == std::vector<uint32_t>{kMarkBase, kMarkBase + 1, kMarkBase + 2, kMarkBase + 3,
+                                        kMarkBase + 5});
+  auto reset = setElements(listing, "s0_reset");
+  REQUIRE(reset);
+  CHECK(reset->empty());
+  CHECK_FALSE(setElements(listing, "s1_owned"));
+  CHECK(withoutElements(inetListing({1, 2}, {})) == withoutElements(inetListing({7}, {7})));
+  std::string other_rule = inetListing({1, 2}, {});
+  other_rule.replace(other_rule.find("drop"), 4, "accept");
+  CHECK(withoutElements(inetListing({1, 2}, {})) != withoutElements(other_rule));
+  CHECK_FALSE(contains(withoutElements(listing), "0x53480005"));
+}
+
+TEST_CASE("first apply loads the rules before it joins the MAC and adds the VIP") {
+  Rig rig;
+  rig.kernelHolds({0, 3});
+  REQUIRE(rig.dp->apply(stateWith({0, 3})).ok());
+  REQUIRE(rig.session->scripts.size() == 1);
+  CHECK(contains(rig.session->scripts[0], "table inet shoal {"));
+  CHECK(rig.log.events == std::vector<std::string>{"nft run", "join 01:00:5e:00:00:64",
+                                                   "add 10.0.0.100"});
+  std::string loose;
+  std::ifstream(rig.loose_path) >> loose;
+  CHECK(loose == "0");
+}
+
+TEST_CASE("a bucket move is one transaction that touches only the bucket sets") {
+  Rig rig;
+  rig.kernelHolds({0, 3});
+  REQUIRE(rig.dp->apply(stateWith({0, 3})).ok());
+  REQUIRE(rig.dp->apply(stateWith({3, 5})).ok());
+  REQUIRE(rig.session->scripts.size() == 2);
+  CHECK(contains(rig.session->scripts[1], "flush set inet shoal s0_owned"));
+  CHECK_FALSE(contains(rig.session->scripts[1], "table"));
+  CHECK(rig.dp->fullRebuilds() == 1);
+  // Applying the same state again changes nothing.
+  REQUIRE(rig.dp->apply(stateWith({3, 5})).ok());
+  CHECK(rig.session->scripts.size() == 2);
+}
+
+TEST_CASE("a rejected change returns the error and is retried by the next apply") {
+  Rig rig;
+  rig.kernelHolds({0});
+  REQUIRE(rig.dp->apply(stateWith({0})).ok());
+  rig.session->fail_next = true;
+  Status st = rig.dp->apply(stateWith({1}));
+  REQUIRE_FALSE(st.ok());
+  CHECK(contains(st.error().message, "Operation not supported"));
+  REQUIRE(rig.dp->apply(stateWith({1})).ok());
+  CHECK(rig.session->scripts.size() == 3);
+}
+
+TEST_CASE("drift: a missing table, changed sets and a removed VIP are repaired and counted") {
+  Rig rig;
+  rig.kernelHolds({0, 3});
+  REQUIRE(rig.dp->apply(stateWith({0, 3})).ok());
+  auto clean = rig.dp->checkAndRepair();
+  REQUIRE(clean.ok());
+  CHECK(clean->repaired == 0);
+
+  rig.session->listings.erase("list table inet shoal_guard");
+  rig.kernelHolds({0});
+  rig.vips->present.clear();
+  auto report = rig.dp->checkAndRepair();
+  REQUIRE(report.ok());
+  CHECK(report->repaired == 3);
+  CHECK(rig.dp->repairsTotal() == 3);
+  CHECK(rig.dp->fullRebuilds() == 2);
+  CHECK(rig.vips->present.size() == 1);
+  std::string all;
+  for (const auto& d : report->details) all += d + "\n";
+  CHECK(contains(all, "missing: table inet shoal_guard"));
+  CHECK(contains(all, "bucket sets changed"));
+  CHECK(contains(all, "added VIP 10.0.0.100"));
+}
+
+TEST_CASE("teardown removes the VIP before it deletes the rules") {
+  Rig rig;
+  rig.kernelHolds({0});
+  REQUIRE(rig.dp->apply(stateWith({0})).ok());
+  rig.log.events.clear();
+  REQUIRE(rig.dp->teardown().ok());
+  CHECK(rig.log.events == std::vector<std::string>{"remove 10.0.0.100", "leave 01:00:5e:00:00:64",
+                                                   "nft teardown"});
+  CHECK(rig.vips->present.empty());
+  CHECK(rig.macs->joined.empty());
+}
+
+TEST_CASE("dropping a service removes its VIP and leaves its MAC") {
+  Rig rig;
+  DesiredState two = stateWith({0});
+  Service other = makeService("10.0.0.101");
+  other.name = "mail";
+  other.cluster_mac = *MacAddress::parse("01:00:5e:00:00:65");
+  two.services.push_back({other, {1}, {}});
+  rig.kernelHolds({0});
+  REQUIRE(rig.dp->apply(two).ok());
+  CHECK(rig.vips->present.size() == 2);
+  REQUIRE(rig.dp->apply(stateWith({0})).ok());
+  CHECK(rig.dp->fullRebuilds() == 2);
+  CHECK(rig.vips->present.size() == 1);
+  CHECK(rig.macs->joined.size() == 1);
+}
+
+TEST_CASE("a tcp_loose sysctl that cannot be written becomes a warning, not a failure") {
+  NftablesOptions options;
+  options.tcp_loose_path = "/nonexistent-dir/nf_conntrack_tcp_loose";
+  Log log;
+  auto session = std::make_unique<FakeSession>(log);
+  for (const auto& c : listCommands(options.ruleset)) session->listings[c] = c + "\n";
+  NftablesDataplane dp(std::move(session), std::make_unique<FakeVips>(log),
+                       std::make_unique<FakeMacs>(log), options);
+  REQUIRE(dp.apply(stateWith({0})).ok());
+  REQUIRE(dp.warnings().size() == 1);
+  CHECK(contains(dp.warnings()[0], "nf_conntrack_tcp_loose"));
 }
