@@ -1,0 +1,870 @@
+#include "cli/daemon.h"
+
+#include <boost/asio/post.hpp>
+#include <chrono>
+#include <random>
+
+#include "cli/control_server.h"
+#include "cli/log.h"
+#include "cli/sd_notify.h"
+#include "cli/self_detect.h"
+#include "cli/text_format.h"
+#include "core/config_loader.h"
+#include "core/fingerprint.h"
+#include "core/keyring.h"
+#include "core/replay_window.h"
+#include "dataplane/backend_select.h"
+#include "dataplane/vip_addresses.h"
+#include "membership/drain_snapshot.h"
+#include "membership/state_file.h"
+#include "membership/udp_transport.h"
+
+namespace shoal::daemon {
+
+namespace asio = boost::asio;
+using std::chrono::duration_cast;
+using std::chrono::milliseconds;
+
+namespace {
+
+constexpr Millis kDriftCheckInterval{2000};
+constexpr Millis kApplyRetry{200};
+constexpr milliseconds kHookTimeout{10000};
+
+std::string joinErrors(const std::vector<ConfigError>& errors) {
+  std::string out;
+  for (const auto& e : errors) {
+    out += (out.empty() ? "" : "\n") + e.toString();
+  }
+  return out;
+}
+
+uint64_t realtimeMicros() {
+  return static_cast<uint64_t>(
+      duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+}
+
+// Boot ids must grow across restarts (replay protection): the last one is kept on disk.
+Result<uint64_t> nextBootId(const std::string& state_dir) {
+  const std::string path = state_dir + "/boot-id";
+  uint64_t previous = 0;
+  auto old = readSmallFile(path);
+  if (old.ok()) {
+    previous = std::strtoull(old->c_str(), nullptr, 10);
+  } else if (old.error().message.rfind("missing:", 0) != 0) {
+    return old.error();
+  }
+  const uint64_t id = newBootId(previous, realtimeMicros());
+  if (auto st = writeFileAtomically(path, std::to_string(id) + "\n"); !st.ok()) {
+    return st.error();
+  }
+  return id;
+}
+
+int64_t msSince(TimePoint now, TimePoint then) {
+  return duration_cast<milliseconds>(now - then).count();
+}
+
+}  // namespace
+
+Daemon::Daemon(asio::io_context& io, DaemonOptions options, ClusterDefinition def, uint32_t self)
+    : io_(io),
+      options_(std::move(options)),
+      def_(std::move(def)),
+      self_(self),
+      health_({}, options_.health_hold_down),
+      timer_(io),
+      drift_timer_(io),
+      retry_timer_(io),
+      health_timer_(io),
+      signals_(io, SIGTERM, SIGINT, SIGHUP) {}
+
+Daemon::~Daemon() = default;
+
+Result<std::unique_ptr<Daemon>> Daemon::create(asio::io_context& io, DaemonOptions options) {
+  auto loaded = loadClusterDefinition(options.config_path);
+  if (!loaded.ok()) {
+    return Error{"the cluster definition has errors:\n" + joinErrors(loaded.errors)};
+  }
+  ClusterDefinition def = std::move(*loaded.definition);
+  uint32_t self = 0;
+  if (!options.node.empty()) {
+    const int index = def.nodeIndex(options.node);
+    if (index < 0) {
+      return Error{"--node " + options.node + " is not a node of " + options.config_path};
+    }
+    self = static_cast<uint32_t>(index);
+  } else {
+    auto found = detectSelf(def);
+    if (!found.ok()) {
+      return found.error();
+    }
+    self = *found;
+  }
+  auto keys = Keyring::load(resolveKeyFilePath(def));
+  if (!keys.ok()) {
+    return keys.error();
+  }
+  auto boot = nextBootId(options.state_dir);
+  if (!boot.ok()) {
+    return Error{"cannot keep the boot id in " + options.state_dir + ": " + boot.error().message};
+  }
+
+  std::unique_ptr<Daemon> d(new Daemon(io, std::move(options), std::move(def), self));
+  d->checks_ = d->def_.health_checks;
+  // The LAN interface of every service is checked even when nobody configured it: a node
+  // whose VIP interface is down cannot answer its buckets.
+  for (const Service& svc : d->def_.services) {
+    bool covered = false;
+    for (const HealthCheck& c : d->checks_) {
+      covered = covered || (c.kind == HealthCheck::Kind::Link && c.target == svc.interface);
+    }
+    if (!covered) {
+      HealthCheck c;
+      c.name = "lan:" + svc.interface;
+      c.kind = HealthCheck::Kind::Link;
+      c.target = svc.interface;
+      c.rise = 1;
+      c.fall = 1;
+      d->checks_.push_back(c);
+    }
+  }
+  d->health_ = CheckHealth(d->checks_, d->options_.health_hold_down);
+
+  dataplane::DataplaneSettings settings;
+  settings.backend = d->options_.backend;
+  if (auto vips = dataplane::NetlinkVipAddresses::open(); vips.ok()) {
+    settings.addresses = std::shared_ptr<dataplane::VipAddresses>(std::move(vips.value()));
+  }
+  auto dp = dataplane::makeDataplane(d->def_, settings);
+  if (!dp.ok()) {
+    return dp.error();
+  }
+  d->dataplane_ = std::move(dp.value());
+
+  std::random_device rd;
+  const uint64_t seed = (uint64_t{rd()} << 32) ^ rd() ^ *boot;
+  d->membership_ =
+      std::make_unique<Membership>(d->def_, self, std::move(keys.value()), *boot, seed);
+
+  Daemon* raw = d.get();
+  auto transport = UdpTransport::open(
+      io, d->def_, self,
+      [raw](uint32_t link, std::span<const uint8_t> bytes, const Endpoint& from) {
+        if (!raw->leaving_) {
+          raw->handle(raw->membership_->onPacket(std::chrono::steady_clock::now(), bytes, link,
+                                                 from));
+        }
+      });
+  if (!transport.ok()) {
+    return transport.error();
+  }
+  d->transport_ = std::move(transport.value());
+
+  auto links = dataplane::NetlinkLinkMonitor::open(
+      [raw](const dataplane::LinkEvent& e) { raw->onLinkChange(e.interface, e.up); });
+  if (!links.ok()) {
+    return Error{"cannot watch links: " + links.error().message};
+  }
+  d->links_ = std::move(links.value());
+  d->links_fd_ = std::make_unique<asio::posix::stream_descriptor>(io, ::dup(d->links_->fd()));
+
+  auto control = ControlServer::open(io, d->options_.socket_path,
+                                     [raw](const control::Request& r) { return raw->onControl(r); });
+  if (!control.ok()) {
+    return control.error();
+  }
+  d->control_ = std::move(control.value());
+  d->hooks_ = std::make_unique<HookRunner>(d->options_.notify_scripts, kHookTimeout);
+  return d;
+}
+
+void Daemon::start() {
+  const TimePoint now = std::chrono::steady_clock::now();
+  started_ = now;
+  held_.clear();
+  for (const Service& svc : def_.services) {
+    held_.emplace_back(svc.buckets);
+    last_claimant_.emplace_back(svc.buckets, -1);
+    taken_from_.emplace_back(svc.buckets, -1);
+  }
+  // Rules in place with nothing owned: the node answers no bucket until it has settled.
+  if (auto st = dataplane_->apply(desiredState(held_)); !st.ok()) {
+    log(LogLevel::Error, "dataplane: %s", st.error().message.c_str());
+    apply_failed_ = true;
+  }
+
+  DrainSnapshot saved;
+  const std::string drain_path = options_.state_dir + "/drain.state";
+  if (auto text = readSmallFile(drain_path); text.ok()) {
+    auto snap = decodeDrainSnapshot(*text, def_, drain_path);
+    if (snap.ok()) {
+      saved = std::move(snap.value());
+    } else {
+      log(LogLevel::Warning, "ignoring the saved drain state: %s", snap.error().message.c_str());
+    }
+  }
+  log(LogLevel::Notice, "node %s of cluster %s starting (fingerprint %s, dataplane %s)",
+      def_.nodes[self_].name.c_str(), def_.name.c_str(), fingerprintHex(def_).c_str(),
+      dataplane_->name());
+  events_.add("member", def_.nodes[self_].name + " started");
+
+  for (std::size_t i = 0; i < checks_.size(); ++i) {
+    if (checks_[i].kind == HealthCheck::Kind::Link) {
+      const auto up = links_->isUp(checks_[i].target);
+      health_.record(now, i, up.value_or(false),
+                     up.has_value() ? (*up ? "up" : "down") : "no such interface");
+    }
+  }
+  std::vector<HealthCheck> runner_checks = checks_;
+  health_runner_ = std::make_unique<HealthRunner>(runner_checks, [this](CheckResult r) {
+    asio::post(io_, [this, r = std::move(r)]() mutable { onCheckResult(std::move(r)); });
+  });
+
+  handle(membership_->start(now, saved));
+  publishHealth();
+
+  links_fd_->async_wait(asio::posix::stream_descriptor::wait_read, [this](auto ec) {
+    if (!ec) {
+      if (auto st = links_->process(); !st.ok()) {
+        log(LogLevel::Warning, "link monitor: %s", st.error().message.c_str());
+      }
+      // Re-arm by restarting through the same path.
+      links_fd_->async_wait(asio::posix::stream_descriptor::wait_read,
+                            [this](auto ec2) { onLinkReadable(ec2); });
+    }
+  });
+  waitForSignal();
+  scheduleDriftCheck();
+  notifySystemd("READY=1\nSTATUS=member of " + def_.name);
+}
+
+void Daemon::onLinkReadable(const boost::system::error_code& ec) {
+  if (ec) {
+    return;
+  }
+  if (auto st = links_->process(); !st.ok()) {
+    log(LogLevel::Warning, "link monitor: %s", st.error().message.c_str());
+  }
+  links_fd_->async_wait(asio::posix::stream_descriptor::wait_read,
+                        [this](auto ec2) { onLinkReadable(ec2); });
+}
+
+void Daemon::handle(Output out) {
+  for (const Datagram& d : out.send) {
+    transport_->send(d);
+  }
+  for (const Event& e : out.events) {
+    onEvent(e);
+  }
+  armTimer(out.next_wakeup);
+  reconcile();
+}
+
+void Daemon::armTimer(TimePoint when) {
+  const TimePoint now = std::chrono::steady_clock::now();
+  if (!settled(now)) {
+    // Wake when the settling grace ends even if membership has nothing to do then.
+    const TimePoint grace = started_ + def_.timing.suspect_after + def_.timing.suspicion_timeout +
+                            def_.timing.probe_timeout;
+    when = std::min(when, grace);
+  }
+  if (when == TimePoint::max()) {
+    return;
+  }
+  timer_.expires_at(when);
+  timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) {
+      onTimer();
+    }
+  });
+}
+
+void Daemon::onTimer() {
+  if (leaving_) {
+    return;
+  }
+  handle(membership_->onTick(std::chrono::steady_clock::now()));
+}
+
+bool Daemon::settled(TimePoint now) const {
+  const auto& members = membership_->view().members;
+  bool all_known = true;
+  for (std::size_t i = 0; i < members.size(); ++i) {
+    all_known = all_known && (i == self_ || members[i].state != MemberState::Unknown);
+  }
+  return all_known || now >= started_ + def_.timing.suspect_after +
+                                 def_.timing.suspicion_timeout + def_.timing.probe_timeout;
+}
+
+dataplane::DesiredState Daemon::desiredState(const std::vector<BucketSet>& hold) const {
+  const View& view = membership_->view();
+  dataplane::DesiredState desired;
+  for (std::size_t s = 0; s < def_.services.size(); ++s) {
+    dataplane::ServiceAssignment a;
+    a.service = def_.services[s];
+    a.owned = hold[s].list();
+    // Reset unknown TCP flows in buckets whose previous holder is gone (its clients should
+    // fail fast); not in buckets handed over by a live node, which still serves its flows.
+    for (uint32_t b : a.owned) {
+      const int from = s < taken_from_.size() ? taken_from_[s][b] : -1;
+      if (from < 0 || static_cast<std::size_t>(from) >= view.members.size() ||
+          !view.members[static_cast<std::size_t>(from)].up()) {
+        a.reset_orphans.push_back(b);
+      }
+    }
+    desired.services.push_back(std::move(a));
+  }
+  return desired;
+}
+
+void Daemon::reconcile() {
+  if (leaving_) {
+    return;
+  }
+  const TimePoint now = std::chrono::steady_clock::now();
+  const View& view = membership_->view();
+  std::vector<std::vector<BucketSet>> claims(view.members.size());
+  for (std::size_t m = 0; m < view.members.size(); ++m) {
+    claims[m] = view.members[m].claims;
+  }
+  for (std::size_t s = 0; s < def_.services.size(); ++s) {
+    for (std::size_t m = 0; m < view.members.size(); ++m) {
+      if (m == self_ || !view.members[m].up() || s >= claims[m].size()) {
+        continue;
+      }
+      for (uint32_t b : claims[m][s].list()) {
+        last_claimant_[s][b] = static_cast<int>(m);
+      }
+    }
+  }
+  OwnershipDecision d = decideOwnership({&def_, &view, &claims, &held_, settled(now)});
+  for (std::size_t s = 0; s < def_.services.size(); ++s) {
+    for (uint32_t b = 0; b < def_.services[s].buckets; ++b) {
+      if (d.hold[s].has(b) && !held_[s].has(b)) {
+        taken_from_[s][b] = last_claimant_[s][b];
+      }
+    }
+  }
+  const dataplane::DesiredState desired = desiredState(d.hold);
+  bool orphans_changed = false;
+  for (std::size_t s = 0; s < desired.services.size(); ++s) {
+    orphans_changed = orphans_changed || s >= applied_orphans_.size() ||
+                      desired.services[s].reset_orphans != applied_orphans_[s];
+  }
+  if (have_decision_ && d.quorum != last_.quorum) {
+    const std::string text = d.quorum ? "quorum regained: serving" :
+                                        "quorum lost: fewer than half of the nodes are alive, "
+                                        "releasing every bucket";
+    log(d.quorum ? LogLevel::Notice : LogLevel::Warning, "%s", text.c_str());
+    events_.add("quorum", text);
+    hook({{"SHOAL_EVENT", "quorum"}, {"SHOAL_STATE", d.quorum ? "quorum" : "lost"}});
+  }
+  const uint64_t digest = viewDigest(view);
+  if (d.hold != held_ || orphans_changed) {
+    if (auto st = dataplane_->apply(desired); !st.ok()) {
+      // The previous state stays in force; try again shortly.
+      if (!apply_failed_) {
+        log(LogLevel::Error, "dataplane: %s", st.error().message.c_str());
+        events_.add("buckets", "dataplane apply failed: " + st.error().message);
+      }
+      apply_failed_ = true;
+      retry_timer_.expires_after(kApplyRetry);
+      retry_timer_.async_wait([this](const boost::system::error_code& ec) {
+        if (!ec) {
+          reconcile();
+        }
+      });
+      last_ = std::move(d);
+      have_decision_ = true;
+      return;
+    }
+    apply_failed_ = false;
+    applied_orphans_.clear();
+    for (const auto& a : desired.services) {
+      applied_orphans_.push_back(a.reset_orphans);
+    }
+    if (d.hold == held_) {
+      last_ = std::move(d);
+      have_decision_ = true;
+      return;
+    }
+    const std::vector<BucketSet> before = held_;
+    held_ = d.hold;
+    last_ = std::move(d);
+    have_decision_ = true;
+    reportBucketChanges(before);
+    last_digest_ = digest;
+    handle(membership_->setOwnClaims(now, held_, digest));
+    return;
+  }
+  last_ = std::move(d);
+  have_decision_ = true;
+  if (digest != last_digest_) {
+    last_digest_ = digest;
+    handle(membership_->setOwnClaims(now, held_, digest));
+  }
+}
+
+void Daemon::reportBucketChanges(const std::vector<BucketSet>& before) {
+  for (std::size_t s = 0; s < def_.services.size(); ++s) {
+    std::vector<uint32_t> gained;
+    std::vector<uint32_t> lost;
+    for (uint32_t b = 0; b < def_.services[s].buckets; ++b) {
+      const bool had = s < before.size() && before[s].has(b);
+      if (held_[s].has(b) && !had) {
+        gained.push_back(b);
+      } else if (!held_[s].has(b) && had) {
+        lost.push_back(b);
+      }
+    }
+    const Service& svc = def_.services[s];
+    for (const auto& [list, what] : {std::pair{&gained, "gained"}, std::pair{&lost, "lost"}}) {
+      if (list->empty()) {
+        continue;
+      }
+      std::string csv;
+      for (uint32_t b : *list) {
+        csv += (csv.empty() ? "" : ",") + std::to_string(b);
+      }
+      const std::string text = "service " + svc.name + ": " + what + " buckets " +
+                               cli::bucketRanges(*list) + " (now " +
+                               std::to_string(held_[s].count()) + " of " +
+                               std::to_string(svc.buckets) + ")";
+      log(LogLevel::Info, "%s", text.c_str());
+      events_.add("buckets", text);
+      hook({{"SHOAL_EVENT", std::string("bucket-") + what},
+            {"SHOAL_SERVICE", svc.name},
+            {"SHOAL_VIP", svc.vip.toString()},
+            {"SHOAL_BUCKETS", csv}});
+    }
+  }
+}
+
+void Daemon::onEvent(const Event& e) {
+  const View& view = membership_->view();
+  const std::string node = e.node < def_.nodes.size() ? def_.nodes[e.node].name : "?";
+  switch (e.kind) {
+    case Event::Kind::MemberChanged: {
+      const std::string text = node + " is " + toString(e.state);
+      log(e.state == MemberState::Dead ? LogLevel::Warning : LogLevel::Notice, "%s", text.c_str());
+      events_.add("member", text);
+      hook({{"SHOAL_EVENT", "node-state"}, {"SHOAL_NODE", node}, {"SHOAL_STATE", toString(e.state)}});
+      break;
+    }
+    case Event::Kind::LinkChanged: {
+      const std::string text = "link " + std::to_string(e.link) + " to " + node + " is " +
+                               (e.up ? "up" : "down");
+      log(LogLevel::Info, "%s", text.c_str());
+      events_.add("link", text);
+      break;
+    }
+    case Event::Kind::DrainChanged: {
+      const DrainMode mode =
+          e.node < view.members.size() ? view.members[e.node].drain.mode : DrainMode::None;
+      const std::string text = node + " drain: " + toString(mode);
+      log(LogLevel::Notice, "%s", text.c_str());
+      events_.add("drain", text);
+      hook({{"SHOAL_EVENT", "drain"}, {"SHOAL_NODE", node}, {"SHOAL_STATE", toString(mode)}});
+      persistDrain();
+      break;
+    }
+    case Event::Kind::HealthChanged: {
+      const std::string status =
+          e.node < view.members.size() ? toString(view.members[e.node].health.status) : "?";
+      const std::string text = node + " health: " + status;
+      log(LogLevel::Notice, "%s", text.c_str());
+      events_.add("health", text);
+      hook({{"SHOAL_EVENT", "node-state"}, {"SHOAL_NODE", node}, {"SHOAL_STATE", "health-" + status}});
+      break;
+    }
+    case Event::Kind::HoldDownStarted:
+    case Event::Kind::HoldDownEnded: {
+      const bool started = e.kind == Event::Kind::HoldDownStarted;
+      const std::string text =
+          node + (started ? " is flapping: held out by flap damping" : " is no longer held out");
+      log(LogLevel::Warning, "%s", text.c_str());
+      events_.add("hold-down", text);
+      break;
+    }
+    case Event::Kind::ForeignPeerSeen: {
+      const std::string text = "refusing " + e.foreign.from.toString() +
+                               ": it runs another cluster definition (fingerprint " +
+                               std::to_string(e.foreign.fingerprint) + ")";
+      log(LogLevel::Warning, "%s", text.c_str());
+      events_.add("foreign", text);
+      break;
+    }
+    case Event::Kind::Refuted: {
+      const std::string text = "this node was suspected and refuted it";
+      log(LogLevel::Warning, "%s", text.c_str());
+      events_.add("member", text);
+      break;
+    }
+  }
+}
+
+void Daemon::onCheckResult(CheckResult r) {
+  if (r.index >= checks_.size()) {
+    return;
+  }
+  health_.record(std::chrono::steady_clock::now(), r.index, r.passed, r.detail);
+  publishHealth();
+}
+
+void Daemon::onLinkChange(const std::string& interface, std::optional<bool> up) {
+  const TimePoint now = std::chrono::steady_clock::now();
+  for (std::size_t i = 0; i < checks_.size(); ++i) {
+    if (checks_[i].kind == HealthCheck::Kind::Link && checks_[i].target == interface) {
+      health_.record(now, i, up.value_or(false),
+                     up.has_value() ? (*up ? "up" : "down") : "no such interface");
+      events_.add("link", "interface " + interface + " is " +
+                              (up.has_value() ? (*up ? "up" : "down") : "gone"));
+    }
+  }
+  publishHealth();
+}
+
+void Daemon::publishHealth() {
+  if (leaving_) {
+    return;
+  }
+  const TimePoint now = std::chrono::steady_clock::now();
+  shoal::NodeHealth h;
+  h.status = health_.healthy(now) ? HealthStatus::Ok : HealthStatus::Failing;
+  const auto failing = health_.failing();
+  for (std::size_t i = 0; i < checks_.size() && i < 64; ++i) {
+    for (const auto& f : failing) {
+      if (f.rfind(checks_[i].name + ":", 0) == 0) {
+        h.failing_checks |= uint64_t{1} << i;
+      }
+    }
+  }
+  if (!health_published_ || !(h == published_health_)) {
+    health_published_ = true;
+    published_health_ = h;
+    if (h.status == HealthStatus::Failing) {
+      std::string why;
+      for (const auto& f : failing) {
+        why += (why.empty() ? "" : "; ") + f;
+      }
+      log(LogLevel::Warning, "health checks failing, giving up buckets: %s",
+          why.empty() ? "held down after a recovery" : why.c_str());
+    }
+    handle(membership_->setOwnHealth(now, h));
+  }
+  if (const auto next = health_.nextChange(now)) {
+    health_timer_.expires_at(*next);
+    health_timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (!ec) {
+        publishHealth();
+      }
+    });
+  }
+}
+
+void Daemon::hook(std::map<std::string, std::string> env) {
+  env["SHOAL_CLUSTER"] = def_.name;
+  env["SHOAL_SELF"] = def_.nodes[self_].name;
+  hooks_->post({std::move(env)});
+}
+
+void Daemon::persistDrain() {
+  const std::string path = options_.state_dir + "/drain.state";
+  const auto text = encodeDrainSnapshot(membership_->drainSnapshot(), def_);
+  if (auto st = writeFileAtomically(path, text); !st.ok()) {
+    log(LogLevel::Error, "cannot save the drain state: %s", st.error().message.c_str());
+  }
+}
+
+void Daemon::scheduleDriftCheck() {
+  drift_timer_.expires_after(kDriftCheckInterval);
+  drift_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec || leaving_) {
+      return;
+    }
+    auto report = dataplane_->checkAndRepair();
+    if (!report.ok()) {
+      log(LogLevel::Error, "dataplane check: %s", report.error().message.c_str());
+    } else if (report->repaired > 0) {
+      drift_repairs_ += report->repaired;
+      for (const auto& line : report->details) {
+        log(LogLevel::Warning, "dataplane drift repaired: %s", line.c_str());
+        events_.add("drift", line);
+      }
+    }
+    scheduleDriftCheck();
+  });
+}
+
+void Daemon::waitForSignal() {
+  signals_.async_wait([this](const boost::system::error_code& ec, int signo) {
+    if (ec) {
+      return;
+    }
+    if (signo == SIGHUP) {
+      reload();
+      waitForSignal();
+    } else {
+      gracefulLeave();
+    }
+  });
+}
+
+void Daemon::gracefulLeave() {
+  if (leaving_) {
+    return;
+  }
+  log(LogLevel::Notice, "leaving the cluster: handing the buckets over");
+  notifySystemd("STOPPING=1");
+  const TimePoint now = std::chrono::steady_clock::now();
+  // Let go first, tell the peers (empty claims, then Leave): they take the buckets as soon as
+  // they hear it, so nothing is answered twice and nobody waits for failure detection.
+  std::vector<BucketSet> none;
+  for (const Service& svc : def_.services) {
+    none.emplace_back(svc.buckets);
+  }
+  if (auto st = dataplane_->apply(desiredState(none)); !st.ok()) {
+    log(LogLevel::Error, "dataplane: %s", st.error().message.c_str());
+  }
+  const std::vector<BucketSet> before = held_;
+  held_ = none;
+  reportBucketChanges(before);
+  Output out = membership_->setOwnClaims(now, held_, last_digest_);
+  for (const Datagram& d : out.send) {
+    transport_->send(d);
+  }
+  leaving_ = true;
+  out = membership_->leave(now);
+  for (const Datagram& d : out.send) {
+    transport_->send(d);
+  }
+  if (auto st = dataplane_->teardown(); !st.ok()) {
+    log(LogLevel::Error, "dataplane teardown: %s", st.error().message.c_str());
+  }
+  hooks_->drain(milliseconds(2000));
+  timer_.cancel();
+  drift_timer_.cancel();
+  retry_timer_.cancel();
+  health_timer_.cancel();
+  health_runner_.reset();
+  exit_code_ = 0;
+  io_.stop();
+}
+
+void Daemon::reload() {
+  log(LogLevel::Notice, "reloading keys and health checks");
+  auto loaded = loadClusterDefinition(options_.config_path);
+  if (!loaded.ok()) {
+    log(LogLevel::Error, "reload refused, the definition has errors:\n%s",
+        joinErrors(loaded.errors).c_str());
+    return;
+  }
+  if (fingerprintHex(*loaded.definition) != fingerprintHex(def_)) {
+    const std::string text =
+        "reload refused: the cluster definition changed (fingerprint " +
+        fingerprintHex(def_) + " -> " + fingerprintHex(*loaded.definition) +
+        "); a changed definition needs a restart of every node with the new file";
+    log(LogLevel::Error, "%s", text.c_str());
+    events_.add("reload", text);
+    return;
+  }
+  auto keys = Keyring::load(resolveKeyFilePath(*loaded.definition));
+  if (!keys.ok()) {
+    log(LogLevel::Error, "reload refused: %s", keys.error().message.c_str());
+    return;
+  }
+  membership_->setKeyring(std::move(keys.value()));
+  if (loaded.definition->health_checks.size() != def_.health_checks.size() ||
+      [&] {
+        for (std::size_t i = 0; i < def_.health_checks.size(); ++i) {
+          const auto& a = def_.health_checks[i];
+          const auto& b = loaded.definition->health_checks[i];
+          if (a.name != b.name || a.kind != b.kind || a.target != b.target ||
+              a.threshold != b.threshold || a.interval != b.interval || a.timeout != b.timeout ||
+              a.rise != b.rise || a.fall != b.fall) {
+            return true;
+          }
+        }
+        return false;
+      }()) {
+    health_runner_.reset();
+    def_.health_checks = loaded.definition->health_checks;
+    std::vector<HealthCheck> lan;
+    for (const HealthCheck& c : checks_) {
+      if (c.name.rfind("lan:", 0) == 0) {
+        lan.push_back(c);
+      }
+    }
+    checks_ = def_.health_checks;
+    checks_.insert(checks_.end(), lan.begin(), lan.end());
+    health_ = CheckHealth(checks_, options_.health_hold_down);
+    const TimePoint now = std::chrono::steady_clock::now();
+    for (std::size_t i = 0; i < checks_.size(); ++i) {
+      if (checks_[i].kind == HealthCheck::Kind::Link) {
+        const auto up = links_->isUp(checks_[i].target);
+        health_.record(now, i, up.value_or(false), up.value_or(false) ? "up" : "down");
+      }
+    }
+    health_runner_ = std::make_unique<HealthRunner>(checks_, [this](CheckResult r) {
+      asio::post(io_, [this, r = std::move(r)]() mutable { onCheckResult(std::move(r)); });
+    });
+    publishHealth();
+  }
+  events_.add("reload", "keys and health checks reloaded");
+}
+
+control::Response Daemon::onControl(const control::Request& request) {
+  control::Response response;
+  const TimePoint now = std::chrono::steady_clock::now();
+  if (request.has_status()) {
+    *response.mutable_status() = buildStatus();
+  } else if (request.has_drain()) {
+    const std::string name =
+        request.drain().node().empty() ? def_.nodes[self_].name : request.drain().node();
+    const int index = def_.nodeIndex(name);
+    if (index < 0) {
+      response.set_error("unknown node '" + name + "'");
+      return response;
+    }
+    const bool drain = request.drain().drain();
+    events_.add("drain", std::string(drain ? "drain" : "undrain") + " of " + name +
+                             " requested on " + def_.nodes[self_].name);
+    handle(membership_->drain(now, static_cast<uint32_t>(index),
+                              drain ? DrainMode::Drained : DrainMode::None));
+    response.mutable_drain()->set_node(name);
+    response.mutable_drain()->set_drained(drain);
+  } else if (request.has_events()) {
+    *response.mutable_events() = events_.recent(request.events().max());
+  } else {
+    response.set_error("unknown request");
+  }
+  return response;
+}
+
+control::Status Daemon::buildStatus() const {
+  const TimePoint now = std::chrono::steady_clock::now();
+  const View& view = membership_->view();
+  control::Status s;
+  s.set_cluster(def_.name);
+  s.set_fingerprint(fingerprintHex(def_));
+  s.set_self(def_.nodes[self_].name);
+  s.set_dataplane(dataplane_->name());
+  s.set_partition_policy(toString(def_.partition_policy));
+  s.set_timing_profile(def_.timing.name);
+  s.set_quorum(last_.quorum);
+  s.set_uptime_ms(static_cast<uint64_t>(msSince(now, started_)));
+
+  const uint64_t mine = viewDigest(view);
+  bool agree = true;
+  for (std::size_t i = 0; i < view.members.size(); ++i) {
+    const MemberView& m = view.members[i];
+    auto* n = s.add_nodes();
+    n->set_name(def_.nodes[i].name);
+    n->set_self(i == self_);
+    n->set_state(toString(m.state));
+    n->set_drain(toString(m.drain.mode));
+    n->set_health(toString(m.health.status));
+    n->set_held_down(m.held_down);
+    n->set_incarnation(m.incarnation);
+    n->set_serving(m.serving());
+    if (i == self_) {
+      for (const auto& f : health_.failing()) {
+        n->add_failing_checks(f);
+      }
+      n->set_last_heard_ms(0);
+    } else {
+      for (std::size_t c = 0; c < def_.health_checks.size() && c < 64; ++c) {
+        if ((m.health.failing_checks >> c) & 1) {
+          n->add_failing_checks(def_.health_checks[c].name);
+        }
+      }
+      int64_t last = -1;
+      for (std::size_t l = 0; l < m.links.size(); ++l) {
+        auto* ls = n->add_links();
+        ls->set_index(static_cast<uint32_t>(l));
+        if (l < def_.nodes[i].addresses.size()) {
+          ls->set_address(def_.nodes[i].addresses[l].toString());
+        }
+        ls->set_up(m.links[l].up);
+        const int64_t heard = m.links[l].heard ? msSince(now, m.links[l].last_heard) : -1;
+        ls->set_last_heard_ms(heard);
+        if (heard >= 0 && (last < 0 || heard < last)) {
+          last = heard;
+        }
+      }
+      n->set_last_heard_ms(last);
+      if (m.up() && m.view_digest != mine) {
+        agree = false;
+      }
+    }
+    const std::vector<BucketSet>& holds = i == self_ ? held_ : m.claims;
+    for (std::size_t sv = 0; sv < def_.services.size(); ++sv) {
+      auto* b = n->add_buckets();
+      b->set_service(def_.services[sv].name);
+      if (sv < holds.size() && (i == self_ || m.up())) {
+        for (uint32_t bucket : holds[sv].list()) {
+          b->add_buckets(bucket);
+        }
+      }
+    }
+  }
+  s.set_views_agree(agree);
+  for (std::size_t sv = 0; sv < def_.services.size(); ++sv) {
+    const Service& svc = def_.services[sv];
+    auto* out = s.add_services();
+    out->set_name(svc.name);
+    out->set_vip(svc.vip.toString());
+    out->set_bucket_count(svc.buckets);
+    out->set_hash(toString(svc.hash));
+    uint32_t unowned = 0;
+    for (uint32_t b = 0; b < svc.buckets; ++b) {
+      std::string owner;
+      for (std::size_t i = 0; i < view.members.size() && owner.empty(); ++i) {
+        const std::vector<BucketSet>& holds = i == self_ ? held_ : view.members[i].claims;
+        if ((i == self_ || view.members[i].up()) && sv < holds.size() && holds[sv].has(b)) {
+          owner = def_.nodes[i].name;
+        }
+      }
+      unowned += owner.empty() ? 1 : 0;
+      out->add_owners(owner);
+    }
+    if (unowned > 0) {
+      s.add_warnings("service " + svc.name + ": " + std::to_string(unowned) +
+                     " buckets have no owner");
+    }
+  }
+  const auto& counters = membership_->counters();
+  for (std::size_t r = 0; r < kRejectionCount; ++r) {
+    (*s.mutable_rejected())[toString(static_cast<Rejection>(r))] = counters.rejected.counts[r];
+  }
+  for (const ForeignPeer& f : membership_->foreignPeers()) {
+    auto* fp = s.add_foreign_peers();
+    fp->set_address(f.from.toString());
+    char hex[20];
+    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(f.fingerprint));
+    fp->set_fingerprint(hex);
+    fp->set_packets(f.packets);
+    fp->set_last_seen_ms(msSince(now, f.last_seen));
+  }
+  if (!last_.quorum) {
+    s.add_warnings("no quorum: this node serves nothing (policy " +
+                   std::string(toString(def_.partition_policy)) + ")");
+  }
+  if (!settled(now)) {
+    s.add_warnings("starting: waiting to hear every peer before taking buckets");
+  }
+  if (apply_failed_) {
+    s.add_warnings("the dataplane refuses changes: see the log");
+  }
+  if (!agree) {
+    s.add_warnings("nodes do not share one view yet");
+  }
+  if (drift_repairs_ > 0) {
+    s.add_warnings(std::to_string(drift_repairs_) + " dataplane drift repairs since start");
+  }
+  return s;
+}
+
+}  // namespace shoal::daemon

@@ -1,0 +1,136 @@
+#pragma once
+// shoald's wiring: membership -> rebalance and hand-off -> dataplane, on one Boost.Asio event
+// loop. Everything that decides is elsewhere (membership/membership.h, membership/ownership.h,
+// core/rebalance.h); this class moves facts between them and the outside world: sockets,
+// timers, signals, the control socket, health checks, notify hooks and the state files.
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cli/event_log.h"
+#include "cli/health_checks.h"
+#include "cli/health_state.h"
+#include "cli/notify_hooks.h"
+#include "core/bucket_set.h"
+#include "core/cluster_definition.h"
+#include "core/result.h"
+#include "dataplane/dataplane.h"
+#include "dataplane/link_monitor.h"
+#include "membership/membership.h"
+#include "membership/ownership.h"
+#include "proto/control.pb.h"
+
+namespace shoal {
+class UdpTransport;
+}
+
+namespace shoal::daemon {
+
+class ControlServer;
+
+struct DaemonOptions {
+  std::string config_path;
+  std::string node;  ///< empty: found by the local addresses
+  std::string socket_path = "/run/shoal/shoald.sock";
+  std::string state_dir = "/var/lib/shoal";
+  std::optional<Backend> backend;  ///< overrides the definition's dataplane
+  /// Scripts run on bucket and node changes (notify_hooks.h).
+  std::vector<std::string> notify_scripts;
+  /// How long a node whose checks recovered stays out (against flapping health).
+  Millis health_hold_down{10000};
+};
+
+class Daemon {
+ public:
+  /// Reads the definition and key, finds this node, opens the sockets, the dataplane and the
+  /// control socket. Errors say what to fix; nothing is left installed on failure.
+  static Result<std::unique_ptr<Daemon>> create(boost::asio::io_context& io,
+                                                DaemonOptions options);
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  /// Starts membership and the timers; returns at once (the caller runs the io_context).
+  void start();
+  /// Process exit status once the io_context has stopped: 0 after a graceful leave.
+  int exitCode() const { return exit_code_; }
+
+ private:
+  Daemon(boost::asio::io_context& io, DaemonOptions options, ClusterDefinition def, uint32_t self);
+
+  // Membership plumbing.
+  void handle(Output out);
+  void armTimer(TimePoint when);
+  void onTimer();
+  void onLinkReadable(const boost::system::error_code& ec);
+  void onEvent(const Event& e);
+
+  // Buckets.
+  bool settled(TimePoint now) const;
+  void reconcile();
+  dataplane::DesiredState desiredState(const std::vector<BucketSet>& hold) const;
+  void reportBucketChanges(const std::vector<BucketSet>& before);
+
+  // Health.
+  void onCheckResult(CheckResult r);
+  void onLinkChange(const std::string& interface, std::optional<bool> up);
+  void publishHealth();
+
+  // Control socket.
+  control::Response onControl(const control::Request& request);
+  control::Status buildStatus() const;
+
+  // Signals.
+  void waitForSignal();
+  void gracefulLeave();
+  void reload();
+
+  void persistDrain();
+  void scheduleDriftCheck();
+  void hook(std::map<std::string, std::string> env);
+
+  boost::asio::io_context& io_;
+  DaemonOptions options_;
+  ClusterDefinition def_;
+  uint32_t self_;
+  TimePoint started_;
+  std::unique_ptr<Membership> membership_;
+  std::unique_ptr<UdpTransport> transport_;
+  std::unique_ptr<dataplane::Dataplane> dataplane_;
+  std::unique_ptr<dataplane::LinkMonitor> links_;
+  std::unique_ptr<boost::asio::posix::stream_descriptor> links_fd_;
+  std::unique_ptr<ControlServer> control_;
+  std::unique_ptr<HookRunner> hooks_;
+  std::unique_ptr<HealthRunner> health_runner_;
+  std::vector<HealthCheck> checks_;  ///< the definition's checks plus one per LAN interface
+  CheckHealth health_;
+  boost::asio::steady_timer timer_;
+  boost::asio::steady_timer drift_timer_;
+  boost::asio::steady_timer retry_timer_;
+  boost::asio::steady_timer health_timer_;
+  boost::asio::signal_set signals_;
+  EventLog events_;
+  std::vector<BucketSet> held_;
+  /// Per service and bucket: the last up peer seen claiming it, and the node this node took it
+  /// from (-1: nobody), to tell take-overs from a dead node from hand-overs.
+  std::vector<std::vector<int>> last_claimant_;
+  std::vector<std::vector<int>> taken_from_;
+  std::vector<std::vector<uint32_t>> applied_orphans_;
+  OwnershipDecision last_;
+  bool have_decision_ = false;
+  shoal::NodeHealth published_health_;
+  bool health_published_ = false;
+  uint64_t last_digest_ = 0;
+  bool apply_failed_ = false;
+  bool leaving_ = false;
+  uint64_t drift_repairs_ = 0;
+  int exit_code_ = 0;
+};
+
+}  // namespace shoal::daemon

@@ -1,0 +1,322 @@
+// prober: a client that measures what a cluster's users see while nodes crash, drain or
+// leave. Every interval it sends one request per source address to the VIP and records the
+// answers until it is stopped (SIGTERM/SIGINT) or its duration ends, then prints a summary.
+//
+//   prober udp --vip ADDR --port P --sources FIRST+COUNT [--interval-ms 10] [--duration-ms D]
+//   prober tcp --vip ADDR --port P --sources FIRST+COUNT [--interval-ms 10] [--duration-ms D]
+//
+// udp: one datagram per source and interval from a fixed source port; the replies that
+//   arrive before the next send belong to it. Unanswered = lost, more than one = duplicate.
+//   The outage of a source is its longest run of unanswered requests times the interval.
+// tcp: one new connection per source and interval (like a web client); a request succeeds
+//   when the node's greeting arrives, fails on reset or after 5 s. Reports failures and the
+//   slowest request (a SYN dropped during a hand-off is retransmitted after 1 s).
+//
+// Output, last line machine-readable:
+//   RESULT mode=udp requests=N answered=A lost=L duplicates=D max_outage_ms=X outages=K ...
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/ip_address.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+volatile std::sig_atomic_t g_stop = 0;
+
+struct Options {
+  bool udp = true;
+  shoal::IpAddress vip;
+  uint16_t port = 0;
+  shoal::IpAddress first;
+  int count = 0;
+  int interval_ms = 10;
+  long duration_ms = 0;  // 0: until signalled
+};
+
+sockaddr_storage toSockaddr(const shoal::IpAddress& a, uint16_t port, socklen_t& len) {
+  sockaddr_storage ss{};
+  if (a.isV4()) {
+    auto* s = reinterpret_cast<sockaddr_in*>(&ss);
+    s->sin_family = AF_INET;
+    s->sin_port = htons(port);
+    std::memcpy(&s->sin_addr, a.bytes.data(), 4);
+    len = sizeof(sockaddr_in);
+  } else {
+    auto* s = reinterpret_cast<sockaddr_in6*>(&ss);
+    s->sin6_family = AF_INET6;
+    s->sin6_port = htons(port);
+    std::memcpy(&s->sin6_addr, a.bytes.data(), 16);
+    len = sizeof(sockaddr_in6);
+  }
+  return ss;
+}
+
+shoal::IpAddress nth(shoal::IpAddress a, int n) {
+  const int last = a.isV4() ? 3 : 15;
+  for (int i = 0; i < n; ++i) {
+    for (int b = last; b >= 0 && ++a.bytes[static_cast<std::size_t>(b)] == 0; --b) {
+    }
+  }
+  return a;
+}
+
+int bindSource(const shoal::IpAddress& src, int type) {
+  const int fd = ::socket(src.isV4() ? AF_INET : AF_INET6, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    return -1;
+  }
+  socklen_t len = 0;
+  const auto ss = toSockaddr(src, 0, len);
+  if (::bind(fd, reinterpret_cast<const sockaddr*>(&ss), len) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+struct SourceStats {
+  long requests = 0;
+  long answered = 0;
+  long lost = 0;
+  long duplicates = 0;
+  long run = 0;       // current run of lost requests
+  long longest = 0;   // longest run
+  long outages = 0;   // runs of at least one lost request
+};
+
+int runUdp(const Options& o) {
+  std::vector<int> fds;
+  for (int i = 0; i < o.count; ++i) {
+    const int fd = bindSource(nth(o.first, i), SOCK_DGRAM);
+    if (fd < 0) {
+      std::fprintf(stderr, "prober: cannot bind source %s: %s\n", nth(o.first, i).toString().c_str(),
+                   std::strerror(errno));
+      return 2;
+    }
+    fds.push_back(fd);
+  }
+  socklen_t vlen = 0;
+  const auto vip = toSockaddr(o.vip, o.port, vlen);
+  std::vector<SourceStats> stats(fds.size());
+  std::vector<int> replies(fds.size(), -1);  // -1: no request outstanding
+  const auto start = Clock::now();
+  auto next = start;
+  const auto settle = [&](std::size_t i) {
+    if (replies[i] < 0) {
+      return;
+    }
+    SourceStats& s = stats[i];
+    ++s.requests;
+    if (replies[i] == 0) {
+      ++s.lost;
+      if (s.run++ == 0) {
+        ++s.outages;
+      }
+      s.longest = std::max(s.longest, s.run);
+    } else {
+      ++s.answered;
+      s.duplicates += replies[i] > 1 ? 1 : 0;
+      s.run = 0;
+    }
+  };
+  std::vector<pollfd> pfds(fds.size());
+  for (;;) {
+    const auto now = Clock::now();
+    const bool over = o.duration_ms > 0 &&
+                      now - start >= std::chrono::milliseconds(o.duration_ms);
+    if (now >= next) {
+      for (std::size_t i = 0; i < fds.size(); ++i) {
+        settle(i);
+        if (!(g_stop || over)) {
+          const char msg[] = "probe";
+          ::sendto(fds[i], msg, sizeof msg - 1, 0, reinterpret_cast<const sockaddr*>(&vip), vlen);
+          replies[i] = 0;
+        } else {
+          replies[i] = -1;
+        }
+      }
+      if (g_stop || over) {
+        break;
+      }
+      next += std::chrono::milliseconds(o.interval_ms);
+    }
+    for (std::size_t i = 0; i < fds.size(); ++i) {
+      pfds[i] = {fds[i], POLLIN, 0};
+    }
+    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now());
+    ::poll(pfds.data(), pfds.size(), static_cast<int>(std::max<long>(0, wait.count())));
+    for (std::size_t i = 0; i < fds.size(); ++i) {
+      char buf[256];
+      while (::recv(fds[i], buf, sizeof buf, 0) > 0) {
+        if (replies[i] >= 0) {
+          ++replies[i];
+        }
+      }
+    }
+  }
+  SourceStats total;
+  for (const auto& s : stats) {
+    total.requests += s.requests;
+    total.answered += s.answered;
+    total.lost += s.lost;
+    total.duplicates += s.duplicates;
+    total.longest = std::max(total.longest, s.longest);
+    total.outages += s.outages;
+  }
+  std::printf("RESULT mode=udp requests=%ld answered=%ld lost=%ld duplicates=%ld "
+              "max_outage_ms=%ld outages=%ld sources=%zu interval_ms=%d\n",
+              total.requests, total.answered, total.lost, total.duplicates,
+              total.longest * o.interval_ms, total.outages, fds.size(), o.interval_ms);
+  return 0;
+}
+
+struct Pending {
+  int fd = -1;
+  Clock::time_point started;
+  bool connected = false;
+};
+
+int runTcp(const Options& o) {
+  socklen_t vlen = 0;
+  const auto vip = toSockaddr(o.vip, o.port, vlen);
+  std::vector<Pending> pending;
+  long requests = 0;
+  long ok = 0;
+  long failed = 0;
+  long slowest_ms = 0;
+  long over_100ms = 0;
+  const auto start = Clock::now();
+  auto next = start;
+  const auto finish = [&](Pending& p, bool success) {
+    const long ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - p.started).count();
+    ++requests;
+    if (success) {
+      ++ok;
+      slowest_ms = std::max(slowest_ms, ms);
+      over_100ms += ms > 100 ? 1 : 0;
+    } else {
+      ++failed;
+    }
+    ::close(p.fd);
+    p.fd = -1;
+  };
+  for (;;) {
+    const auto now = Clock::now();
+    const bool over = g_stop || (o.duration_ms > 0 &&
+                                 now - start >= std::chrono::milliseconds(o.duration_ms));
+    if (!over && now >= next) {
+      for (int i = 0; i < o.count; ++i) {
+        const int fd = bindSource(nth(o.first, i), SOCK_STREAM);
+        if (fd < 0) {
+          ++requests;
+          ++failed;
+          continue;
+        }
+        ::connect(fd, reinterpret_cast<const sockaddr*>(&vip), vlen);
+        pending.push_back({fd, Clock::now(), false});
+      }
+      next += std::chrono::milliseconds(o.interval_ms);
+    }
+    if (over && pending.empty()) {
+      break;
+    }
+    std::vector<pollfd> pfds;
+    for (const auto& p : pending) {
+      pfds.push_back({p.fd, static_cast<short>(POLLIN | POLLOUT), 0});
+    }
+    ::poll(pfds.data(), pfds.size(), 2);
+    for (std::size_t i = 0; i < pending.size(); ++i) {
+      Pending& p = pending[i];
+      if ((pfds[i].revents & (POLLERR | POLLHUP)) != 0 && (pfds[i].revents & POLLIN) == 0) {
+        finish(p, false);
+        continue;
+      }
+      if ((pfds[i].revents & POLLIN) != 0) {
+        char buf[64];
+        const ssize_t n = ::recv(p.fd, buf, sizeof buf, 0);
+        finish(p, n > 0);
+        continue;
+      }
+      if (Clock::now() - p.started > std::chrono::seconds(5)) {
+        finish(p, false);
+      }
+    }
+    pending.erase(std::remove_if(pending.begin(), pending.end(),
+                                 [](const Pending& p) { return p.fd < 0; }),
+                  pending.end());
+  }
+  std::printf("RESULT mode=tcp requests=%ld ok=%ld lost=%ld slowest_ms=%ld over_100ms=%ld "
+              "sources=%d interval_ms=%d\n",
+              requests, ok, failed, slowest_ms, over_100ms, o.count, o.interval_ms);
+  return 0;
+}
+
+int usage() {
+  std::fprintf(stderr,
+               "usage: prober udp|tcp --vip ADDR --port P --sources FIRST+COUNT "
+               "[--interval-ms 10] [--duration-ms D]\n");
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    return usage();
+  }
+  Options o;
+  const std::string mode = argv[1];
+  if (mode != "udp" && mode != "tcp") {
+    return usage();
+  }
+  o.udp = mode == "udp";
+  for (int i = 2; i + 1 < argc; i += 2) {
+    const std::string k = argv[i];
+    const std::string v = argv[i + 1];
+    if (k == "--vip") {
+      auto a = shoal::IpAddress::parse(v);
+      if (!a) {
+        return usage();
+      }
+      o.vip = *a;
+    } else if (k == "--port") {
+      o.port = static_cast<uint16_t>(std::strtoul(v.c_str(), nullptr, 10));
+    } else if (k == "--sources") {
+      const auto plus = v.find('+');
+      auto a = shoal::IpAddress::parse(v.substr(0, plus));
+      if (plus == std::string::npos || !a) {
+        return usage();
+      }
+      o.first = *a;
+      o.count = std::atoi(v.c_str() + plus + 1);
+    } else if (k == "--interval-ms") {
+      o.interval_ms = std::max(1, std::atoi(v.c_str()));
+    } else if (k == "--duration-ms") {
+      o.duration_ms = std::atol(v.c_str());
+    } else {
+      return usage();
+    }
+  }
+  if (o.port == 0 || o.count <= 0) {
+    return usage();
+  }
+  std::signal(SIGTERM, [](int) { g_stop = 1; });
+  std::signal(SIGINT, [](int) { g_stop = 1; });
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  return o.udp ? runUdp(o) : runTcp(o);
+}
