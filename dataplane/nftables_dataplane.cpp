@@ -77,9 +77,14 @@ std::string withoutElements(const std::string& listing) {
     if (at == std::string::npos) break;
     const std::size_t close = listing.find('}', at);
     if (close == std::string::npos) break;
-    out.append(listing, pos, at - pos);
-    out += "elements = { }";
+    // Drop the whole line: an empty set prints no elements line at all.
+    std::size_t line_start = at;
+    while (line_start > pos && (listing[line_start - 1] == '\t' || listing[line_start - 1] == ' ')) {
+      --line_start;
+    }
+    out.append(listing, pos, line_start - pos);
     pos = close + 1;
+    if (pos < listing.size() && listing[pos] == '\n') ++pos;
   }
   out.append(listing, pos, std::string::npos);
   return out;

@@ -88,8 +88,8 @@ class NftablesDataplane final : public Dataplane {
 /// usable VIPs, multicast cluster MACs, an interface, no VIP twice.
 Status validateDesiredState(const DesiredState& desired, uint32_t max_buckets);
 
-/// `listing` with the contents of every `elements = { ... }` removed (for comparing table
-/// structure apart from the bucket sets).
+/// `listing` with every `elements = { ... }` line removed (for comparing table structure
+/// apart from the bucket sets; an empty set prints no such line).
 std::string withoutElements(const std::string& listing);
 
 /// The elements of set `set_name` in a table listing, expanded from nft's "a-b" ranges.
