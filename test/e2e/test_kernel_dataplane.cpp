@@ -1,0 +1,169 @@
+// The netlink and packet-socket parts against the real kernel, each test in a fresh network
+// namespace of its own (unshare), so nothing outside it is touched. Needs root: fails
+// (never skips) without it.
+
+#include <doctest/doctest.h>
+#include <poll.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dataplane/link_monitor.h"
+#include "dataplane/mac_membership.h"
+#include "dataplane/nftables_dataplane.h"
+#include "dataplane/vip_addresses.h"
+
+using namespace shoal;
+using namespace shoal::dataplane;
+
+namespace {
+
+// Moves this process into a new, empty network namespace with a veth pair (a0 up, b0 peer).
+void freshNamespace() {
+  REQUIRE_MESSAGE(geteuid() == 0, "the kernel dataplane tests must run as root");
+  REQUIRE(unshare(CLONE_NEWNET) == 0);
+  REQUIRE(std::system("ip link set lo up && ip link add a0 type veth peer name b0 && "
+                      "ip link set a0 up && ip link set b0 up") == 0);
+}
+
+bool shell(const std::string& command) { return std::system(command.c_str()) == 0; }
+
+}  // namespace
+
+TEST_CASE("VIP addresses: idempotent add, and only addresses shoal added are removed") {
+  freshNamespace();
+  auto vips = NetlinkVipAddresses::open();
+  REQUIRE(vips.ok());
+  const IpAddress vip = *IpAddress::parse("10.9.0.100");
+  CHECK(*(*vips)->ensure("a0", vip) == true);
+  CHECK(*(*vips)->ensure("a0", vip) == false);
+  CHECK(*(*vips)->present("a0", vip));
+  REQUIRE((*vips)->remove("a0", vip).ok());
+  CHECK_FALSE(*(*vips)->present("a0", vip));
+  CHECK((*vips)->remove("a0", vip).ok());  // already gone: fine
+
+  // An operator's address: ensure() leaves it someone else's, remove() does not touch it.
+  REQUIRE(shell("ip addr add 10.9.0.101/32 dev a0"));
+  const IpAddress theirs = *IpAddress::parse("10.9.0.101");
+  CHECK(*(*vips)->ensure("a0", theirs) == false);
+  REQUIRE((*vips)->remove("a0", theirs).ok());
+  CHECK(*(*vips)->present("a0", theirs));
+
+  // IPv6 VIPs skip duplicate address detection: usable at once, never "tentative".
+  const IpAddress vip6 = *IpAddress::parse("fd09::100");
+  CHECK(*(*vips)->ensure("a0", vip6) == true);
+  CHECK(shell("ip -6 addr show dev a0 | grep -q 'fd09::100/128'"));
+  CHECK_FALSE(shell("ip -6 addr show dev a0 | grep 'fd09::100' | grep -q tentative"));
+  CHECK_FALSE((*vips)->ensure("nosuch0", vip).ok());
+}
+
+TEST_CASE("cluster MAC joins show in the kernel and vanish with the socket") {
+  freshNamespace();
+  const MacAddress mac = *MacAddress::parse("01:00:5e:09:00:64");
+  {
+    auto macs = PacketSocketMemberships::open();
+    REQUIRE(macs.ok());
+    REQUIRE((*macs)->join("a0", mac).ok());
+    REQUIRE((*macs)->join("a0", mac).ok());
+    CHECK(*(*macs)->present("a0", mac));
+    REQUIRE((*macs)->leave("a0", mac).ok());
+    CHECK_FALSE(*(*macs)->present("a0", mac));
+    REQUIRE((*macs)->join("a0", mac).ok());
+    auto own = (*macs)->hardwareAddress("a0");
+    REQUIRE(own.ok());
+    CHECK_FALSE(own->isMulticast());
+  }
+  // The object (and its socket) is gone, as after a crash: so is the join.
+  auto probe = PacketSocketMemberships::open();
+  REQUIRE(probe.ok());
+  CHECK_FALSE(*(*probe)->present("a0", mac));
+}
+
+TEST_CASE("link monitor reports down and up changes through its fd and process()") {
+  freshNamespace();
+  std::vector<LinkEvent> events;
+  auto monitor = NetlinkLinkMonitor::open([&](const LinkEvent& e) { events.push_back(e); });
+  REQUIRE(monitor.ok());
+  CHECK((*monitor)->isUp("a0") == true);
+  auto drain = [&] {
+    for (int i = 0; i < 20; ++i) {
+      pollfd p{(*monitor)->fd(), POLLIN, 0};
+      if (poll(&p, 1, 100) <= 0) break;
+      REQUIRE((*monitor)->process().ok());
+    }
+  };
+  // The last event about `name` since index `from`, if any.
+  auto lastFor = [&](const std::string& name, std::size_t from) -> std::optional<bool> {
+    std::optional<bool> up;
+    for (std::size_t i = from; i < events.size(); ++i) {
+      if (events[i].interface == name) up = events[i].up;
+    }
+    return up;
+  };
+  REQUIRE(shell("ip link set a0 down"));
+  drain();
+  CHECK(lastFor("a0", 0) == false);
+  CHECK(lastFor("b0", 0) == false);  // its peer lost the carrier
+  const std::size_t seen = events.size();
+  REQUIRE(shell("ip link set a0 up"));
+  drain();
+  CHECK(lastFor("a0", seen) == true);
+  CHECK(lastFor("b0", seen) == true);
+  CHECK((*monitor)->isUp("a0") == true);
+}
+
+TEST_CASE("nftables dataplane: owned tables vanish with the process, the guard stays") {
+  freshNamespace();
+  Service s;
+  s.name = "web";
+  s.vip = *IpAddress::parse("10.9.0.100");
+  s.interface = "a0";
+  s.cluster_mac = *MacAddress::parse("01:00:5e:09:00:64");
+  s.buckets = 8;
+  s.seed = 7;
+  {
+    auto dp = NftablesDataplane::open();
+    REQUIRE(dp.ok());
+    REQUIRE((*dp)->apply(DesiredState{{ServiceAssignment{s, {1, 2}, {}}}}).ok());
+    CHECK(shell("nft list table inet shoal | grep -q 'elements = { 0x53480001, 0x53480002 }'"));
+    CHECK(shell("nft list table inet shoal_guard >/dev/null"));
+    std::string loose;
+    std::ifstream(kTcpLooseSysctl) >> loose;
+    CHECK(loose == "0");
+    // Another process cannot flush shoal's owned tables, only the guard; the check restores it.
+    REQUIRE(shell("nft flush ruleset"));
+    CHECK(shell("nft list table inet shoal >/dev/null"));
+    auto report = (*dp)->checkAndRepair();
+    REQUIRE(report.ok());
+    CHECK(report->repaired == 2);
+    CHECK(shell("nft list table inet shoal_guard >/dev/null"));
+    auto again = (*dp)->checkAndRepair();
+    REQUIRE(again.ok());
+    CHECK(again->repaired == 0);
+  }
+  // The dataplane (and its netlink socket) is gone without teardown, as after kill -9.
+  CHECK_FALSE(shell("nft list table inet shoal >/dev/null 2>&1"));
+  CHECK_FALSE(shell("nft list table arp shoal >/dev/null 2>&1"));
+  CHECK(shell("nft list table inet shoal_guard | grep -q '10.9.0.100'"));
+}
+
+TEST_CASE("nftables dataplane: teardown removes every table and the VIP it added") {
+  freshNamespace();
+  Service s;
+  s.name = "web";
+  s.vip = *IpAddress::parse("fd09::100");
+  s.interface = "a0";
+  s.cluster_mac = *MacAddress::parse("33:33:00:09:01:00");
+  auto dp = NftablesDataplane::open();
+  REQUIRE(dp.ok());
+  REQUIRE((*dp)->apply(DesiredState{{ServiceAssignment{s, {0}, {}}}}).ok());
+  CHECK(shell("ip -6 addr show dev a0 | grep -q 'fd09::100'"));
+  REQUIRE((*dp)->teardown().ok());
+  CHECK_FALSE(shell("ip -6 addr show dev a0 | grep -q 'fd09::100'"));
+  CHECK_FALSE(shell("nft list tables | grep -q shoal"));
+}
