@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "dataplane/clusterip_dataplane.h"
+#include "dataplane/nftables_dataplane.h"
 
 namespace shoal::dataplane {
 namespace {
@@ -209,7 +210,11 @@ Result<std::unique_ptr<Dataplane>> makeDataplane(const ClusterDefinition& defini
         systemClusterIpParts(script, std::move(addresses)));
     return dataplane;
   }
-  return Error{"dataplane: the nftables backend is not part of this build yet"};
+  auto nftables = NftablesDataplane::open();
+  if (!nftables) {
+    return Error{"dataplane: nftables backend: " + nftables.error().message};
+  }
+  return std::unique_ptr<Dataplane>(std::move(nftables).value());
 }
 
 }  // namespace shoal::dataplane
