@@ -100,9 +100,20 @@ TEST_CASE("crash detection: p99 within 60 ms (fast profile)") {
   CHECK(percentile(r.convergence_ms, 0.99) <= 50.0);
 }
 
-TEST_CASE("no false death in one simulated hour with one link completely down") {
-  const SoakResult r = soak(kDefault, 16, Adversity::OneLinkDown, std::chrono::hours(1), 201);
-  MESSAGE("one hour, one link down: " << r.wall_seconds << " s wall, " << r.probes << " probes");
+// A whole simulated hour under the hardest of the four conditions. Eight nodes keep it near a
+// minute of CPU (every datagram is sealed and verified with HMAC-SHA256); the bench runs the
+// four conditions for an hour at 16 nodes.
+TEST_CASE("no false death in one simulated hour with 10 % loss and 20 ms jitter (8 nodes)") {
+  const SoakResult r = soak(kDefault, 8, Adversity::Loss10Jitter20, std::chrono::hours(1), 201);
+  MESSAGE("one hour, 8 nodes, 10 % loss, 20 ms jitter: " << r.wall_seconds << " s wall, "
+                                                         << r.probes << " probes, " << r.suspicions
+                                                         << " suspicions");
+  CHECK(r.false_deaths == 0);
+  CHECK(r.probes > 0);
+}
+
+TEST_CASE("no false death with one link completely down") {
+  const SoakResult r = soak(kDefault, 16, Adversity::OneLinkDown, std::chrono::minutes(2), 205);
   CHECK(r.false_deaths == 0);
   CHECK(r.suspicions == 0);
 }
