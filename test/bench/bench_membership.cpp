@@ -52,6 +52,8 @@ void printSoak(const char* name, const TimingProfile& t, Adversity a, Duration d
 }  // namespace
 
 int main(int argc, char** argv) {
+  // One line per figure as soon as it is known: the whole run takes a while.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
   const TimingProfile def = *timingPreset("default");
   const TimingProfile fast = *timingPreset("fast");
