@@ -59,6 +59,15 @@ bool moduleAvailable(const std::string& release, const std::string& module) {
          fileContains(dir + "modules.builtin", "/" + module + ".ko");
 }
 
+// Whether the running kernel certainly lacks `module`: only when its module lists can be read
+// and name it nowhere. A kernel with the feature built in and no /lib/modules (containers,
+// minimal images) leaves no trace in /sys/module; the first apply() then says what is wrong.
+bool moduleCertainlyMissing(const std::string& release, const std::string& module) {
+  const std::string dir = "/lib/modules/" + release + "/";
+  return pathExists(dir + "modules.dep") && pathExists(dir + "modules.builtin") &&
+         !moduleAvailable(release, module);
+}
+
 std::string versionText(const KernelFacts& facts) {
   auto version = kernelVersion(facts.release);
   if (!version) {
@@ -156,7 +165,7 @@ KernelFacts probeKernel() {
       error.pop_back();
     }
     facts.nftables_problem = "nf_tables does not answer (" + error + ")";
-  } else if (!moduleAvailable(facts.release, "nft_hash")) {
+  } else if (moduleCertainlyMissing(facts.release, "nft_hash")) {
     facts.nftables_problem = "the nft_hash module (jhash) is missing";
   } else {
     facts.nftables_works = true;

@@ -255,6 +255,20 @@ Output Membership::setOwnHealth(TimePoint now, NodeHealth health) {
   return finish(now);
 }
 
+Output Membership::setOwnClaims(TimePoint now, std::vector<BucketSet> claims,
+                                uint64_t view_digest) {
+  out_ = Output{};
+  now_ = now;
+  catchUp(now);
+  MemberView& me = view_.members[self_];
+  if (!left_ && (me.claims != claims || me.view_digest != view_digest)) {
+    me.claims = std::move(claims);
+    me.view_digest = view_digest;
+    broadcast_pending_ = true;
+  }
+  return finish(now);
+}
+
 Output Membership::leave(TimePoint now) {
   out_ = Output{};
   now_ = now;
@@ -494,6 +508,14 @@ void Membership::handleHeartbeat(TimePoint now, uint32_t sender, uint32_t link,
   for (const wire::MemberUpdate& u : hb.updates()) {
     applyUpdate(now, u);
   }
+  MemberView& peer = view_.members[sender];
+  peer.claims.clear();
+  for (std::size_t s = 0; s < def_.services.size(); ++s) {
+    peer.claims.push_back(BucketSet::fromBytes(
+        s < static_cast<std::size_t>(hb.claims_size()) ? hb.claims(static_cast<int>(s)) : "",
+        def_.services[s].buckets));
+  }
+  peer.view_digest = hb.view_digest();
   if (hb.probe_id() != 0) {
     wire::Envelope env;
     wire::Ack* ack = env.mutable_ack();
@@ -993,6 +1015,10 @@ wire::Heartbeat Membership::ownHeartbeat(uint32_t link, uint64_t probe_id) const
     toWire(me.health, hb.mutable_health());
   }
   addGossip(hb.mutable_updates());
+  for (const BucketSet& c : me.claims) {
+    hb.add_claims(c.toBytes());
+  }
+  hb.set_view_digest(me.view_digest);
   return hb;
 }
 

@@ -89,6 +89,11 @@ class Membership {
   /// Sets this node's own health (from the health checks); peers learn it at once.
   Output setOwnHealth(TimePoint now, NodeHealth health);
 
+  /// Sets the buckets this node answers (per service, in definition order) and its view
+  /// digest; both ride on every heartbeat, and a change is sent to every peer at once so a
+  /// peer waiting for a released bucket takes it one packet latency later.
+  Output setOwnClaims(TimePoint now, std::vector<BucketSet> claims, uint64_t view_digest);
+
   /// Leaves the cluster gracefully: peers mark this node Left at once instead of suspecting
   /// it. Afterwards the core sends nothing more and ignores packets.
   Output leave(TimePoint now);

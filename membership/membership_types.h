@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/bucket_set.h"
 #include "core/ip_address.h"
 #include "core/wire_codec.h"
 
@@ -104,6 +105,11 @@ struct MemberView {
   TimePoint held_until{};
   /// One entry per heartbeat link (empty for this node itself).
   std::vector<LinkView> links;
+  /// The buckets it says it answers, per service, from its latest heartbeat (for this node:
+  /// what it announced with setOwnClaims()).
+  std::vector<BucketSet> claims;
+  /// Its viewDigest() from its latest heartbeat (0: none heard yet).
+  uint64_t view_digest = 0;
 
   /// Alive or Suspect: a suspect still serves until it is declared dead.
   bool up() const { return state == MemberState::Alive || state == MemberState::Suspect; }

@@ -5,8 +5,9 @@
 //   prober udp --vip ADDR --port P --sources FIRST+COUNT [--interval-ms 10] [--duration-ms D]
 //   prober tcp --vip ADDR --port P --sources FIRST+COUNT [--interval-ms 10] [--duration-ms D]
 //
-// udp: one datagram per source and interval from a fixed source port; the replies that
-//   arrive before the next send belong to it. Unanswered = lost, more than one = duplicate.
+// udp: one datagram per source and interval, each from a socket of its own, so every answer
+//   is matched to its request; a request is settled 300 ms after it was sent.
+//   Unanswered = lost, more than one answer = duplicate.
 //   The outage of a source is its longest run of unanswered requests times the interval.
 // tcp: one new connection per source and interval (like a web client); a request succeeds
 //   when the node's greeting arrives, fails on reset or after 5 s. Reports failures and the
@@ -19,6 +20,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -28,6 +30,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <string>
 #include <vector>
 
@@ -99,30 +102,31 @@ struct SourceStats {
   long outages = 0;   // runs of at least one lost request
 };
 
+// How long a UDP request waits for (more) answers before it is settled.
+constexpr auto kUdpWindow = std::chrono::milliseconds(300);
+
+struct UdpRequest {
+  int fd = -1;
+  std::size_t source = 0;
+  Clock::time_point sent;
+  int replies = 0;
+};
+
 int runUdp(const Options& o) {
-  std::vector<int> fds;
+  // One socket per request: an answer can only belong to its own request, however late it
+  // comes (within kUdpWindow), so lost and duplicate answers are told apart exactly.
+  std::vector<shoal::IpAddress> sources;
   for (int i = 0; i < o.count; ++i) {
-    const int fd = bindSource(nth(o.first, i), SOCK_DGRAM);
-    if (fd < 0) {
-      std::fprintf(stderr, "prober: cannot bind source %s: %s\n", nth(o.first, i).toString().c_str(),
-                   std::strerror(errno));
-      return 2;
-    }
-    fds.push_back(fd);
+    sources.push_back(nth(o.first, i));
   }
   socklen_t vlen = 0;
   const auto vip = toSockaddr(o.vip, o.port, vlen);
-  std::vector<SourceStats> stats(fds.size());
-  std::vector<int> replies(fds.size(), -1);  // -1: no request outstanding
-  const auto start = Clock::now();
-  auto next = start;
-  const auto settle = [&](std::size_t i) {
-    if (replies[i] < 0) {
-      return;
-    }
-    SourceStats& s = stats[i];
+  std::vector<SourceStats> stats(sources.size());
+  std::deque<UdpRequest> open;
+  const auto settle = [&](UdpRequest& r) {
+    SourceStats& s = stats[r.source];
     ++s.requests;
-    if (replies[i] == 0) {
+    if (r.replies == 0) {
       ++s.lost;
       if (s.run++ == 0) {
         ++s.outages;
@@ -130,42 +134,51 @@ int runUdp(const Options& o) {
       s.longest = std::max(s.longest, s.run);
     } else {
       ++s.answered;
-      s.duplicates += replies[i] > 1 ? 1 : 0;
+      s.duplicates += r.replies > 1 ? 1 : 0;
       s.run = 0;
     }
+    ::close(r.fd);
   };
-  std::vector<pollfd> pfds(fds.size());
+  const auto start = Clock::now();
+  auto next = start;
+  std::vector<pollfd> pfds;
   for (;;) {
     const auto now = Clock::now();
-    const bool over = o.duration_ms > 0 &&
-                      now - start >= std::chrono::milliseconds(o.duration_ms);
-    if (now >= next) {
-      for (std::size_t i = 0; i < fds.size(); ++i) {
-        settle(i);
-        if (!(g_stop || over)) {
-          const char msg[] = "probe";
-          ::sendto(fds[i], msg, sizeof msg - 1, 0, reinterpret_cast<const sockaddr*>(&vip), vlen);
-          replies[i] = 0;
-        } else {
-          replies[i] = -1;
+    const bool over = g_stop || (o.duration_ms > 0 &&
+                                 now - start >= std::chrono::milliseconds(o.duration_ms));
+    if (!over && now >= next) {
+      for (std::size_t i = 0; i < sources.size(); ++i) {
+        const int fd = bindSource(sources[i], SOCK_DGRAM);
+        if (fd < 0) {
+          std::fprintf(stderr, "prober: cannot bind source %s: %s\n",
+                       sources[i].toString().c_str(), std::strerror(errno));
+          return 2;
         }
-      }
-      if (g_stop || over) {
-        break;
+        const char msg[] = "probe";
+        ::sendto(fd, msg, sizeof msg - 1, 0, reinterpret_cast<const sockaddr*>(&vip), vlen);
+        open.push_back({fd, i, Clock::now(), 0});
       }
       next += std::chrono::milliseconds(o.interval_ms);
     }
-    for (std::size_t i = 0; i < fds.size(); ++i) {
-      pfds[i] = {fds[i], POLLIN, 0};
+    while (!open.empty() && Clock::now() - open.front().sent >= kUdpWindow) {
+      settle(open.front());
+      open.pop_front();
     }
-    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now());
-    ::poll(pfds.data(), pfds.size(), static_cast<int>(std::max<long>(0, wait.count())));
-    for (std::size_t i = 0; i < fds.size(); ++i) {
+    if (over && open.empty()) {
+      break;
+    }
+    pfds.clear();
+    for (const auto& r : open) {
+      pfds.push_back({r.fd, POLLIN, 0});
+    }
+    ::poll(pfds.data(), pfds.size(), 2);
+    for (std::size_t i = 0; i < open.size(); ++i) {
+      if ((pfds[i].revents & POLLIN) == 0) {
+        continue;
+      }
       char buf[256];
-      while (::recv(fds[i], buf, sizeof buf, 0) > 0) {
-        if (replies[i] >= 0) {
-          ++replies[i];
-        }
+      while (::recv(open[i].fd, buf, sizeof buf, 0) > 0) {
+        ++open[i].replies;
       }
     }
   }
@@ -181,7 +194,7 @@ int runUdp(const Options& o) {
   std::printf("RESULT mode=udp requests=%ld answered=%ld lost=%ld duplicates=%ld "
               "max_outage_ms=%ld outages=%ld sources=%zu interval_ms=%d\n",
               total.requests, total.answered, total.lost, total.duplicates,
-              total.longest * o.interval_ms, total.outages, fds.size(), o.interval_ms);
+              total.longest * o.interval_ms, total.outages, sources.size(), o.interval_ms);
   return 0;
 }
 
@@ -314,6 +327,12 @@ int main(int argc, char** argv) {
   }
   if (o.port == 0 || o.count <= 0) {
     return usage();
+  }
+  // One socket per request in flight: up to sources x (window / interval) of them.
+  rlimit nofile{};
+  if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &nofile);
   }
   std::signal(SIGTERM, [](int) { g_stop = 1; });
   std::signal(SIGINT, [](int) { g_stop = 1; });

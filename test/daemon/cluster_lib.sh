@@ -1,0 +1,161 @@
+# Shared by the daemon end-to-end tests, the failover benchmark and the demo: a cluster of
+# shoald nodes in network namespaces. Source it, then call cluster_setup.
+#
+# Topology (everything inside namespaces this file creates, named ${P}...; nothing on the
+# host is touched):
+#   ${P}sw    three bridges: lan (the VIP's LAN), m1 and m2 (two heartbeat links)
+#   ${P}nK    node K: lan0 10.50.0.K/16, m1 10.51.0.K/24, m2 10.52.0.K/24; runs shoald and a
+#             responder on the service port
+#   ${P}c     the client: lan0 10.50.0.250/16 plus source addresses 10.50.1.1.. for probes
+# The VIP is 10.50.0.100 with cluster MAC 01:00:5e:32:00:64, 16 buckets, hash sourceip.
+#
+# Needs: root, ip, nft, jq, and the programs named by SHOALD, SHOALCTL, RESPONDER, PROBER.
+
+: "${SHOALD:?set SHOALD, SHOALCTL, RESPONDER and PROBER to the built programs}"
+: "${SHOALCTL:?}" "${RESPONDER:?}" "${PROBER:?}"
+P="shoal-$$-"
+WORK=$(mktemp -d /tmp/shoal-cluster.XXXXXX)
+VIP=10.50.0.100
+PORT=8080
+CL_PIDS=()
+declare -A SHOALD_PID
+
+cluster_fail() { echo "FAIL: $*" >&2; exit 1; }
+
+cluster_cleanup() {
+  local pid
+  for pid in "${SHOALD_PID[@]}" "${CL_PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+  sleep 0.3
+  for pid in "${SHOALD_PID[@]}" "${CL_PIDS[@]}"; do kill -9 "$pid" 2>/dev/null; done
+  local ns
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^${P}"); do
+    ip netns del "$ns" 2>/dev/null
+  done
+  rm -rf "$WORK"
+}
+
+in_ns() { local ns=$1; shift; ip netns exec "${P}$ns" "$@"; }
+
+# cluster_setup N [PROFILE] [POLICY]: namespaces, links, definition and key for N nodes.
+cluster_setup() {
+  local n=$1 profile=${2:-default} policy=${3:-majority}
+  [ "$(id -u)" = 0 ] || cluster_fail "must run as root (network namespaces, nftables)"
+  local tool
+  for tool in ip nft jq; do
+    command -v "$tool" >/dev/null || cluster_fail "$tool not found (test/setup-deps.sh installs it)"
+  done
+  for tool in "$SHOALD" "$SHOALCTL" "$RESPONDER" "$PROBER"; do
+    [ -x "$tool" ] || cluster_fail "$tool not built"
+  done
+  NODES=$n
+  ip netns add "${P}sw" || cluster_fail "cannot create network namespaces"
+  in_ns sw ip link set lo up
+  local br
+  for br in lan m1 m2; do
+    in_ns sw ip link add "$br" type bridge mcast_snooping 0
+    in_ns sw ip link set "$br" up
+  done
+  local k
+  for k in $(seq 1 "$n"); do
+    ip netns add "${P}n$k" || cluster_fail "cannot create namespace ${P}n$k"
+  done
+  ip netns add "${P}c" || cluster_fail "cannot create namespace ${P}c"
+  for k in $(seq 1 "$n"); do
+    local ns="n$k"
+    in_ns "$ns" ip link set lo up
+    for br in lan m1 m2; do
+      in_ns sw ip link add "$br-$k" type veth peer name "${br/lan/lan0}" netns "${P}$ns"
+      in_ns sw ip link set "$br-$k" master "$br" up
+      in_ns "$ns" ip link set "${br/lan/lan0}" up
+    done
+    in_ns "$ns" ip addr add "10.50.0.$k/16" dev lan0
+    in_ns "$ns" ip addr add "10.51.0.$k/24" dev m1
+    in_ns "$ns" ip addr add "10.52.0.$k/24" dev m2
+  done
+  in_ns c ip link set lo up
+  in_ns sw ip link add lan-c type veth peer name lan0 netns "${P}c"
+  in_ns sw ip link set lan-c master lan up
+  in_ns c ip link set lan0 up
+  in_ns c ip addr add 10.50.0.250/16 dev lan0
+  for k in $(seq 1 64); do
+    in_ns c ip addr add "10.50.1.$k/16" dev lan0
+  done
+
+  "$SHOALCTL" keygen "$WORK/cluster.key" >/dev/null || cluster_fail "keygen"
+  {
+    echo "cluster: shoal-test"
+    echo "key_file: cluster.key"
+    echo "dataplane: nftables"
+    echo "partition_policy: $policy"
+    echo "timing: $profile"
+    echo "services:"
+    echo "  - name: web"
+    echo "    vip: $VIP"
+    echo "    interface: lan0"
+    echo "    cluster_mac: 01:00:5e:32:00:64"
+    echo "    hash: sourceip"
+    echo "    buckets: 16"
+    echo "    seed: 0x5eed"
+    echo "nodes:"
+    for k in $(seq 1 "$n"); do
+      echo "  - name: n$k"
+      echo "    addresses: [10.51.0.$k, 10.52.0.$k]"
+    done
+  } >"$WORK/cluster.yaml"
+  "$SHOALCTL" validate "$WORK/cluster.yaml" >/dev/null || cluster_fail "generated definition invalid"
+  for k in $(seq 1 "$n"); do
+    mkdir -p "$WORK/n$k"
+    # `ip netns exec` execs the program, so $! is the program itself (killable by PID).
+    ip netns exec "${P}n$k" "$RESPONDER" --name "n$k" --ports "$PORT" >"$WORK/n$k/responder.log" 2>&1 &
+    CL_PIDS+=($!)
+  done
+}
+
+# start_node K [extra shoald args]: starts shoald on node K in the background.
+start_node() {
+  local k=$1; shift
+  ip netns exec "${P}n$k" "$SHOALD" --config "$WORK/cluster.yaml" --node "n$k" \
+    --socket "$WORK/n$k/shoald.sock" --state-dir "$WORK/n$k" "$@" \
+    >>"$WORK/n$k/shoald.log" 2>&1 &
+  SHOALD_PID[$k]=$!
+}
+
+crash_node() { kill -9 "${SHOALD_PID[$1]}" 2>/dev/null; wait "${SHOALD_PID[$1]}" 2>/dev/null; unset "SHOALD_PID[$1]"; }
+stop_node() { kill -TERM "${SHOALD_PID[$1]}" 2>/dev/null; wait "${SHOALD_PID[$1]}" 2>/dev/null; unset "SHOALD_PID[$1]"; }
+
+ctl() {  # ctl K ARGS...: shoalctl against node K's daemon
+  local k=$1; shift
+  "$SHOALCTL" "$@" --socket "$WORK/n$k/shoald.sock"
+}
+
+# wait_converged K ALIVE [SECONDS]: node K sees ALIVE alive nodes, views agree, and every
+# bucket of every service has an owner. Prints nothing; returns 1 on time-out.
+wait_converged() {
+  local k=$1 alive=$2 limit=${3:-10}
+  local deadline=$((SECONDS + limit)) s
+  while ((SECONDS < deadline)); do
+    s=$(ctl "$k" status --json 2>/dev/null) || { sleep 0.1; continue; }
+    if [ "$(jq '[.nodes[] | select(.state == "alive")] | length' <<<"$s")" = "$alive" ] &&
+       [ "$(jq '.views_agree' <<<"$s")" = true ] &&
+       [ "$(jq '[.services[].owners[] | select(. == "")] | length' <<<"$s")" = 0 ]; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  return 1
+}
+
+# start_prober MODE [DURATION_MS]: a client probing the VIP every 10 ms from 32 sources.
+start_prober() {
+  local mode=$1 duration=${2:-0}
+  ip netns exec "${P}c" "$PROBER" "$mode" --vip "$VIP" --port "$PORT" --sources 10.50.1.1+32 \
+    --interval-ms 10 --duration-ms "$duration" >"$WORK/prober.out" 2>&1 &
+  PROBER_PID=$!
+  CL_PIDS+=($PROBER_PID)
+}
+stop_prober() {  # stops it and sets R to its RESULT line (call it directly, not in $(...))
+  kill -TERM "$PROBER_PID" 2>/dev/null
+  wait "$PROBER_PID" 2>/dev/null
+  R=$(grep '^RESULT' "$WORK/prober.out")
+}
+result_field() { sed -n "s/.* $2=\([0-9]*\).*/\1/p" <<<"$1"; }

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# End-to-end tests of shoald: real daemons in network namespaces, real heartbeats over UDP,
+# the real nftables dataplane, and a client whose requests are counted.
+#
+#   SHOALD=... SHOALCTL=... RESPONDER=... PROBER=... run_daemon_e2e.sh
+#
+# Each check prints PASS or FAIL with its figures; the last line is "N passed, M failed".
+set -u
+. "$(dirname "$0")/cluster_lib.sh"
+trap cluster_cleanup EXIT
+trap 'exit 1' INT TERM
+
+PASSED=0
+FAILED=0
+pass() { echo "PASS: $*"; PASSED=$((PASSED + 1)); }
+fail() { echo "FAIL: $*"; FAILED=$((FAILED + 1)); }
+expect() {  # expect "what" CONDITION...
+  local what=$1; shift
+  if "$@"; then pass "$what"; else fail "$what"; fi
+}
+show_logs() {
+  local k
+  for k in $(seq 1 "$NODES"); do
+    echo "--- n$k shoald log (last 15 lines)"
+    tail -n 15 "$WORK/n$k/shoald.log"
+  done
+}
+
+cluster_setup 3 default majority
+for k in 1 2 3; do start_node "$k"; done
+if wait_converged 1 3 15; then pass "three nodes start and converge"; else
+  fail "three nodes start and converge"; show_logs; exit 1
+fi
+ctl 1 status
+
+# Steady state: every request answered exactly once.
+start_prober udp
+sleep 2
+stop_prober; r=$R
+echo "steady state: $r"
+expect "steady state: every request answered once" \
+  test "$(result_field "$r" lost)" = 0 -a "$(result_field "$r" duplicates)" = 0
+
+# Drain and undrain with zero lost requests and no broken established connection.
+start_prober tcp
+sleep 1
+ctl 2 drain n2 >/dev/null
+wait_converged 1 3 10
+sleep 1
+s=$(ctl 1 status --json)
+expect "drained node owns no bucket" test "$(jq '[.services[0].owners[] | select(. == "n2")] | length' <<<"$s")" = 0
+ctl 3 undrain n2 >/dev/null
+sleep 2
+stop_prober; r=$R
+echo "drain+undrain (tcp, new connection every 10 ms per source): $r"
+expect "drain and undrain lose no request" test "$(result_field "$r" lost)" = 0
+s=$(ctl 1 status --json)
+expect "undrained node owns buckets again" test "$(jq '[.services[0].owners[] | select(. == "n2")] | length' <<<"$s")" -gt 0
+
+# Loss of heartbeat link 1 while link 2 is up: no failover.
+start_prober udp
+in_ns n3 ip link set m1 down
+sleep 2
+s=$(ctl 1 status --json)
+stop_prober; r=$R
+in_ns n3 ip link set m1 up
+echo "link 1 of n3 down: $r"
+expect "one heartbeat link down: nobody is declared dead" \
+  test "$(jq '[.nodes[] | select(.state == "alive")] | length' <<<"$s")" = 3
+expect "one heartbeat link down: no request lost" test "$(result_field "$r" lost)" = 0
+
+# Daemon-only crash (kill -9, kernel alive): never answered twice; survivors take over.
+wait_converged 1 3 10
+start_prober udp
+sleep 0.5
+crash_node 3
+wait_converged 1 2 10 || fail "survivors converge after n3's daemon crash"
+sleep 1
+stop_prober; r=$R
+echo "kill -9 of n3's daemon: $r"
+expect "daemon crash: no request answered twice" test "$(result_field "$r" duplicates)" = 0
+expect "daemon crash: survivors answer every bucket" \
+  test "$(ctl 1 status --json | jq '[.services[0].owners[] | select(. == "n1" or . == "n2")] | length')" = 16
+start_node 3
+wait_converged 1 3 15 || fail "n3 rejoins"
+
+# Node crash: daemon killed and its LAN link down.
+start_prober udp
+sleep 0.5
+crash_node 2
+in_ns n2 ip link set lan0 down
+wait_converged 1 2 10 || fail "survivors converge after n2's crash"
+sleep 1
+stop_prober; r=$R
+echo "node crash of n2: $r"
+expect "node crash: survivors answer all buckets afterwards" \
+  test "$(ctl 1 status --json | jq '[.services[0].owners[] | select(. == "n1" or . == "n3")] | length')" = 16
+expect "node crash: outage under 1 s" test "$(result_field "$r" max_outage_ms)" -lt 1000
+in_ns n2 ip link set lan0 up
+start_node 2
+wait_converged 1 3 15 || fail "n2 rejoins"
+
+# Graceful leave (SIGTERM): no lost request.
+start_prober tcp
+sleep 1
+stop_node 1
+sleep 1.5
+stop_prober; r=$R
+echo "graceful leave of n1 (tcp): $r"
+expect "graceful leave loses no request" test "$(result_field "$r" lost)" = 0
+start_node 1
+wait_converged 2 3 15 || fail "n1 rejoins"
+
+# All heartbeat links lost while the LAN is up: the majority policy stops every isolated
+# node from serving (no duplicate answers; nobody has a majority of 3).
+start_prober udp
+for k in 1 2 3; do in_ns "n$k" ip link set m1 down; in_ns "n$k" ip link set m2 down; done
+sleep 2
+s=$(ctl 1 status --json)
+stop_prober; r=$R
+for k in 1 2 3; do in_ns "n$k" ip link set m1 up; in_ns "n$k" ip link set m2 up; done
+echo "all heartbeat links down: $r"
+expect "split brain, majority policy: no request answered twice" test "$(result_field "$r" duplicates)" = 0
+expect "split brain, majority policy: status shows no quorum" test "$(jq '.quorum' <<<"$s")" = false
+wait_converged 1 3 20 || fail "cluster heals after the partition"
+s=$(ctl 1 status --json)
+expect "after the partition heals every bucket is owned exactly once" \
+  test "$(jq '[.nodes[].buckets[0].buckets | length] | add' <<<"$s")" = 16
+
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" = 0 ] || show_logs
+[ "$FAILED" = 0 ]
