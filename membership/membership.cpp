@@ -360,6 +360,7 @@ void Membership::tick(TimePoint now) {
     Peer& p = peers_[n];
     if (m.held_down && now >= m.held_until) {
       m.held_down = false;
+      p.hold_ended = now;
       out_.events.push_back(makeEvent(Event::Kind::HoldDownEnded, n));
     }
     if (n == self_) {
@@ -734,6 +735,12 @@ void Membership::applyUpdate(TimePoint now, const wire::MemberUpdate& u) {
 void Membership::adoptHoldDown(TimePoint now, uint32_t node, uint32_t hold_down_ms) {
   MemberView& m = view_.members[node];
   if (hold_down_ms == 0 || m.held_down || !m.up()) {
+    return;
+  }
+  // The tail of a hold-down this node has just ended itself (the sender's ended a moment
+  // later) is not a new one: taking it would hold the member out again, and disagree.
+  const TimePoint ended = peers_[node].hold_ended;
+  if (ended != TimePoint{} && now - ended < def_.timing.flap_hold_down) {
     return;
   }
   // Another member saw deaths of this one that this node did not (it restarted since, or the

@@ -126,6 +126,7 @@ class Membership {
     TimePoint suspicion_deadline{};
     TimePoint next_correction{};
     uint32_t gossip_left = 0;
+    TimePoint hold_ended{};  // when this node last saw the member's hold-down end
     FlapDamper flap;
   };
   // A probe this node runs for another member (it was asked through an IndirectProbe).
