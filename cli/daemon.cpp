@@ -134,7 +134,10 @@ Result<std::unique_ptr<Daemon>> Daemon::create(asio::io_context& io, DaemonOptio
 
   dataplane::DataplaneSettings settings;
   settings.backend = d->options_.backend;
-  if (auto vips = dataplane::NetlinkVipAddresses::open(); vips.ok()) {
+  // The VIPs this node added survive a crash of the daemon; the ledger lets the next run
+  // recognise them as shoal's and remove them at its teardown.
+  settings.vip_ledger = d->options_.state_dir + "/vips";
+  if (auto vips = dataplane::NetlinkVipAddresses::open(settings.vip_ledger); vips.ok()) {
     settings.addresses = std::shared_ptr<dataplane::VipAddresses>(std::move(vips.value()));
   }
   auto dp = dataplane::makeDataplane(d->def_, settings);
@@ -339,7 +342,10 @@ void Daemon::reconcile() {
       }
     }
   }
-  OwnershipDecision d = decideOwnership({&def_, &view, &claims, &held_, settled(now)});
+  OwnershipInput input{&def_, &view, &claims, &held_, settled(now)};
+  input.now = now;
+  input.quorum_window = def_.timing.suspect_after;
+  OwnershipDecision d = decideOwnership(input);
   for (std::size_t s = 0; s < def_.services.size(); ++s) {
     for (uint32_t b = 0; b < def_.services[s].buckets; ++b) {
       if (d.hold[s].has(b) && !held_[s].has(b)) {

@@ -219,7 +219,9 @@ Result<std::unique_ptr<Dataplane>> makeDataplane(const ClusterDefinition& defini
         systemClusterIpParts(script, std::move(addresses)));
     return dataplane;
   }
-  auto nftables = NftablesDataplane::open();
+  NftablesOptions options;
+  options.vip_ledger = settings.vip_ledger;
+  auto nftables = NftablesDataplane::open(std::move(options));
   if (!nftables) {
     return Error{"dataplane: nftables backend: " + nftables.error().message};
   }

@@ -58,6 +58,8 @@ struct DataplaneSettings {
   std::string clusterip_fail_safe_script = "/run/shoal/clusterip-release-{pid}.sh";
   /// Puts VIP addresses on interfaces for the CLUSTERIP backend; null: someone else does.
   std::shared_ptr<VipAddresses> addresses;
+  /// Ledger of the VIPs shoal added, for the nftables backend (NftablesOptions::vip_ledger).
+  std::string vip_ledger;
 };
 
 /// Picks the backend for `definition` (see chooseBackend), checks the definition's services

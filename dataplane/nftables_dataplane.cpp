@@ -123,7 +123,7 @@ std::optional<std::vector<uint32_t>> setElements(const std::string& listing,
 Result<std::unique_ptr<NftablesDataplane>> NftablesDataplane::open(NftablesOptions options) {
   auto session = LibNftablesSession::open();
   if (!session) return session.error();
-  auto vips = NetlinkVipAddresses::open();
+  auto vips = NetlinkVipAddresses::open(options.vip_ledger);
   if (!vips) return vips.error();
   auto macs = PacketSocketMemberships::open();
   if (!macs) return macs.error();

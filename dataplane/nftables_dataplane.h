@@ -28,6 +28,9 @@ struct NftablesOptions {
   /// unprivileged fakes point `tcp_loose_path` elsewhere.
   bool set_tcp_loose = true;
   std::string tcp_loose_path = kTcpLooseSysctl;
+  /// File recording the VIPs shoal added (NetlinkVipAddresses), so they are recognised after a
+  /// restart; empty: kept in memory only.
+  std::string vip_ledger;
 };
 
 /// Dataplane on nftables. Bucket-set changes are one small transaction (flush + add of the

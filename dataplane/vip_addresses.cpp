@@ -6,7 +6,9 @@
 #include <netlink/route/addr.h>
 #include <sys/socket.h>
 
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 
 namespace shoal::dataplane {
 namespace {
@@ -40,7 +42,7 @@ rtnl_addr* buildAddress(int ifindex, const IpAddress& vip) {
 
 }  // namespace
 
-Result<std::unique_ptr<NetlinkVipAddresses>> NetlinkVipAddresses::open() {
+Result<std::unique_ptr<NetlinkVipAddresses>> NetlinkVipAddresses::open(std::string ledger) {
   nl_sock* sock = nl_socket_alloc();
   if (sock == nullptr) return Error{"libnl: cannot allocate a netlink socket"};
   const int rc = nl_connect(sock, NETLINK_ROUTE);
@@ -48,7 +50,30 @@ Result<std::unique_ptr<NetlinkVipAddresses>> NetlinkVipAddresses::open() {
     nl_socket_free(sock);
     return Error{std::string("libnl: cannot connect to NETLINK_ROUTE: ") + nl_geterror(rc)};
   }
-  return std::unique_ptr<NetlinkVipAddresses>(new NetlinkVipAddresses(sock));
+  std::unique_ptr<NetlinkVipAddresses> self(new NetlinkVipAddresses(sock));
+  self->ledger_ = std::move(ledger);
+  if (!self->ledger_.empty()) {
+    std::ifstream in(self->ledger_);
+    std::string interface;
+    std::string text;
+    while (in >> interface >> text) {
+      if (auto vip = IpAddress::parse(text)) {
+        self->ours_.insert({interface, *vip});
+      }
+    }
+  }
+  return self;
+}
+
+void NetlinkVipAddresses::saveLedger() const {
+  if (ledger_.empty()) return;
+  const std::string tmp = ledger_ + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    for (const auto& [interface, vip] : ours_) out << interface << ' ' << vip.toString() << '\n';
+    if (!out) return;  // the in-memory set still holds; the next change tries again
+  }
+  std::rename(tmp.c_str(), ledger_.c_str());
 }
 
 NetlinkVipAddresses::~NetlinkVipAddresses() { nl_socket_free(sock_); }
@@ -86,6 +111,7 @@ Result<bool> NetlinkVipAddresses::ensure(const std::string& interface, const IpA
   if (rc == -NLE_EXIST) return false;
   if (rc < 0) return Error{"cannot add " + where(interface, vip) + ": " + nl_geterror(rc)};
   ours_.insert({interface, vip});
+  saveLedger();
   return true;
 }
 
@@ -98,6 +124,7 @@ Status NetlinkVipAddresses::remove(const std::string& interface, const IpAddress
   if (!addedByUs(interface, vip)) return Ok{};
   const int ifindex = static_cast<int>(if_nametoindex(interface.c_str()));
   ours_.erase({interface, vip});
+  saveLedger();
   if (ifindex == 0) return Ok{};  // the interface is gone, and the address with it
   rtnl_addr* addr = buildAddress(ifindex, vip);
   if (addr == nullptr) return Error{"libnl: out of memory building " + where(interface, vip)};

@@ -35,12 +35,14 @@ class VipAddresses {
 /// VipAddresses through libnl-route (rtnl_addr) on a NETLINK_ROUTE socket of its own.
 /// Addresses are /32 or /128; IPv6 ones skip duplicate address detection (every node holds
 /// the same VIP). An address that was there before ensure() stays someone else's: remove()
-/// leaves it. Which addresses this object added is kept in memory only, so after a restart
-/// a VIP left by the previous process counts as someone else's until it is removed by hand.
+/// leaves it. Which addresses shoal added is kept in a ledger file when one is given, so a
+/// VIP left by a crashed daemon is still recognised as shoal's (and removed at the next
+/// teardown) after a restart; without a ledger it is kept in memory only.
 class NetlinkVipAddresses final : public VipAddresses {
  public:
-  /// Opens the netlink socket. Errors: socket or connect failed.
-  static Result<std::unique_ptr<NetlinkVipAddresses>> open();
+  /// Opens the netlink socket and reads `ledger` (one "INTERFACE ADDRESS" per line; a missing
+  /// file is an empty ledger). Errors: socket or connect failed.
+  static Result<std::unique_ptr<NetlinkVipAddresses>> open(std::string ledger = {});
   ~NetlinkVipAddresses() override;
   NetlinkVipAddresses(const NetlinkVipAddresses&) = delete;
   NetlinkVipAddresses& operator=(const NetlinkVipAddresses&) = delete;
@@ -59,7 +61,10 @@ class NetlinkVipAddresses final : public VipAddresses {
 
  private:
   explicit NetlinkVipAddresses(::nl_sock* sock) : sock_(sock) {}
+  /// Rewrites the ledger (temporary file + rename) after `ours_` changed.
+  void saveLedger() const;
   ::nl_sock* sock_;
+  std::string ledger_;
   std::set<std::pair<std::string, IpAddress>> ours_;
 };
 

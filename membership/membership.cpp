@@ -517,6 +517,7 @@ void Membership::handleHeartbeat(TimePoint now, uint32_t sender, uint32_t link,
         def_.services[s].buckets));
   }
   peer.view_digest = hb.view_digest();
+  peer.claims_known = true;
   if (hb.probe_id() != 0) {
     wire::Envelope env;
     wire::Ack* ack = env.mutable_ack();
@@ -820,6 +821,9 @@ void Membership::setState(TimePoint now, uint32_t node, MemberState state, uint6
       p.probing = false;
       p.last_heard = std::max(p.last_heard, now);
       if (old == MemberState::Dead || old == MemberState::Left || old == MemberState::Unknown) {
+        // What it held before it went away says nothing about now: until its next heartbeat
+        // its claims are unknown (membership/ownership.h takes nothing new meanwhile).
+        m.claims_known = false;
         if (old == MemberState::Dead) {
           const TimePoint until = p.flap.returned(now);
           if (until != TimePoint{}) {

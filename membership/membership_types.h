@@ -110,6 +110,9 @@ struct MemberView {
   std::vector<BucketSet> claims;
   /// Its viewDigest() from its latest heartbeat (0: none heard yet).
   uint64_t view_digest = 0;
+  /// False from the moment it comes (back) up until its first heartbeat since: `claims` may
+  /// be stale (it may have taken buckets while it was away from this node).
+  bool claims_known = false;
 
   /// Alive or Suspect: a suspect still serves until it is declared dead.
   bool up() const { return state == MemberState::Alive || state == MemberState::Suspect; }

@@ -19,10 +19,22 @@ uint64_t viewDigest(const View& view) {
   return h;
 }
 
-uint32_t aliveCount(const View& view) {
+uint32_t quorumCount(const View& view, TimePoint now, Duration window) {
   uint32_t n = 0;
-  for (const MemberView& m : view.members) {
-    n += m.state == MemberState::Alive ? 1 : 0;
+  for (std::size_t i = 0; i < view.members.size(); ++i) {
+    const MemberView& m = view.members[i];
+    if (i == view.self) {
+      ++n;
+      continue;
+    }
+    if (m.state != MemberState::Alive) {
+      continue;
+    }
+    bool recent = window == Duration::zero();
+    for (const LinkView& l : m.links) {
+      recent = recent || (l.heard && now - l.last_heard <= window);
+    }
+    n += recent ? 1 : 0;
   }
   return n;
 }
@@ -39,13 +51,21 @@ OwnershipDecision decideOwnership(const OwnershipInput& in) {
   const View& view = *in.view;
   OwnershipDecision d;
   const auto configured = static_cast<uint32_t>(def.nodes.size());
-  d.quorum = hasQuorum(def.partition_policy, aliveCount(view), configured);
+  d.quorum = hasQuorum(def.partition_policy, quorumCount(view, in.now, in.quorum_window),
+                       configured);
   for (std::size_t i = 0; i < view.members.size() && i < 32; ++i) {
     if (view.members[i].serving()) {
       d.serving_mask |= 1u << i;
     }
   }
   const auto self = static_cast<int16_t>(view.self);
+  // A peer that is up but whose claims are not yet known may hold anything: take nothing new
+  // until its first heartbeat says what it holds.
+  bool claims_unknown = false;
+  for (std::size_t m = 0; m < view.members.size(); ++m) {
+    claims_unknown = claims_unknown || (m != view.self && view.members[m].up() &&
+                                        !view.members[m].claims_known);
+  }
   for (std::size_t s = 0; s < def.services.size(); ++s) {
     const Service& svc = def.services[s];
     d.targets.push_back(computeOwners(def, svc, d.serving_mask));
@@ -69,7 +89,7 @@ OwnershipDecision decideOwnership(const OwnershipInput& in) {
           }
           claimed = (*in.claims)[m][s].has(b);
         }
-        if (claimed) {
+        if (claimed || claims_unknown) {
           ++d.waiting;
         } else {
           hold.set(b);

@@ -10,15 +10,20 @@
 // - it keeps a bucket it holds while it is the target, even if a peer also claims it (that
 //   peer is releasing it: views differ only until gossip converges);
 // - a dead or departed peer's claims count for nothing: a crash is taken over as soon as it
-//   is declared.
+//   is declared;
+// - a peer that has just come (back) up, and whose first heartbeat since has not arrived,
+//   may hold anything (it may have served while it was cut off from this node): nothing new
+//   is taken until its claims are known.
 // A releasing node announces its new claims at once, so on a planned move (drain, undrain,
 // join, graceful leave) the receiver takes the bucket one packet latency after the release:
 // no request is answered twice, and the gap is one heartbeat round trip.
 //
 // Quorum (partition policy `majority`): a node serves only while more than half of the
-// configured nodes are Alive in its view (itself included). Suspect members do not count,
-// so a minority side lets go suspicion_timeout before the majority side declares it dead and
-// takes over. With `serve-all` every side of a partition serves.
+// configured nodes are Alive in its view (itself included) and have been heard from within
+// the quorum window (suspect_after, never stretched by Lifeguard). A cut-off node therefore
+// lets go suspect_after after the cut, while the other side declares it dead only after
+// suspect_after + suspicion_timeout (or later, when Lifeguard slows it): the minority side
+// always releases first. With `serve-all` every side of a partition serves.
 //
 // Settling: a node that has just started has not heard its peers' claims. Until it is
 // settled (every peer heard from, or declared dead), it holds nothing.
@@ -42,6 +47,10 @@ struct OwnershipInput {
   const std::vector<BucketSet>* held = nullptr;
   /// False right after start, until every peer has been heard from or declared dead.
   bool settled = false;
+  /// Now, and how recently a peer must have been heard to count for quorum (zero: the
+  /// membership state alone decides).
+  TimePoint now{};
+  Duration quorum_window{};
 };
 
 struct OwnershipDecision {
@@ -65,8 +74,9 @@ OwnershipDecision decideOwnership(const OwnershipInput& input);
 /// Carried in heartbeats so `shoalctl status` can say whether all nodes share one view.
 uint64_t viewDigest(const View& view);
 
-/// Members counted for quorum: Alive in the view (suspect ones do not count).
-uint32_t aliveCount(const View& view);
+/// Members counted for quorum: this node, and peers Alive in the view (suspect ones do not
+/// count) heard from on some link within `window` before `now` (any time when `window` is 0).
+uint32_t quorumCount(const View& view, TimePoint now, Duration window);
 
 /// Whether a node seeing `alive` of `configured` nodes may serve under `policy`.
 bool hasQuorum(PartitionPolicy policy, uint32_t alive, uint32_t configured);

@@ -33,6 +33,7 @@ struct Fixture {
     view.members.resize(nodes);
     for (auto& m : view.members) {
       m.state = MemberState::Alive;
+      m.claims_known = true;
     }
     claims.assign(nodes, {BucketSet(16)});
     held = {BucketSet(16)};
@@ -184,4 +185,37 @@ TEST_CASE("view digest differs exactly when the rebalance inputs differ") {
   b.view.members[2].drain.mode = shoal::DrainMode::None;
   b.view.members[1].state = MemberState::Dead;
   CHECK(shoal::viewDigest(a.view) != shoal::viewDigest(b.view));
+}
+
+TEST_CASE("ownership takes nothing new while an up peer's claims are unknown") {
+  Fixture f(0);
+  const auto mine = f.targetOf(0);
+  f.held[0].set(mine[0]);
+  f.view.members[2].claims_known = false;  // just came back: may hold anything
+  auto d = f.decide();
+  CHECK(d.hold[0].list() == std::vector<uint32_t>{mine[0]});  // keeps what it has, no more
+  f.view.members[2].claims_known = true;
+  d = f.decide();
+  CHECK(d.hold[0].list() == mine);
+}
+
+TEST_CASE("quorum counts only peers heard within the window, whatever their state says") {
+  Fixture f(0);
+  const shoal::TimePoint now{std::chrono::seconds(10)};
+  for (auto& m : f.view.members) {
+    m.links.assign(2, shoal::LinkView{});
+  }
+  f.view.members[1].links[0].heard = true;
+  f.view.members[1].links[0].last_heard = now - std::chrono::milliseconds(100);
+  f.view.members[2].links[1].heard = true;
+  f.view.members[2].links[1].last_heard = now - std::chrono::milliseconds(400);
+  // Both peers are Alive, but only one was heard within 150 ms: 2 of 3 is still a majority.
+  CHECK(shoal::quorumCount(f.view, now, std::chrono::milliseconds(150)) == 2);
+  f.view.members[1].links[0].last_heard = now - std::chrono::milliseconds(200);
+  CHECK(shoal::quorumCount(f.view, now, std::chrono::milliseconds(150)) == 1);
+  shoal::OwnershipInput in{&f.def, &f.view, &f.claims, &f.held, true};
+  in.now = now;
+  in.quorum_window = std::chrono::milliseconds(150);
+  CHECK_FALSE(shoal::decideOwnership(in).quorum);  // cut off: let go before being declared dead
+  CHECK(shoal::quorumCount(f.view, now, shoal::Duration::zero()) == 3);
 }

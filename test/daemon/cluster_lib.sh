@@ -23,6 +23,10 @@ declare -A SHOALD_PID
 cluster_fail() { echo "FAIL: $*" >&2; exit 1; }
 
 cluster_cleanup() {
+  # SHOAL_KEEP_LOGS=DIR keeps the daemons' logs for a post-mortem.
+  if [ -n "${SHOAL_KEEP_LOGS:-}" ]; then
+    mkdir -p "$SHOAL_KEEP_LOGS" && cp -r "$WORK"/. "$SHOAL_KEEP_LOGS"/ 2>/dev/null
+  fi
   local pid
   for pid in "${SHOALD_PID[@]}" "${CL_PIDS[@]}"; do kill "$pid" 2>/dev/null; done
   sleep 0.3
@@ -111,10 +115,11 @@ cluster_setup() {
   done
 }
 
-# start_node K [extra shoald args]: starts shoald on node K in the background.
+# start_node K [extra shoald args]: starts shoald on node K in the background, with the
+# definition $CONFIG (default: the cluster's).
 start_node() {
   local k=$1; shift
-  ip netns exec "${P}n$k" "$SHOALD" --config "$WORK/cluster.yaml" --node "n$k" \
+  ip netns exec "${P}n$k" "$SHOALD" --config "${CONFIG:-$WORK/cluster.yaml}" --node "n$k" \
     --socket "$WORK/n$k/shoald.sock" --state-dir "$WORK/n$k" "$@" \
     >>"$WORK/n$k/shoald.log" 2>&1 &
   SHOALD_PID[$k]=$!

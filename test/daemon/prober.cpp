@@ -110,6 +110,7 @@ struct UdpRequest {
   std::size_t source = 0;
   Clock::time_point sent;
   int replies = 0;
+  std::string answered_by;  ///< the answers' names, space-separated
 };
 
 int runUdp(const Options& o) {
@@ -123,6 +124,7 @@ int runUdp(const Options& o) {
   const auto vip = toSockaddr(o.vip, o.port, vlen);
   std::vector<SourceStats> stats(sources.size());
   std::deque<UdpRequest> open;
+  const auto start_time = Clock::now();
   const auto settle = [&](UdpRequest& r) {
     SourceStats& s = stats[r.source];
     ++s.requests;
@@ -134,7 +136,18 @@ int runUdp(const Options& o) {
       s.longest = std::max(s.longest, s.run);
     } else {
       ++s.answered;
-      s.duplicates += r.replies > 1 ? 1 : 0;
+      if (r.replies > 1) {
+        ++s.duplicates;
+        // The first few duplicates are named on stderr: who answered twice is the question.
+        if (s.duplicates <= 3) {
+          std::fprintf(stderr, "duplicate: source %s at +%lld ms answered by%s\n",
+                       sources[r.source].toString().c_str(),
+                       static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                  r.sent - start_time)
+                                                  .count()),
+                       r.answered_by.c_str());
+        }
+      }
       s.run = 0;
     }
     ::close(r.fd);
@@ -156,7 +169,7 @@ int runUdp(const Options& o) {
         }
         const char msg[] = "probe";
         ::sendto(fd, msg, sizeof msg - 1, 0, reinterpret_cast<const sockaddr*>(&vip), vlen);
-        open.push_back({fd, i, Clock::now(), 0});
+        open.push_back({fd, i, Clock::now(), 0, {}});
       }
       next += std::chrono::milliseconds(o.interval_ms);
     }
@@ -177,8 +190,10 @@ int runUdp(const Options& o) {
         continue;
       }
       char buf[256];
-      while (::recv(open[i].fd, buf, sizeof buf, 0) > 0) {
+      ssize_t n = 0;
+      while ((n = ::recv(open[i].fd, buf, sizeof buf, 0)) > 0) {
         ++open[i].replies;
+        open[i].answered_by += " " + std::string(buf, static_cast<std::size_t>(n));
       }
     }
   }

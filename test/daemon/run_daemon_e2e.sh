@@ -127,6 +127,42 @@ s=$(ctl 1 status --json)
 expect "after the partition heals every bucket is owned exactly once" \
   test "$(jq '[.nodes[].buckets[0].buckets | length] | add' <<<"$s")" = 16
 
+# A node with the wrong key is refused: its packets are counted as rejected, it is not
+# admitted, and alone it has no quorum, so it answers nothing.
+stop_node 3
+wait_converged 1 2 10 || fail "n3 leaves"
+"$SHOALCTL" keygen "$WORK/other.key" >/dev/null
+sed 's/^key_file: .*/key_file: other.key/' "$WORK/cluster.yaml" >"$WORK/wrong-key.yaml"
+start_prober udp
+CONFIG=$WORK/wrong-key.yaml start_node 3
+sleep 2
+s=$(ctl 1 status --json)
+stop_prober; r=$R
+echo "n3 with a wrong key: $r"
+echo "n1 sees: n3 $(jq -r '.nodes[2].state' <<<"$s"), rejected $(jq -c '.rejected' <<<"$s")"
+expect "wrong key: packets rejected as bad_mac" test "$(jq '.rejected.bad_mac | tonumber' <<<"$s")" -gt 0
+expect "wrong key: node not admitted" test "$(jq -r '.nodes[2].state' <<<"$s")" != alive
+expect "wrong key: no request answered twice or lost" \
+  test "$(result_field "$r" duplicates)" = 0 -a "$(result_field "$r" lost)" = 0
+ctl 1 status | grep -q "rejected packets: bad_mac" && pass "wrong key: status warns about rejected packets" ||
+  fail "wrong key: status warns about rejected packets"
+stop_node 3
+
+# A node with a different cluster definition (same key) is refused and shown with its address.
+sed 's/^timing: .*/timing: fast/' "$WORK/cluster.yaml" >"$WORK/other-def.yaml"
+CONFIG=$WORK/other-def.yaml start_node 3
+sleep 2
+s=$(ctl 1 status --json)
+echo "n1 sees foreign peers: $(jq -c '.foreign_peers' <<<"$s")"
+expect "different definition: peer refused and shown with its address" \
+  test "$(jq '[.foreign_peers[].address | select(startswith("10.51.0.3") or startswith("10.52.0.3"))] | length' <<<"$s")" -gt 0
+expect "different definition: node not admitted" test "$(jq -r '.nodes[2].state' <<<"$s")" != alive
+ctl 1 status | grep -q "runs another cluster definition" && pass "different definition: status warns" ||
+  fail "different definition: status warns"
+stop_node 3
+start_node 3
+wait_converged 1 3 15 && pass "n3 rejoins with the right definition" || fail "n3 rejoins with the right definition"
+
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" = 0 ] || show_logs
 [ "$FAILED" = 0 ]
