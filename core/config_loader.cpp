@@ -1007,8 +1007,8 @@ std::optional<ClusterDefinition> Validator::validate(const YNode* root,
     return std::nullopt;
   }
   const Fields f = checkMap(root, "",
-                            {"cluster", "key_file", "dataplane", "partition_policy", "timing",
-                             "services", "nodes", "health_checks"},
+                            {"cluster", "key_file", "port", "dataplane", "partition_policy",
+                             "timing", "services", "nodes", "health_checks"},
                             "a cluster definition with cluster, key_file, services and nodes");
   if (!f.is_map) {
     return std::nullopt;
@@ -1021,6 +1021,9 @@ std::optional<ClusterDefinition> Validator::validate(const YNode* root,
                  quote(*name));
     }
     def.name = *name;
+  }
+  if (auto port = integerField(f, "port", 1, 65535, "a UDP port")) {
+    def.port = static_cast<uint16_t>(*port);
   }
   if (auto backend = choiceField(f, "dataplane", kBackends, false)) {
     def.backend = *backend;

@@ -55,6 +55,7 @@ std::array<uint8_t, 32> clusterFingerprint(const ClusterDefinition& def) {
   e.str(def.name);
   e.u8(static_cast<uint8_t>(def.backend));
   e.u8(static_cast<uint8_t>(def.partition_policy));
+  e.u32(def.port);
   const TimingProfile& t = def.timing;
   e.millis(t.heartbeat_interval);
   e.millis(t.suspect_after);
