@@ -1022,7 +1022,7 @@ std::optional<ClusterDefinition> Validator::validate(const YNode* root,
     }
     def.name = *name;
   }
-  if (auto port = integerField(f, "port", 1, 65535, "a UDP port")) {
+  if (auto port = integerField(f, "port", 1, 65535, "")) {
     def.port = static_cast<uint16_t>(*port);
   }
   if (auto backend = choiceField(f, "dataplane", kBackends, false)) {
