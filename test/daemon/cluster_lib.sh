@@ -105,7 +105,22 @@ cluster_setup() {
       echo "  - name: n$k"
       echo "    addresses: [10.51.0.$k, 10.52.0.$k]"
     done
+    # With CLUSTER_HEALTH_SCRIPT=1: a script health check that fails on node K while
+    # $WORK/unhealthy-nK exists (the script finds its node from its network namespace).
+    if [ "${CLUSTER_HEALTH_SCRIPT:-0}" = 1 ]; then
+      echo "health_checks:"
+      echo "  - name: app"
+      echo "    kind: script"
+      echo "    target: $WORK/check-app.sh"
+      echo "    interval_ms: 100"
+      echo "    timeout_ms: 100"
+      echo "    rise: 2"
+      echo "    fall: 2"
+    fi
   } >"$WORK/cluster.yaml"
+  printf '#!/bin/sh\nns=$(ip netns identify $$)\n[ ! -e "%s/unhealthy-${ns#%s}" ]\n' \
+    "$WORK" "$P" >"$WORK/check-app.sh"
+  chmod 755 "$WORK/check-app.sh"
   "$SHOALCTL" validate "$WORK/cluster.yaml" >/dev/null || cluster_fail "generated definition invalid"
   for k in $(seq 1 "$n"); do
     mkdir -p "$WORK/n$k"

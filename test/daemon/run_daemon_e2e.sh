@@ -26,8 +26,8 @@ show_logs() {
   done
 }
 
-cluster_setup 3 default majority
-for k in 1 2 3; do start_node "$k"; done
+CLUSTER_HEALTH_SCRIPT=1 cluster_setup 3 default majority
+for k in 1 2 3; do start_node "$k" --health-hold-down-ms 1000; done
 if wait_converged 1 3 15; then pass "three nodes start and converge"; else
   fail "three nodes start and converge"; show_logs; exit 1
 fi
@@ -57,6 +57,23 @@ expect "drain and undrain lose no request" test "$(result_field "$r" lost)" = 0
 s=$(ctl 1 status --json)
 expect "undrained node owns buckets again" test "$(jq '[.services[0].owners[] | select(. == "n2")] | length' <<<"$s")" -gt 0
 
+# A failing health check drains the node by itself; it comes back after the hold-down.
+start_prober tcp
+touch "$WORK/unhealthy-n2"
+sleep 1
+s=$(ctl 1 status --json)
+expect "failing health check: n2 reports failing" test "$(jq -r '.nodes[1].health' <<<"$s")" = failing
+expect "failing health check: n2 owns no bucket" \
+  test "$(jq '[.services[0].owners[] | select(. == "n2")] | length' <<<"$s")" = 0
+rm -f "$WORK/unhealthy-n2"
+sleep 2
+s=$(ctl 1 status --json)
+stop_prober; r=$R
+echo "health check failing and recovering on n2 (tcp): $r"
+expect "recovered health check: n2 serves again after the hold-down" \
+  test "$(jq '[.services[0].owners[] | select(. == "n2")] | length' <<<"$s")" -gt 0
+expect "health drain and return lose no request" test "$(result_field "$r" lost)" = 0
+
 # Loss of heartbeat link 1 while link 2 is up: no failover.
 start_prober udp
 in_ns n3 ip link set m1 down
@@ -81,7 +98,7 @@ echo "kill -9 of n3's daemon: $r"
 expect "daemon crash: no request answered twice" test "$(result_field "$r" duplicates)" = 0
 expect "daemon crash: survivors answer every bucket" \
   test "$(ctl 1 status --json | jq '[.services[0].owners[] | select(. == "n1" or . == "n2")] | length')" = 16
-start_node 3
+start_node 3 --health-hold-down-ms 1000
 wait_converged 1 3 15 || fail "n3 rejoins"
 
 # Node crash: daemon killed and its LAN link down.
@@ -97,7 +114,7 @@ expect "node crash: survivors answer all buckets afterwards" \
   test "$(ctl 1 status --json | jq '[.services[0].owners[] | select(. == "n1" or . == "n3")] | length')" = 16
 expect "node crash: outage under 1 s" test "$(result_field "$r" max_outage_ms)" -lt 1000
 in_ns n2 ip link set lan0 up
-start_node 2
+start_node 2 --health-hold-down-ms 1000
 wait_converged 1 3 15 || fail "n2 rejoins"
 
 # Graceful leave (SIGTERM): no lost request.
@@ -108,7 +125,7 @@ sleep 1.5
 stop_prober; r=$R
 echo "graceful leave of n1 (tcp): $r"
 expect "graceful leave loses no request" test "$(result_field "$r" lost)" = 0
-start_node 1
+start_node 1 --health-hold-down-ms 1000
 wait_converged 2 3 15 || fail "n1 rejoins"
 
 # All heartbeat links lost while the LAN is up: the majority policy stops every isolated
@@ -162,6 +179,21 @@ ctl 1 status | grep -q "runs another cluster definition" && pass "different defi
 stop_node 3
 start_node 3
 wait_converged 1 3 15 && pass "n3 rejoins with the right definition" || fail "n3 rejoins with the right definition"
+
+# SIGHUP reloads keys; a changed cluster definition is refused with a message.
+"$SHOALCTL" keygen --add "$WORK/cluster.key" >/dev/null
+kill -HUP "${SHOALD_PID[1]}"
+sleep 0.5
+expect "SIGHUP reloads the keys" grep -q "keys and health checks reloaded" \
+  <(ctl 1 events)
+cp "$WORK/cluster.yaml" "$WORK/cluster.yaml.orig"
+sed -i 's/^timing: .*/timing: fast/' "$WORK/cluster.yaml"
+kill -HUP "${SHOALD_PID[1]}"
+sleep 0.5
+expect "SIGHUP refuses a changed cluster definition" grep -q "reload refused: the cluster definition changed" \
+  "$WORK/n1/shoald.log"
+cp "$WORK/cluster.yaml.orig" "$WORK/cluster.yaml"
+wait_converged 1 3 5 && pass "cluster unaffected by the reloads" || fail "cluster unaffected by the reloads"
 
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" = 0 ] || show_logs
