@@ -98,20 +98,95 @@ namespace {
 
 // HMAC over the label, version, key id and envelope; nullopt if OpenSSL fails (it does not
 // for SHA-256 short of memory exhaustion, but a failure must never yield a usable MAC).
+// HMAC-SHA256 (RFC 2104) with the key's inner and outer hash states computed once and
+// copied per packet: OpenSSL's one-shot HMAC() fetches the algorithm and schedules the key on
+// every call, which dominated the cost of a heartbeat. The states of the last few keys used
+// on this thread are kept; their key material is wiped when the thread ends.
+class HmacStates {
+ public:
+  ~HmacStates() {
+    for (Entry& e : entries_) {
+      clear(e);
+    }
+  }
+
+  // Inner and outer states for `key`, or nullptr if OpenSSL fails.
+  const std::pair<EVP_MD_CTX*, EVP_MD_CTX*>* forKey(const Key& key) {
+    for (Entry& e : entries_) {
+      if (e.states.first != nullptr && e.id == key.id() &&
+          CRYPTO_memcmp(e.secret.data(), key.secret().data(), kKeySize) == 0) {
+        return &e.states;
+      }
+    }
+    Entry& e = entries_[next_++ % entries_.size()];
+    clear(e);
+    const EVP_MD* sha256 = EVP_sha256();
+    std::array<uint8_t, 64> pad{};  // SHA-256 block; the 32-byte key is zero-padded
+    e.states = {EVP_MD_CTX_new(), EVP_MD_CTX_new()};
+    bool ok = e.states.first != nullptr && e.states.second != nullptr;
+    for (int outer = 0; outer < 2 && ok; ++outer) {
+      for (std::size_t i = 0; i < pad.size(); ++i) {
+        const uint8_t k = i < kKeySize ? key.secret()[i] : 0;
+        pad[i] = static_cast<uint8_t>(k ^ (outer ? 0x5c : 0x36));
+      }
+      EVP_MD_CTX* ctx = outer ? e.states.second : e.states.first;
+      ok = EVP_DigestInit_ex(ctx, sha256, nullptr) == 1 &&
+           EVP_DigestUpdate(ctx, pad.data(), pad.size()) == 1;
+    }
+    OPENSSL_cleanse(pad.data(), pad.size());
+    if (!ok) {
+      clear(e);
+      return nullptr;
+    }
+    e.id = key.id();
+    e.secret = key.secret();
+    return &e.states;
+  }
+
+ private:
+  struct Entry {
+    uint32_t id = 0;
+    std::array<uint8_t, kKeySize> secret{};
+    std::pair<EVP_MD_CTX*, EVP_MD_CTX*> states{nullptr, nullptr};
+  };
+  static void clear(Entry& e) {
+    EVP_MD_CTX_free(e.states.first);  // frees (and cleanses) the hash states
+    EVP_MD_CTX_free(e.states.second);
+    e.states = {nullptr, nullptr};
+    OPENSSL_cleanse(e.secret.data(), e.secret.size());
+  }
+  std::array<Entry, 4> entries_{};  // a rotation has at most a few keys in use at once
+  std::size_t next_ = 0;
+};
+
+// HMAC over the label, version, key id and envelope; nullopt if OpenSSL fails (it does not
+// for SHA-256 short of memory exhaustion, but a failure must never yield a usable MAC).
 std::optional<std::array<uint8_t, kMacSize>> computeMac(const Key& key, uint32_t version,
                                                         std::string_view envelope_bytes) {
-  std::string input;
-  input.reserve(kMacLabel.size() + 8 + envelope_bytes.size());
-  input += kMacLabel;
-  appendBigEndian32(input, version);
-  appendBigEndian32(input, key.id());
-  input += envelope_bytes;
+  thread_local HmacStates cache;
+  const auto* states = cache.forKey(key);
+  if (states == nullptr) {
+    return std::nullopt;
+  }
+  std::string header;
+  header.reserve(kMacLabel.size() + 8);
+  header += kMacLabel;
+  appendBigEndian32(header, version);
+  appendBigEndian32(header, key.id());
+  std::array<uint8_t, kMacSize> inner{};
   std::array<uint8_t, kMacSize> mac{};
-  unsigned int length = 0;
-  if (HMAC(EVP_sha256(), key.secret().data(), static_cast<int>(key.secret().size()),
-           reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac.data(),
-           &length) == nullptr ||
-      length != kMacSize) {
+  unsigned int inner_len = 0;
+  unsigned int mac_len = 0;
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  const bool ok = ctx != nullptr && EVP_MD_CTX_copy_ex(ctx, states->first) == 1 &&
+                  EVP_DigestUpdate(ctx, header.data(), header.size()) == 1 &&
+                  EVP_DigestUpdate(ctx, envelope_bytes.data(), envelope_bytes.size()) == 1 &&
+                  EVP_DigestFinal_ex(ctx, inner.data(), &inner_len) == 1 &&
+                  inner_len == kMacSize && EVP_MD_CTX_copy_ex(ctx, states->second) == 1 &&
+                  EVP_DigestUpdate(ctx, inner.data(), inner.size()) == 1 &&
+                  EVP_DigestFinal_ex(ctx, mac.data(), &mac_len) == 1 && mac_len == kMacSize;
+  EVP_MD_CTX_free(ctx);
+  if (!ok) {
     return std::nullopt;
   }
   return mac;

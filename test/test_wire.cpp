@@ -3,9 +3,12 @@
 
 #include <doctest/doctest.h>
 #include <google/protobuf/descriptor.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -933,3 +936,32 @@ TEST_CASE("Keyring::fromKeys refuses empty, duplicate, out-of-range and absent-p
 
 }  // namespace
 }  // namespace shoal
+
+TEST_CASE("packet MAC equals OpenSSL's one-shot HMAC-SHA256 over the documented input") {
+  // The MAC is computed from cached inner/outer hash states; it must be plain HMAC-SHA256 of
+  // label || be32(version) || be32(key_id) || envelope, for every key and length.
+  for (uint32_t id : {1u, 2u, 65535u}) {
+    auto key = shoal::Key::generate(id);
+    REQUIRE(key.ok());
+    for (std::size_t len : {0u, 1u, 55u, 56u, 64u, 200u, 1399u}) {
+      std::string envelope(len, '\0');
+      for (std::size_t i = 0; i < len; ++i) {
+        envelope[i] = static_cast<char>((i * 131 + id) & 0xff);
+      }
+      std::string input = "shoal/wire/packet-mac";
+      for (uint32_t v : {shoal::kWireVersion, id}) {
+        for (int shift = 24; shift >= 0; shift -= 8) {
+          input += static_cast<char>((v >> shift) & 0xff);
+        }
+      }
+      input += envelope;
+      unsigned char expected[32];
+      unsigned int n = 0;
+      HMAC(EVP_sha256(), key->secret().data(), 32,
+           reinterpret_cast<const unsigned char*>(input.data()), input.size(), expected, &n);
+      REQUIRE(n == 32);
+      const auto mac = shoal::packetMac(*key, shoal::kWireVersion, envelope);
+      CHECK(std::equal(mac.begin(), mac.end(), expected));
+    }
+  }
+}
