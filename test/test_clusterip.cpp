@@ -4,15 +4,18 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <initializer_list>
 #include <map>
 #include <set>
 #include <sstream>
+#include <vector>
 
 #include "dataplane/backend_select.h"
 #include "dataplane/clusterip_dataplane.h"
 #include "dataplane/clusterip_hash.h"
 #include "dataplane/clusterip_rules.h"
 #include "dataplane/fake_dataplane.h"
+#include "dataplane/jhash.h"
 
 using namespace shoal;
 using namespace shoal::dataplane;
@@ -595,4 +598,54 @@ TEST_CASE("CLUSTERIP bucket prediction stays in range and uses the fields of its
   CHECK(seen.size() == 3);
   // The word count is part of jhash's initial value (jhash_1word vs jhash_2words).
   CHECK(cip::jhashWords(1, 0, 0, 1, 0) != cip::jhashWords(1, 0, 0, 2, 0));
+}
+
+TEST_CASE("jhash_1word/2words/3words match values worked out from the kernel's jhash.h") {
+  // Worked out step by step from include/linux/jhash.h (6.1): __jhash_nwords adds
+  // seed + JHASH_INITVAL + (words << 2) to a, b and c, then runs __jhash_final.
+  CHECK(cip::jhashWords(0, 0, 0, 1, 0) == 0x049396b8u);
+  CHECK(cip::jhashWords(1, 2, 3, 3, 0) == 0xa46158f5u);
+  // 10.0.1.7 in host order; ports 40000 and 7000 as the kernel reads them (0x409c, 0x581b).
+  CHECK(cip::jhashWords(0x0a000107, 0, 0, 1, 0) == 0x722d9616u);
+  CHECK(cip::jhashWords(0x0a000107, 0x409c, 0, 2, 0) == 0x80d28440u);
+  CHECK(cip::jhashWords(0x0a000107, 0x409c, 0x581b, 3, 0) == 0x601bb689u);
+  CHECK(cip::jhashWords(0x0a000107, 0, 0, 1, 0x5eed) == 0x077f938bu);
+  CHECK(cip::jhashWords(0x0a000107, 0x409c, 0, 2, 0x5eed) == 0xeebbb495u);
+  CHECK(cip::jhashWords(0x0a000107, 0x409c, 0x581b, 3, 0x5eed) == 0x914fea8du);
+}
+
+TEST_CASE("jhash_Nwords equals jhash over the same words as bytes (a kernel identity)") {
+  // In the kernel, jhash_3words(a, b, c, s) == jhash2({a, b, c}, 3, s) == jhash() over those
+  // 12 bytes in CPU order, and likewise for 2 and 1 words. dataplane::jhash is checked
+  // against lookup3's published vectors, so this ties the word forms to them.
+  const auto bytesOf = [](std::initializer_list<uint32_t> words) {
+    std::vector<uint8_t> out;
+    for (uint32_t w : words) {
+      for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(w >> (8 * i)));
+    }
+    return out;
+  };
+  for (uint32_t seed : {0u, 7u, 0x5eedu, 0xffffffffu}) {
+    for (uint32_t a : {0u, 0x0a000107u, 0xc0a80001u, 0xffffffffu}) {
+      const uint32_t b = a * 2654435761u + 1, c = a ^ 0x5555aaaau;
+      CHECK(cip::jhashWords(a, 0, 0, 1, seed) == jhash(bytesOf({a}), seed));
+      CHECK(cip::jhashWords(a, b, 0, 2, seed) == jhash(bytesOf({a, b}), seed));
+      CHECK(cip::jhashWords(a, b, c, 3, seed) == jhash(bytesOf({a, b, c}), seed));
+    }
+  }
+}
+
+TEST_CASE("CLUSTERIP buckets: host-order address, ports as read from the wire, scaled") {
+  const IpAddress source = *IpAddress::parse("10.0.1.7");
+  // reciprocal_scale(hash, 16) of the seeded vectors above: 0x077f938b -> 0,
+  // 0xeebbb495 -> 14, 0x914fea8d -> 9.
+  CHECK(cip::bucketOf(source, 40000, 7000, HashMode::SourceIp, 16, 0x5eed) == 0);
+  CHECK(cip::bucketOf(source, 40000, 7000, HashMode::SourceIpSourcePort, 16, 0x5eed) == 14);
+  CHECK(cip::bucketOf(source, 40000, 7000, HashMode::SourceIpSourcePortDestPort, 16, 0x5eed) ==
+        9);
+  // The same fields through the raw word hash, for other bucket counts.
+  for (uint32_t buckets : {1u, 3u, 7u, 16u}) {
+    CHECK(cip::bucketOf(source, 40000, 7000, HashMode::SourceIpSourcePort, buckets, 0x5eed) ==
+          reciprocalScale(cip::jhashWords(0x0a000107, 0x409c, 0, 2, 0x5eed), buckets));
+  }
 }
