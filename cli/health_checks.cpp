@@ -1,12 +1,12 @@
 #include "cli/health_checks.h"
 
+#include "cli/process.h"
+
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/ip_icmp.h>
 #include <poll.h>
-#include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
@@ -135,39 +135,17 @@ CheckResult icmpEcho(const sockaddr_storage& addr, socklen_t len, Millis timeout
 }  // namespace
 
 CheckResult runScriptCheck(const std::string& path, Millis timeout) {
-  std::string p = path;
-  char* argv[] = {p.data(), nullptr};
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setpgroup(&attr, 0);
-  sigset_t none;
-  sigemptyset(&none);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK);
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, p.c_str(), nullptr, &attr, argv, environ);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) {
-    return {0, false, std::string("cannot run: ") + std::strerror(rc)};
+  const ProcessResult r = runProcess(path, environ, timeout);
+  if (r.spawn_error != 0) {
+    return {0, false, std::string("cannot run: ") + std::strerror(r.spawn_error)};
   }
-  const auto deadline = SteadyClock::now() + timeout;
-  int status = 0;
-  for (;;) {
-    const pid_t done = ::waitpid(pid, &status, WNOHANG);
-    if (done == pid) {
-      break;
-    }
-    if (SteadyClock::now() >= deadline) {
-      ::kill(-pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      return {0, false, format("timed out after %lld ms", static_cast<long long>(timeout.count()))};
-    }
-    ::usleep(2000);
+  if (r.timed_out) {
+    return {0, false, format("timed out after %lld ms", static_cast<long long>(timeout.count()))};
   }
-  if (WIFEXITED(status)) {
-    return {0, WEXITSTATUS(status) == 0, format("exit %d", WEXITSTATUS(status))};
+  if (WIFEXITED(r.status)) {
+    return {0, WEXITSTATUS(r.status) == 0, format("exit %d", WEXITSTATUS(r.status))};
   }
-  return {0, false, format("killed by signal %d", WTERMSIG(status))};
+  return {0, false, format("killed by signal %d", WTERMSIG(r.status))};
 }
 
 CheckResult runLoadCheck(double max_load, const std::string& loadavg_file) {

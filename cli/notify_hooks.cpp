@@ -1,14 +1,11 @@
 #include "cli/notify_hooks.h"
 
-#include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <cstring>
 
 #include "cli/log.h"
+#include "cli/process.h"
 
 extern char** environ;
 
@@ -102,47 +99,22 @@ void HookRunner::runOne(const std::string& script, const HookEvent& event) {
     envp.push_back(s.data());
   }
   envp.push_back(nullptr);
-  std::string path = script;
-  char* argv[] = {path.data(), nullptr};
-
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  // Own process group, so a timeout kills the script's children too; default signals.
-  posix_spawnattr_setpgroup(&attr, 0);
-  sigset_t none;
-  sigemptyset(&none);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK);
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, path.c_str(), nullptr, &attr, argv, envp.data());
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) {
-    log(LogLevel::Warning, "notify hook %s cannot run: %s", script.c_str(), std::strerror(rc));
+  const ProcessResult r = runProcess(script, envp.data(), timeout_);
+  if (r.spawn_error != 0) {
+    log(LogLevel::Warning, "notify hook %s cannot run: %s", script.c_str(),
+        std::strerror(r.spawn_error));
     std::lock_guard lock(mu_);
     ++failed_;
     return;
   }
-  const auto deadline = std::chrono::steady_clock::now() + timeout_;
-  int status = 0;
-  for (;;) {
-    const pid_t done = ::waitpid(pid, &status, WNOHANG);
-    if (done == pid) {
-      break;
-    }
-    if (done < 0 && errno != EINTR) {
-      return;
-    }
-    if (std::chrono::steady_clock::now() >= deadline) {
-      ::kill(-pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      log(LogLevel::Warning, "notify hook %s killed after %lld ms", script.c_str(),
-          static_cast<long long>(timeout_.count()));
-      std::lock_guard lock(mu_);
-      ++failed_;
-      return;
-    }
-    ::usleep(5000);
+  if (r.timed_out) {
+    log(LogLevel::Warning, "notify hook %s killed after %lld ms", script.c_str(),
+        static_cast<long long>(timeout_.count()));
+    std::lock_guard lock(mu_);
+    ++failed_;
+    return;
   }
+  const int status = r.status;
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     log(LogLevel::Warning, "notify hook %s failed (status %d)", script.c_str(),
         WIFEXITED(status) ? WEXITSTATUS(status) : -1);
