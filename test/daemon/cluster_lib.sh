@@ -33,6 +33,8 @@ cluster_cleanup() {
   for pid in "${SHOALD_PID[@]}" "${CL_PIDS[@]}"; do kill -9 "$pid" 2>/dev/null; done
   local ns
   for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^${P}"); do
+    # Anything still running in a namespace of this run (started by it) goes with it.
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
     ip netns del "$ns" 2>/dev/null
   done
   rm -rf "$WORK"
@@ -179,3 +181,57 @@ stop_prober() {  # stops it and sets R to its RESULT line (call it directly, not
   R=$(grep '^RESULT' "$WORK/prober.out")
 }
 result_field() { sed -n "s/.* $2=\([0-9]*\).*/\1/p" <<<"$1"; }
+
+# ---- Helpers for the failover benchmark and the 16-node test (added later; the functions
+# ---- above keep their behaviour).
+
+# now_ms: wall-clock time in ms since the epoch, without forking (the daemons' event times
+# are in the same clock).
+now_ms() { local t=${EPOCHREALTIME/./}; echo "${t:0:-3}"; }
+
+# crash_machine K: node K dies like a machine: shoald killed with SIGKILL and its LAN link
+# down, so nothing it left in the kernel answers clients any more.
+crash_machine() { crash_node "$1"; in_ns "n$1" ip link set lan0 down; }
+# revive_machine K [extra shoald args]: the LAN link back up and shoald started again.
+revive_machine() { local k=$1; shift; in_ns "n$k" ip link set lan0 up; start_node "$k" "$@"; }
+
+# restart_cluster [PROFILE]: stops every running shoald gracefully, optionally switches the
+# definition's timing profile, and starts shoald on all NODES nodes again. Daemons keep
+# nothing but their state directory across it, so membership history (flap damping) is gone.
+restart_cluster() {
+  local profile=${1:-} k
+  for k in "${!SHOALD_PID[@]}"; do stop_node "$k"; done
+  if [ -n "$profile" ]; then
+    sed -i "s/^timing: .*/timing: $profile/" "$WORK/cluster.yaml"
+  fi
+  for k in $(seq 1 "$NODES"); do start_node "$k"; done
+}
+
+# proc_usage PID: prints "RSS_KIB CPU_TICKS" for a process: VmRSS from /proc/PID/status and
+# utime+stime (clock ticks, see `getconf CLK_TCK`) from /proc/PID/stat.
+proc_usage() {
+  local rss ticks
+  rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null) || return 1
+  # Fields after the command name, which is in parentheses and may contain spaces.
+  ticks=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $12 + $13}') || return 1
+  [ -n "$rss" ] && [ -n "$ticks" ] || return 1
+  echo "$rss $ticks"
+}
+
+# start_prober_from MODE COUNT [DURATION_MS]: like start_prober, from COUNT (1..64) sources.
+start_prober_from() {
+  local mode=$1 count=$2 duration=${3:-0}
+  ip netns exec "${P}c" "$PROBER" "$mode" --vip "$VIP" --port "$PORT" \
+    --sources "10.50.1.1+$count" --interval-ms 10 --duration-ms "$duration" \
+    >"$WORK/prober.out" 2>&1 &
+  PROBER_PID=$!
+  CL_PIDS+=($PROBER_PID)
+}
+
+# event_times K SINCE_MS REGEX: the unix_ms times of node K's recent events whose text
+# matches REGEX (jq syntax) and that happened at or after SINCE_MS, one a line, oldest first.
+event_times() {
+  ctl "$1" events --json 2>/dev/null |
+    jq -r --argjson since "$2" --arg re "$3" \
+      '.events[] | select((.unix_ms | tonumber) >= $since and (.text | test($re))) | .unix_ms'
+}

@@ -18,6 +18,19 @@ expect() {  # expect "what" CONDITION...
   local what=$1; shift
   if "$@"; then pass "$what"; else fail "$what"; fi
 }
+until_true() {  # until_true SECONDS COMMAND...: polls every 0.1 s; 1 on time-out
+  local limit=$1; shift
+  local deadline=$((SECONDS + limit))
+  until "$@"; do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.1
+  done
+}
+owned_by() { ctl 1 status --json 2>/dev/null | jq "[.services[0].owners[] | select(. == \"$1\")] | length"; }
+owns_none() { [ "$(owned_by "$1")" = 0 ]; }
+owns_some() { [ "$(owned_by "$1")" -gt 0 ] 2>/dev/null; }
+n1_has() { ctl 1 status --json 2>/dev/null | jq -e "$1" >/dev/null; }
+events_have() { ctl 1 events 2>/dev/null | grep -q "$1"; }
 show_logs() {
   local k
   for k in $(seq 1 "$NODES"); do
@@ -45,28 +58,27 @@ expect "steady state: every request answered once" \
 start_prober tcp
 sleep 1
 ctl 2 drain n2 >/dev/null
-wait_converged 1 3 10
-sleep 1
-s=$(ctl 1 status --json)
-expect "drained node owns no bucket" test "$(jq '[.services[0].owners[] | select(. == "n2")] | length' <<<"$s")" = 0
+expect "drained node owns no bucket" until_true 10 owns_none n2
+sleep 0.5
 ctl 3 undrain n2 >/dev/null
-sleep 2
+until_true 10 owns_some n2
+sleep 0.5
 stop_prober; r=$R
 echo "drain+undrain (tcp, new connection every 10 ms per source): $r"
 expect "drain and undrain lose no request" test "$(result_field "$r" lost)" = 0
-s=$(ctl 1 status --json)
-expect "undrained node owns buckets again" test "$(jq '[.services[0].owners[] | select(. == "n2")] | length' <<<"$s")" -gt 0
+expect "undrained node owns buckets again" owns_some n2
 
 # A failing health check drains the node by itself; it comes back after the hold-down.
 start_prober tcp
 touch "$WORK/unhealthy-n2"
-sleep 1
+until_true 10 owns_none n2
 s=$(ctl 1 status --json)
 expect "failing health check: n2 reports failing" test "$(jq -r '.nodes[1].health' <<<"$s")" = failing
 expect "failing health check: n2 owns no bucket" \
   test "$(jq '[.services[0].owners[] | select(. == "n2")] | length' <<<"$s")" = 0
 rm -f "$WORK/unhealthy-n2"
-sleep 2
+until_true 15 owns_some n2
+sleep 0.5
 s=$(ctl 1 status --json)
 stop_prober; r=$R
 echo "health check failing and recovering on n2 (tcp): $r"
@@ -152,7 +164,8 @@ wait_converged 1 2 10 || fail "n3 leaves"
 sed 's/^key_file: .*/key_file: other.key/' "$WORK/cluster.yaml" >"$WORK/wrong-key.yaml"
 start_prober udp
 CONFIG=$WORK/wrong-key.yaml start_node 3
-sleep 2
+until_true 15 n1_has '.rejected.bad_mac | tonumber > 0'
+sleep 1
 s=$(ctl 1 status --json)
 stop_prober; r=$R
 echo "n3 with a wrong key: $r"
@@ -168,7 +181,7 @@ stop_node 3
 # A node with a different cluster definition (same key) is refused and shown with its address.
 sed 's/^timing: .*/timing: fast/' "$WORK/cluster.yaml" >"$WORK/other-def.yaml"
 CONFIG=$WORK/other-def.yaml start_node 3
-sleep 2
+until_true 15 n1_has '.foreign_peers | length > 0'
 s=$(ctl 1 status --json)
 echo "n1 sees foreign peers: $(jq -c '.foreign_peers' <<<"$s")"
 expect "different definition: peer refused and shown with its address" \
@@ -183,15 +196,12 @@ wait_converged 1 3 15 && pass "n3 rejoins with the right definition" || fail "n3
 # SIGHUP reloads keys; a changed cluster definition is refused with a message.
 "$SHOALCTL" keygen --add "$WORK/cluster.key" >/dev/null
 kill -HUP "${SHOALD_PID[1]}"
-sleep 0.5
-expect "SIGHUP reloads the keys" grep -q "keys and health checks reloaded" \
-  <(ctl 1 events)
+expect "SIGHUP reloads the keys" until_true 10 events_have "keys and health checks reloaded"
 cp "$WORK/cluster.yaml" "$WORK/cluster.yaml.orig"
 sed -i 's/^timing: .*/timing: fast/' "$WORK/cluster.yaml"
 kill -HUP "${SHOALD_PID[1]}"
-sleep 0.5
-expect "SIGHUP refuses a changed cluster definition" grep -q "reload refused: the cluster definition changed" \
-  "$WORK/n1/shoald.log"
+expect "SIGHUP refuses a changed cluster definition" \
+  until_true 10 grep -q "reload refused: the cluster definition changed" "$WORK/n1/shoald.log"
 cp "$WORK/cluster.yaml.orig" "$WORK/cluster.yaml"
 wait_converged 1 3 5 && pass "cluster unaffected by the reloads" || fail "cluster unaffected by the reloads"
 
