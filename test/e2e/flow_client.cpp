@@ -1,10 +1,14 @@
 // flow_client: the client side of the end-to-end tests. It predicts the owner of every flow
-// with shoal's own jhash (dataplane/jhash.h), not with the kernel's answer, and checks that
-// exactly that node answers.
+// with shoal's own hash, not with the kernel's answer, and checks that exactly that node
+// answers.
 //
 //   flow_client udp|tcp --vip ADDR --ports P1,P2 --sources FIRST+COUNT --flows N
 //               --service hash=MODE,buckets=B,seed=S [--owner NAME=0:3:6 ...]
-//               [--timeout-ms T]
+//               [--timeout-ms T] [--hash-kind nftables|clusterip]
+//
+// --hash-kind: which backend's hash predicts the bucket: nftables (the default; jhash over
+//   the concatenated fields, dataplane/jhash.h) or clusterip (ipt_CLUSTERIP's
+//   jhash_Nwords, dataplane/clusterip_hash.h; IPv4 only).
 //
 // udp: N flows (source address round-robin, ephemeral source port, destination port
 //   round-robin) send one datagram each (re-sent while unanswered) and collect every answer
@@ -34,6 +38,7 @@
 #include <string>
 #include <vector>
 
+#include "dataplane/clusterip_hash.h"
 #include "dataplane/jhash.h"
 #include "test/e2e/e2e_args.h"
 
@@ -51,6 +56,7 @@ struct Options {
   Service service;
   std::map<uint32_t, std::string> owner_of_bucket;
   int timeout_ms = 1500;
+  bool clusterip_hash = false;  // predict with CLUSTERIP's hash instead of nftables' jhash
 };
 
 struct Flow {
@@ -127,7 +133,10 @@ bool openFlow(Flow& f, const Options& o) {
   dataplane::FlowKey key{f.source, static_cast<uint8_t>(o.tcp ? 6 : 17), f.source_port,
                          f.dest_port};
   const uint32_t bucket =
-      dataplane::bucketOf(key, o.service.hash, o.service.buckets, o.service.seed);
+      o.clusterip_hash
+          ? dataplane::clusterip::bucketOf(f.source, f.source_port, f.dest_port, o.service.hash,
+                                           o.service.buckets, o.service.seed)
+          : dataplane::bucketOf(key, o.service.hash, o.service.buckets, o.service.seed);
   auto it = o.owner_of_bucket.find(bucket);
   f.expected = it == o.owner_of_bucket.end() ? "" : it->second;
   return true;
@@ -342,6 +351,11 @@ int main(int argc, char** argv) {
       o.flows = static_cast<uint32_t>(std::strtoul(val.c_str(), nullptr, 10));
     } else if (arg == "--timeout-ms") {
       o.timeout_ms = std::atoi(val.c_str());
+    } else if (arg == "--hash-kind") {
+      if (val != "nftables" && val != "clusterip") {
+        return usage("bad --hash-kind '" + val + "' (nftables or clusterip)");
+      }
+      o.clusterip_hash = val == "clusterip";
     } else if (arg == "--service") {
       auto spec = e2e::parseServiceSpec(val);
       if (!spec) return usage(spec.error().message);
@@ -357,6 +371,9 @@ int main(int argc, char** argv) {
   }
   if (o.sources.empty() || o.ports.empty() || o.flows == 0) {
     return usage("--sources, --ports and --flows are needed");
+  }
+  if (o.clusterip_hash && (!o.vip.isV4() || !o.sources.front().isV4())) {
+    return usage("--hash-kind clusterip needs an IPv4 --vip and IPv4 --sources");
   }
   std::vector<Flow> flows(o.flows);
   for (uint32_t i = 0; i < o.flows; ++i) {
