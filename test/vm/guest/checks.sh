@@ -21,9 +21,52 @@ check_eq "writing -1 removes node 1" "3" "$(in_ns n1 cat /proc/net/ipt_CLUSTERIP
 in_ns n1 iptables-legacy -D INPUT 1
 check "deleting the rule removes the /proc file" in_ns n1 sh -c "! test -e /proc/net/ipt_CLUSTERIP/$VIP"
 
+section "flows: UDP clients answered by exactly the owner CLUSTERIP's hash names, every hash mode"
+# Runs on the LAN as the harness left it (no CLUSTERIP state), before any drift or kill.
+check "the client has $SOURCES flow source addresses" add_client_sources
+for n in n1 n2 n3; do start_responder $n; done
+usleep 300000
+check "responders run on n1, n2 and n3" sh -c \
+  "kill -0 $(cat /tmp/resp-n1.pid) && kill -0 $(cat /tmp/resp-n2.pid) && kill -0 $(cat /tmp/resp-n3.pid)"
+svc() { echo "name=web,vip=$VIP,dev=eth0,mac=$CMAC,hash=$1,buckets=16,seed=0x5eed,owned=$2"; }
+# The layout, then a move of 3:4:5 from n1 to n2 and of 15 from n3 to n1 (each bucket
+# leaves its old owner before the new one takes it).
+A1=0:1:2:3:4:5 A2=6:7:8:9:10 A3=11:12:13:14:15
+B1=0:1:2:15 B2=3:4:5:6:7:8:9:10 B3=11:12:13:14
+for HASH in sourceip sourceip-sourceport sourceip-sourceport-destport; do
+  agent_up "[$HASH] agent n1 applies the layout" n1 3 --backend clusterip --service "$(svc $HASH $A1)"
+  agent_up "[$HASH] agent n2 applies the layout" n2 4 --backend clusterip --service "$(svc $HASH $A2)"
+  agent_up "[$HASH] agent n3 applies the layout" n3 5 --backend clusterip --service "$(svc $HASH $A3)"
+  flows "[$HASH] every flow is answered by exactly its owner" $HASH n1=$A1 n2=$A2 n3=$A3
+  moved=""
+  for step in "n1 3 0:1:2" "n3 5 11:12:13:14" "n2 4 $B2" "n1 3 $B1"; do
+    set -- $step
+    ans=$(agent_cmd "$1" "$2" "set web $3")
+    [ "${ans%% *}" = ok ] || moved="$moved $1:'$ans'"
+  done
+  check_eq "[$HASH] the bucket moves answer ok" "" "$moved"
+  flows "[$HASH] after the moves the answers follow the buckets" $HASH n1=$B1 n2=$B2 n3=$B3
+  if [ $HASH = sourceip-sourceport-destport ]; then
+    kill -KILL "$(agent_pid n3)"
+    wait "$(agent_pid n3)" 2>/dev/null
+    eval "exec 5>&-"
+    usleep 500000
+    check_eq "[$HASH] kill -9 of n3's agent: the guard releases its CLUSTERIP state" absent \
+      "$(proc_nodes n3)"
+    flows "[$HASH] kill -9: n3 answers nothing, n1 and n2 keep their buckets" $HASH n1=$B1 n2=$B2
+  else
+    stop_agent n3 5
+  fi
+  stop_agent n1 3
+  stop_agent n2 4
+done
+check "responders survived every check" sh -c \
+  "kill -0 $(cat /tmp/resp-n1.pid) && kill -0 $(cat /tmp/resp-n2.pid) && kill -0 $(cat /tmp/resp-n3.pid)"
+remove_lan
+check "a fresh LAN for the next checks" make_lan 3
+
 section "clusterip backend through dataplane_agent: install, move, drift, teardown, kill -9"
 OWN1=0:1:2:3:4:5 OWN2=6:7:8:9:10 OWN3=11:12:13:14:15
-svc() { echo "name=web,vip=$VIP,dev=eth0,mac=$CMAC,hash=$1,buckets=16,seed=0x5eed,owned=$2"; }
 HASH=sourceip
 agent_up "agent n1 applies the clusterip backend" n1 3 --backend clusterip --service "$(svc $HASH $OWN1)"
 agent_up "agent n2 applies the clusterip backend" n2 4 --backend clusterip --service "$(svc $HASH $OWN2)"

@@ -93,3 +93,63 @@ proc_nodes() {
 nodes_of() { echo "$1" | tr ':' '\n' | while read -r b; do echo $((b + 1)); done | tr '\n' ',' | sed 's/,$//'; }
 has_vip() { ip -n "$1" -4 addr show dev eth0 | grep -q "inet $VIP/"; }
 no_vip() { ! has_vip "$1"; }
+
+# remove_lan: ends everything still running in the nodes' and the client's namespaces and
+# removes them with the bridge, so the next section starts on a fresh LAN.
+remove_lan() {
+  for ns in $(ip netns list | awk '{print $1}'); do
+    for pid in $(ip netns pids "$ns"); do kill -9 "$pid" 2>/dev/null; done
+  done
+  usleep 200000
+  for ns in $(ip netns list | awk '{print $1}'); do ip netns del "$ns"; done
+  ip link del br0 2>/dev/null
+  return 0
+}
+# stop_agent NS FD: "quit" (teardown and exit), closes its stdin and waits for it.
+stop_agent() {
+  echo quit >&"$2"
+  eval "exec $2>&-"
+  wait "$(agent_pid "$1")" 2>/dev/null
+}
+
+# --- real flows: responders on the nodes, flow_client (test/e2e) in the client -------------
+PORTS=7000,7001,7002,7003
+SOURCES=60    # client source addresses 10.0.1.1 .. 10.0.1.60
+FLOWS=240     # 60 sources x 4 destination ports, each with its own ephemeral source port
+# add_client_sources: the flows' source addresses on the client's eth0.
+add_client_sources() {
+  k=1
+  while [ "$k" -le "$SOURCES" ]; do
+    echo "address add 10.0.1.$k/16 dev eth0"
+    k=$((k + 1))
+  done | ip -n c -batch -
+}
+# start_responder NS: the UDP/TCP responder answering with the node's name.
+start_responder() {
+  nsenter --net="/run/netns/$1" /shoal/responder --name "$1" --ports "$PORTS" \
+    >"/tmp/resp-$1.log" 2>&1 &
+  echo $! >"/tmp/resp-$1.pid"
+}
+responder_alive() { kill -0 "$(cat "/tmp/resp-$1.pid")" 2>/dev/null; }
+# flows DESCRIPTION HASH OWNER...: FLOWS UDP flows from the client to VIP; each must be
+# answered by exactly the node that owns its bucket by CLUSTERIP's hash (OWNER is
+# NODE=0:1:2; buckets no OWNER lists must stay unanswered). Passes with flow_client's
+# figures (flows, ok, unanswered, duplicated, wrong_node, answers by node).
+flows() {
+  desc=$1 hash=$2
+  shift 2
+  owners=""
+  for o in "$@"; do owners="$owners --owner $o"; done
+  # shellcheck disable=SC2086 # owners is a list of words
+  out=$(in_ns c /shoal/flow_client udp --vip "$VIP" --ports "$PORTS" \
+    --sources "10.0.1.1+$SOURCES" --flows "$FLOWS" --hash-kind clusterip \
+    --service "hash=$hash,buckets=16,seed=0x5eed" --timeout-ms 2500 $owners 2>&1)
+  rc=$?
+  summary=$(echo "$out" | grep '^udp flows=' | sed 's/ PASS$//; s/ FAIL$//')
+  if [ "$rc" = 0 ] && [ -n "$summary" ]; then
+    pass "$desc: $summary"
+  else
+    fail "$desc: ${summary:-flow_client failed (exit $rc)}
+$(echo "$out" | grep -v '^udp flows=' | head -n 10)"
+  fi
+}
