@@ -228,16 +228,8 @@ void Daemon::start() {
   handle(membership_->start(now, saved));
   publishHealth();
 
-  links_fd_->async_wait(asio::posix::stream_descriptor::wait_read, [this](auto ec) {
-    if (!ec) {
-      if (auto st = links_->process(); !st.ok()) {
-        log(LogLevel::Warning, "link monitor: %s", st.error().message.c_str());
-      }
-      // Re-arm by restarting through the same path.
-      links_fd_->async_wait(asio::posix::stream_descriptor::wait_read,
-                            [this](auto ec2) { onLinkReadable(ec2); });
-    }
-  });
+  links_fd_->async_wait(asio::posix::stream_descriptor::wait_read,
+                        [this](const boost::system::error_code& ec) { onLinkReadable(ec); });
   waitForSignal();
   scheduleDriftCheck();
   notifySystemd("READY=1\nSTATUS=member of " + def_.name);
