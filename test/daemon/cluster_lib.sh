@@ -235,3 +235,9 @@ event_times() {
     jq -r --argjson since "$2" --arg re "$3" \
       '.events[] | select((.unix_ms | tonumber) >= $since and (.text | test($re))) | .unix_ms'
 }
+
+# who_answers I: the name of the node that answers a TCP connection to the VIP from the
+# client's I-th source address (10.50.1.I), or nothing within a second.
+who_answers() {
+  in_ns c timeout 1 ncat --recv-only -s "10.50.1.$1" "$VIP" "$PORT" </dev/null 2>/dev/null | head -n 1
+}
