@@ -189,9 +189,14 @@ result_field() { sed -n "s/.* $2=\([0-9]*\).*/\1/p" <<<"$1"; }
 # are in the same clock).
 now_ms() { local t=${EPOCHREALTIME/./}; echo "${t:0:-3}"; }
 
-# crash_machine K: node K dies like a machine: shoald killed with SIGKILL and its LAN link
-# down, so nothing it left in the kernel answers clients any more.
-crash_machine() { crash_node "$1"; in_ns "n$1" ip link set lan0 down; }
+# crash_machine K: node K dies like a machine: shoald stops at once (SIGSTOP, so it neither
+# notices its link go down nor loses its nftables table while the link is still up), its
+# LAN link goes down, then shoald is killed with SIGKILL.
+crash_machine() {
+  kill -STOP "${SHOALD_PID[$1]}" 2>/dev/null
+  in_ns "n$1" ip link set lan0 down
+  crash_node "$1"
+}
 # revive_machine K [extra shoald args]: the LAN link back up and shoald started again.
 revive_machine() { local k=$1; shift; in_ns "n$k" ip link set lan0 up; start_node "$k" "$@"; }
 
