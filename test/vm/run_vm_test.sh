@@ -111,7 +111,7 @@ for program in "${bins[@]}"; do
   [[ -x $program ]] || fail "program under test $program is missing (build it first)"
   copy_with_libs "$program" "/shoal/$(basename "$program")"
 done
-cp "$guest"/*.sh "$root/shoal/"
+cp "$guest"/*.sh "$guest"/*.yaml "$root/shoal/"
 install -m 0755 "$guest/init.sh" "$root/init"
 
 # Only the modules the checks need, with their dependencies.

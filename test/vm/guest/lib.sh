@@ -131,25 +131,49 @@ start_responder() {
   echo $! >"/tmp/resp-$1.pid"
 }
 responder_alive() { kill -0 "$(cat "/tmp/resp-$1.pid")" 2>/dev/null; }
-# flows DESCRIPTION HASH OWNER...: FLOWS UDP flows from the client to VIP; each must be
-# answered by exactly the node that owns its bucket by CLUSTERIP's hash (OWNER is
-# NODE=0:1:2; buckets no OWNER lists must stay unanswered). Passes with flow_client's
-# figures (flows, ok, unanswered, duplicated, wrong_node, answers by node).
-flows() {
-  desc=$1 hash=$2
+# run_flows KIND HASH OWNER...: FLOWS UDP flows from the client to VIP, owners predicted
+# with KIND's hash (clusterip or nftables); OWNER is NODE=0:1:2 ("NODE=-": none); buckets no
+# OWNER lists must stay unanswered. Sets FLOWS_RC (flow_client's exit status), FLOWS_SUMMARY
+# (its figures: flows, ok, unanswered, duplicated, wrong_node, answers by node) and
+# FLOWS_DETAIL (the first flows that went wrong).
+run_flows() {
+  kind=$1 hash=$2
   shift 2
   owners=""
   for o in "$@"; do owners="$owners --owner $o"; done
   # shellcheck disable=SC2086 # owners is a list of words
   out=$(in_ns c /shoal/flow_client udp --vip "$VIP" --ports "$PORTS" \
-    --sources "10.0.1.1+$SOURCES" --flows "$FLOWS" --hash-kind clusterip \
+    --sources "10.0.1.1+$SOURCES" --flows "$FLOWS" --hash-kind "$kind" \
     --service "hash=$hash,buckets=16,seed=0x5eed" --timeout-ms 2500 $owners 2>&1)
-  rc=$?
-  summary=$(echo "$out" | grep '^udp flows=' | sed 's/ PASS$//; s/ FAIL$//')
-  if [ "$rc" = 0 ] && [ -n "$summary" ]; then
-    pass "$desc: $summary"
+  FLOWS_RC=$?
+  FLOWS_SUMMARY=$(echo "$out" | grep '^udp flows=' | sed 's/ PASS$//; s/ FAIL$//')
+  FLOWS_DETAIL=$(echo "$out" | grep -v '^udp flows=' | head -n 10)
+}
+# flows DESCRIPTION HASH OWNER...: passes when every flow is answered by exactly the owner
+# CLUSTERIP's hash names (and unowned buckets by nobody), printing the figures.
+flows() {
+  desc=$1
+  shift
+  run_flows clusterip "$@"
+  if [ "$FLOWS_RC" = 0 ] && [ -n "$FLOWS_SUMMARY" ]; then
+    pass "$desc: $FLOWS_SUMMARY"
   else
-    fail "$desc: ${summary:-flow_client failed (exit $rc)}
-$(echo "$out" | grep -v '^udp flows=' | head -n 10)"
+    fail "$desc: ${FLOWS_SUMMARY:-flow_client failed (exit $FLOWS_RC)}
+$FLOWS_DETAIL"
   fi
+}
+
+# --- the layout the rebalance names: `shoalctl plan` on the VM's cluster definition --------
+# plan_layout [--drain NODE | --down NODE]: writes /tmp/plan.owners, one line per bucket in
+# bucket order holding the owner's name (null: nobody).
+plan_layout() {
+  /shoal/shoalctl plan /shoal/cluster.yaml --json "$@" >/tmp/plan.json || return 1
+  sed 's/^.*"buckets":\[\([^]]*\)\].*$/\1/' /tmp/plan.json | tr ',' '\n' | tr -d '"' \
+    >/tmp/plan.owners
+  [ "$(wc -l </tmp/plan.owners)" = 16 ] || { echo "no 16-bucket layout in: $(cat /tmp/plan.json)"; return 1; }
+}
+# buckets_of NODE: NODE's buckets in the last plan_layout as "0:3:6" ("-" for none).
+buckets_of() {
+  awk -v n="$1" '$0 == n { printf "%s%d", (c++ ? ":" : ""), NR - 1 } END { if (!c) printf "-" }' \
+    /tmp/plan.owners
 }
