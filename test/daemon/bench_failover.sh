@@ -203,7 +203,7 @@ graceful_run() {
   sleep 1.5
   stop_prober
   if [ "$kind" = leave ]; then
-    start_node "$v"
+    started_node "$v"
   fi
   if [ "$mode" = tcp ]; then
     record "$kind-tcp $profile $NODES node=n$v lost=$(result_field "$R" lost)" \

@@ -197,8 +197,23 @@ crash_machine() {
   in_ns "n$1" ip link set lan0 down
   crash_node "$1"
 }
+# started_node K [extra shoald args]: start_node, then waits (up to 5 s) until the background
+# process has become shoald. Until then it is a copy of this shell, with its traps: a signal
+# sent to it in that instant (a stop right after a start) would run this shell's EXIT trap
+# there and clean up the whole cluster.
+started_node() {
+  start_node "$@"
+  local pid=${SHOALD_PID[$1]} i
+  for ((i = 0; i < 500; i++)); do
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = shoald ] && return 0
+    [ -e "/proc/$pid" ] || return 1
+    sleep 0.01
+  done
+  return 1
+}
+
 # revive_machine K [extra shoald args]: the LAN link back up and shoald started again.
-revive_machine() { local k=$1; shift; in_ns "n$k" ip link set lan0 up; start_node "$k" "$@"; }
+revive_machine() { local k=$1; shift; in_ns "n$k" ip link set lan0 up; started_node "$k" "$@"; }
 
 # restart_cluster [PROFILE]: stops every running shoald gracefully, optionally switches the
 # definition's timing profile, and starts shoald on all NODES nodes again. Daemons keep
@@ -209,7 +224,7 @@ restart_cluster() {
   if [ -n "$profile" ]; then
     sed -i "s/^timing: .*/timing: $profile/" "$WORK/cluster.yaml"
   fi
-  for k in $(seq 1 "$NODES"); do start_node "$k"; done
+  for k in $(seq 1 "$NODES"); do started_node "$k"; done
 }
 
 # proc_usage PID: prints "RSS_KIB CPU_TICKS" for a process: VmRSS from /proc/PID/status and
