@@ -40,8 +40,8 @@ uint32_t jhashWords(uint32_t a, uint32_t b, uint32_t c, uint32_t words, uint32_t
   return c;
 }
 
-uint32_t bucketOf(const IpAddress& source, uint16_t source_port, uint16_t dest_port,
-                  HashMode mode, uint32_t buckets, uint32_t seed) {
+uint32_t bucketOf(const IpAddress& source, uint16_t source_port, uint16_t dest_port, HashMode mode,
+                  uint32_t buckets, uint32_t seed) {
   const uint32_t address = (uint32_t{source.bytes[0]} << 24) | (uint32_t{source.bytes[1]} << 16) |
                            (uint32_t{source.bytes[2]} << 8) | uint32_t{source.bytes[3]};
   uint32_t hash = 0;

@@ -24,7 +24,7 @@ uint32_t jhashWords(uint32_t a, uint32_t b, uint32_t c, uint32_t words, uint32_t
 /// host order; ignored by the modes that do not use them; pass 0 for protocols without
 /// ports) for a CLUSTERIP service with this hash mode, bucket count and seed. `source` must
 /// be IPv4.
-uint32_t bucketOf(const IpAddress& source, uint16_t source_port, uint16_t dest_port,
-                  HashMode mode, uint32_t buckets, uint32_t seed);
+uint32_t bucketOf(const IpAddress& source, uint16_t source_port, uint16_t dest_port, HashMode mode,
+                  uint32_t buckets, uint32_t seed);
 
 }  // namespace shoal::dataplane::clusterip

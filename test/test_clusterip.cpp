@@ -153,8 +153,7 @@ struct SimKernel {
 class SimRunner final : public CommandRunner {
  public:
   explicit SimRunner(SimKernel& kernel) : kernel_(kernel) {}
-  Result<CommandOutput> run(const std::vector<std::string>& argv,
-                            std::string_view input) override {
+  Result<CommandOutput> run(const std::vector<std::string>& argv, std::string_view input) override {
     if (argv[0] == "iptables-legacy-save") {
       kernel_.log.push_back("save");
       return CommandOutput{0, kernel_.save(), ""};
@@ -315,8 +314,8 @@ TEST_CASE("services CLUSTERIP cannot run are refused with a reason") {
   Service unicast = service("u", "10.0.0.100");
   unicast.cluster_mac = *MacAddress::parse("02:00:00:00:00:01");
   CHECK_FALSE(cip::checkService(unicast));
-  CHECK_FALSE(ClusterIpDataplane::checkServices({service("a", "10.0.0.1"),
-                                                 service("b", "10.0.0.1")}));
+  CHECK_FALSE(
+      ClusterIpDataplane::checkServices({service("a", "10.0.0.1"), service("b", "10.0.0.1")}));
 }
 
 TEST_CASE("iptables-save output is parsed into shoal's rules, jumps and foreign lines") {
@@ -340,8 +339,8 @@ TEST_CASE("iptables-save output is parsed into shoal's rules, jumps and foreign 
 
 TEST_CASE("a rule line round-trips through the save parser") {
   cip::RuleSpec rule = cip::ruleFor(service("web", "10.0.0.100", 16));
-  std::string save = "*filter\n:SHOAL - [0:0]\n" + cip::ruleLine(cip::kChain, rule, 3) +
-                     "\nCOMMIT\n";
+  std::string save =
+      "*filter\n:SHOAL - [0:0]\n" + cip::ruleLine(cip::kChain, rule, 3) + "\nCOMMIT\n";
   auto kernel = cip::parseSave(save);
   REQUIRE(kernel);
   REQUIRE(kernel->rules.size() == 1);
@@ -352,8 +351,8 @@ TEST_CASE("first apply installs rules and exact responsibility before the rule g
   Rig rig;
   rig.kernel.must_hold_when_live["10.0.0.100"] = {2, 4};
   rig.kernel.must_hold_when_live["10.0.0.101"] = {};
-  auto applied = rig.dataplane->apply(state({assign(service("web", "10.0.0.100"), {1, 3}),
-                                             assign(service("dns", "10.0.0.101"), {})}));
+  auto applied = rig.dataplane->apply(state(
+      {assign(service("web", "10.0.0.100"), {1, 3}), assign(service("dns", "10.0.0.101"), {})}));
   REQUIRE_MESSAGE(applied, (applied ? "" : applied.error().message));
   CHECK(rig.kernel.violations.empty());
   CHECK(rig.nodes("10.0.0.100") == std::set<uint32_t>{2, 4});
@@ -375,8 +374,7 @@ TEST_CASE("a bucket move is /proc writes only, verified by reading back") {
   CHECK(rig.nodes("10.0.0.100") == std::set<uint32_t>{2, 3});
   CHECK(rig.count("restore") == 0);
   CHECK(rig.count("save") == 0);
-  CHECK(rig.kernel.log ==
-        std::vector<std::string>{"write 10.0.0.100 -1", "write 10.0.0.100 +3"});
+  CHECK(rig.kernel.log == std::vector<std::string>{"write 10.0.0.100 -1", "write 10.0.0.100 +3"});
 }
 
 TEST_CASE("a /proc file that does not take the write is an error, not a silent success") {
@@ -436,8 +434,8 @@ TEST_CASE("a service with changed parameters gets new CLUSTERIP state") {
 
 TEST_CASE("removing a service removes its rule and state") {
   Rig rig;
-  REQUIRE(rig.dataplane->apply(state({assign(service("web", "10.0.0.100"), {0}),
-                                      assign(service("dns", "10.0.0.101"), {1})})));
+  REQUIRE(rig.dataplane->apply(state(
+      {assign(service("web", "10.0.0.100"), {0}), assign(service("dns", "10.0.0.101"), {1})})));
   REQUIRE(rig.dataplane->apply(state({assign(service("dns", "10.0.0.101"), {1})})));
   CHECK_FALSE(rig.kernel.states.count("10.0.0.100"));
   CHECK(rig.nodes("10.0.0.101") == std::set<uint32_t>{2});
@@ -471,8 +469,8 @@ TEST_CASE("a failing restore is an error with iptables' message and the state st
   Rig rig;
   REQUIRE(rig.dataplane->apply(state({assign(service("web", "10.0.0.100"), {0})})));
   rig.kernel.fail_restore = true;
-  auto added = rig.dataplane->apply(state({assign(service("web", "10.0.0.100"), {0}),
-                                           assign(service("dns", "10.0.0.101"), {1})}));
+  auto added = rig.dataplane->apply(state(
+      {assign(service("web", "10.0.0.100"), {0}), assign(service("dns", "10.0.0.101"), {1})}));
   REQUIRE_FALSE(added);
   CHECK(added.error().message.find("line 2 failed") != std::string::npos);
   CHECK(rig.nodes("10.0.0.100") == std::set<uint32_t>{1});
@@ -530,7 +528,7 @@ TEST_CASE("kernel versions are read from release strings") {
 
 TEST_CASE("auto prefers nftables and falls back to CLUSTERIP only when nftables fails") {
   CHECK((*chooseBackend(Backend::Auto, facts("6.1.0-56-cloud-amd64", true, true)) ==
-        Backend::Nftables));
+         Backend::Nftables));
   CHECK((*chooseBackend(Backend::Auto, facts("6.18.0", true, false)) == Backend::Nftables));
   CHECK((*chooseBackend(Backend::Auto, facts("4.19.0", false, true)) == Backend::ClusterIp));
   auto none = chooseBackend(Backend::Auto, facts("6.18.0", false, false));
@@ -621,7 +619,8 @@ TEST_CASE("jhash_Nwords equals jhash over the same words as bytes (a kernel iden
   const auto bytesOf = [](std::initializer_list<uint32_t> words) {
     std::vector<uint8_t> out;
     for (uint32_t w : words) {
-      for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(w >> (8 * i)));
+      for (int i = 0; i < 4; ++i)
+        out.push_back(static_cast<uint8_t>(w >> (8 * i)));
     }
     return out;
   };
@@ -641,8 +640,7 @@ TEST_CASE("CLUSTERIP buckets: host-order address, ports as read from the wire, s
   // 0xeebbb495 -> 14, 0x914fea8d -> 9.
   CHECK(cip::bucketOf(source, 40000, 7000, HashMode::SourceIp, 16, 0x5eed) == 0);
   CHECK(cip::bucketOf(source, 40000, 7000, HashMode::SourceIpSourcePort, 16, 0x5eed) == 14);
-  CHECK(cip::bucketOf(source, 40000, 7000, HashMode::SourceIpSourcePortDestPort, 16, 0x5eed) ==
-        9);
+  CHECK(cip::bucketOf(source, 40000, 7000, HashMode::SourceIpSourcePortDestPort, 16, 0x5eed) == 9);
   // The same fields through the raw word hash, for other bucket counts.
   for (uint32_t buckets : {1u, 3u, 7u, 16u}) {
     CHECK(cip::bucketOf(source, 40000, 7000, HashMode::SourceIpSourcePort, buckets, 0x5eed) ==
