@@ -142,6 +142,14 @@ check_eq "the restarted agent's responsibility is in force" "1,2,3" "$(proc_node
 check_eq "the restarted agent removed the guard's DROP" "" \
   "$(in_ns n1 iptables-legacy-save -t filter | grep -- '-j DROP')"
 
+# The packet path after all of that, responders on every node: n1 (restarted) answers 0:1:2,
+# n2 (repaired twice) 3..10, n3 (torn down) nothing, so 11..15 stay unanswered.
+check "the fresh LAN's client has $SOURCES flow source addresses" add_client_sources
+for n in n1 n2 n3; do start_responder $n; done
+usleep 300000
+flows "after drift repair, teardown, kill -9 and restart: each flow answered by exactly its owner" \
+  $HASH n1=0:1:2 n2=3:4:5:6:7:8:9:10
+
 section "benchmark: apply (a bucket move through /proc) until the kernel enforces it"
 # Each move alternates bucket 2 between n1 and nobody; the agent times dp->apply(), which
 # returns only after reading the new set back from /proc (what the packet path consults).
