@@ -8,7 +8,8 @@
 #     (once; later runs reuse it) and unpacks it with dpkg -x;
 #  2. builds an initramfs: busybox, iproute2's ip, iptables-legacy with its xtables
 #     extensions, the programs under test (--bin) with every library ldd names (sanitizer
-#     runtimes included), the guest scripts, and only the kernel modules the checks need;
+#     runtimes included), the guest scripts and cluster definition (guest/*.sh, *.yaml), and
+#     only the kernel modules the checks need;
 #  3. boots qemu with TCG (KVM does not work on the build machines), the guest runs
 #     guest/checks.sh, which prints PASS/FAIL lines, the figures, and one final
 #     "VM-RESULT: PASS" or "VM-RESULT: FAIL";

@@ -26,46 +26,41 @@ section "flows: UDP clients answered by exactly the owner CLUSTERIP's hash names
 check "the client has $SOURCES flow source addresses" add_client_sources
 for n in n1 n2 n3; do start_responder $n; done
 usleep 300000
-check "responders run on n1, n2 and n3" sh -c \
-  "kill -0 $(cat /tmp/resp-n1.pid) && kill -0 $(cat /tmp/resp-n2.pid) && kill -0 $(cat /tmp/resp-n3.pid)"
+check "responders run on n1, n2 and n3" responders_alive
 svc() { echo "name=web,vip=$VIP,dev=eth0,mac=$CMAC,hash=$1,buckets=16,seed=0x5eed,owned=$2"; }
-# layout_vars PREFIX PLAN-ARGS...: PREFIX1..PREFIX3 = the buckets of n1..n3 in that layout.
-layout_vars() {
-  p=$1
-  shift
-  plan_layout "$@" >/tmp/plan.msg 2>&1 || { fail "shoalctl plan $*: $(cat /tmp/plan.msg)"; return 1; }
-  eval "${p}1=$(buckets_of n1) ${p}2=$(buckets_of n2) ${p}3=$(buckets_of n3)"
-}
-FD_n1=3 FD_n2=4 FD_n3=5
+ALL_UP=/tmp/all-up.owners DRAINED=/tmp/drained.owners
 # Per hash mode: the layout with every node up; then one node drained (a different one per
 # mode), its buckets moved as the rebalance says: the drained node lets go first, then the
 # others take what they gain (so no bucket ever has two answering nodes).
 for HASH in sourceip sourceip-sourceport sourceip-sourceport-destport; do
   case $HASH in sourceip) OUT=n3 ;; sourceip-sourceport) OUT=n1 ;; *) OUT=n2 ;; esac
-  layout_vars A
-  agent_up "[$HASH] agent n1 applies the rebalance's layout ($A1)" n1 3 --backend clusterip --service "$(svc $HASH $A1)"
-  agent_up "[$HASH] agent n2 applies the rebalance's layout ($A2)" n2 4 --backend clusterip --service "$(svc $HASH $A2)"
-  agent_up "[$HASH] agent n3 applies the rebalance's layout ($A3)" n3 5 --backend clusterip --service "$(svc $HASH $A3)"
-  flows "[$HASH] all up: each flow answered by exactly its owner" $HASH n1=$A1 n2=$A2 n3=$A3
+  check "[$HASH] shoalctl plan names the layout with every node up" plan_layout $ALL_UP
+  for n in n1 n2 n3; do
+    own=$(buckets_of $n $ALL_UP)
+    agent_up "[$HASH] agent $n applies the rebalance's layout ($own)" $n "$(fd_of $n)" \
+      --backend clusterip --service "$(svc $HASH "$own")"
+  done
+  # shellcheck disable=SC2046 # owners_of prints one word per node
+  flows "[$HASH] all up: each flow answered by exactly its owner" $HASH $(owners_of $ALL_UP)
   if [ $HASH = sourceip ]; then
     # The checks can tell hashes apart: nftables' jhash names other owners for these flows.
-    run_flows nftables $HASH n1=$A1 n2=$A2 n3=$A3
+    # shellcheck disable=SC2046
+    run_flows nftables $HASH $(owners_of $ALL_UP)
     case $FLOWS_SUMMARY in
-      *" wrong_node=0 "*|"") fail "[$HASH] the nftables hash mispredicts CLUSTERIP flows: ${FLOWS_SUMMARY:-$FLOWS_DETAIL}" ;;
+      *" wrong_node=0 "* | "") fail "[$HASH] the nftables hash mispredicts CLUSTERIP flows: ${FLOWS_SUMMARY:-$FLOWS_DETAIL}" ;;
       *) pass "[$HASH] the nftables hash mispredicts CLUSTERIP flows: $FLOWS_SUMMARY" ;;
     esac
   fi
-  layout_vars B --drain $OUT
-  eval "out_buckets=\$B${OUT#n}"
-  check_eq "[$HASH] the rebalance moves every bucket of a drained $OUT" "-" "$out_buckets"
+  check "[$HASH] shoalctl plan names the layout with $OUT drained" plan_layout $DRAINED --drain $OUT
+  check_eq "[$HASH] the rebalance moves every bucket of a drained $OUT" "-" "$(buckets_of $OUT $DRAINED)"
   moved=""
   for n in $OUT $(for m in n1 n2 n3; do [ $m = $OUT ] || echo $m; done); do
-    eval "fd=\$FD_$n own=\$B${n#n}"
-    ans=$(agent_cmd $n $fd "set web $own")
+    ans=$(agent_cmd $n "$(fd_of $n)" "set web $(buckets_of $n $DRAINED)")
     [ "${ans%% *}" = ok ] || moved="$moved $n:'$ans'"
   done
   check_eq "[$HASH] draining $OUT: the bucket moves answer ok" "" "$moved"
-  flows "[$HASH] $OUT drained: the answers follow the moved buckets" $HASH n1=$B1 n2=$B2 n3=$B3
+  # shellcheck disable=SC2046
+  flows "[$HASH] $OUT drained: the answers follow the moved buckets" $HASH $(owners_of $DRAINED)
   if [ $HASH = sourceip-sourceport-destport ]; then
     kill -KILL "$(agent_pid n1)"
     wait "$(agent_pid n1)" 2>/dev/null
@@ -73,15 +68,15 @@ for HASH in sourceip sourceip-sourceport sourceip-sourceport-destport; do
     usleep 500000
     check_eq "[$HASH] kill -9 of n1's agent: the guard releases its CLUSTERIP state" absent \
       "$(proc_nodes n1)"
-    flows "[$HASH] kill -9: n1 answers nothing, n3 keeps its buckets" $HASH n3=$B3
+    flows "[$HASH] kill -9: n1 answers nothing, n3 keeps its buckets" $HASH \
+      "n3=$(buckets_of n3 $DRAINED)"
   else
     stop_agent n1 3
   fi
   stop_agent n2 4
   stop_agent n3 5
 done
-check "responders survived every check" sh -c \
-  "kill -0 $(cat /tmp/resp-n1.pid) && kill -0 $(cat /tmp/resp-n2.pid) && kill -0 $(cat /tmp/resp-n3.pid)"
+check "responders survived every check" responders_alive
 remove_lan
 check "a fresh LAN for the next checks" make_lan 3
 

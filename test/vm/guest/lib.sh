@@ -130,7 +130,10 @@ start_responder() {
     >"/tmp/resp-$1.log" 2>&1 &
   echo $! >"/tmp/resp-$1.pid"
 }
-responder_alive() { kill -0 "$(cat "/tmp/resp-$1.pid")" 2>/dev/null; }
+# responders_alive: every node's responder still runs.
+responders_alive() {
+  for n in n1 n2 n3; do kill -0 "$(cat "/tmp/resp-$n.pid")" || return 1; done
+}
 # run_flows KIND HASH OWNER...: FLOWS UDP flows from the client to VIP, owners predicted
 # with KIND's hash (clusterip or nftables); OWNER is NODE=0:1:2 ("NODE=-": none); buckets no
 # OWNER lists must stay unanswered. Sets FLOWS_RC (flow_client's exit status), FLOWS_SUMMARY
@@ -164,16 +167,20 @@ $FLOWS_DETAIL"
 }
 
 # --- the layout the rebalance names: `shoalctl plan` on the VM's cluster definition --------
-# plan_layout [--drain NODE | --down NODE]: writes /tmp/plan.owners, one line per bucket in
-# bucket order holding the owner's name (null: nobody).
+# plan_layout FILE [--drain NODE | --down NODE]: writes FILE, one line per bucket in bucket
+# order holding the owner's name (null: nobody).
 plan_layout() {
+  file=$1
+  shift
   /shoal/shoalctl plan /shoal/cluster.yaml --json "$@" >/tmp/plan.json || return 1
-  sed 's/^.*"buckets":\[\([^]]*\)\].*$/\1/' /tmp/plan.json | tr ',' '\n' | tr -d '"' \
-    >/tmp/plan.owners
-  [ "$(wc -l </tmp/plan.owners)" = 16 ] || { echo "no 16-bucket layout in: $(cat /tmp/plan.json)"; return 1; }
+  sed 's/^.*"buckets":\[\([^]]*\)\].*$/\1/' /tmp/plan.json | tr ',' '\n' | tr -d '"' >"$file"
+  [ "$(wc -l <"$file")" = 16 ] || { echo "no 16-bucket layout in: $(cat /tmp/plan.json)"; return 1; }
 }
-# buckets_of NODE: NODE's buckets in the last plan_layout as "0:3:6" ("-" for none).
+# buckets_of NODE FILE: NODE's buckets in a plan_layout FILE as "0:3:6" ("-" for none).
 buckets_of() {
-  awk -v n="$1" '$0 == n { printf "%s%d", (c++ ? ":" : ""), NR - 1 } END { if (!c) printf "-" }' \
-    /tmp/plan.owners
+  awk -v n="$1" '$0 == n { printf "%s%d", (c++ ? ":" : ""), NR - 1 } END { if (!c) printf "-" }' "$2"
 }
+# owners_of FILE: "n1=0:3 n2=1:4 n3=-", the --owner words for run_flows.
+owners_of() { for n in n1 n2 n3; do printf '%s=%s ' $n "$(buckets_of $n "$1")"; done; }
+# fd_of NODE: the fd of this shell that feeds NODE's agent (n1 3, n2 4, n3 5).
+fd_of() { echo $((${1#n} + 2)); }
