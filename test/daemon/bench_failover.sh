@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Failover benchmark: real shoald daemons in network namespaces, the nftables dataplane, and
-# a client that counts what users see. Needs root. Takes about ten minutes; not a test.
+# a client that counts what users see. Needs root. Takes about five minutes; not a test.
 #
 #   SHOALD=... SHOALCTL=... RESPONDER=... PROBER=... bench_failover.sh
 #
@@ -11,8 +11,8 @@
 #
 # What it measures, per timing profile (default, fast):
 #   crash      a node dies like a machine (its LAN port cut at the switch, shoald stopped and
-#              killed with SIGKILL) while a client probes the VIP over UDP every 10 ms from 32 source addresses.
-#              Outage of a run = the longest run of unanswered probes of any one source,
+#              killed with SIGKILL) while a client probes the VIP over UDP every 10 ms from
+#              32 source addresses. Outage of a run = the longest run of unanswered probes of any one source,
 #              times 10 ms (the prober's max_outage_ms). The node is then revived and the
 #              cluster converges before the next run.
 #   leave      SIGTERM of a node's shoald (graceful leave), once under a TCP prober (a new
@@ -23,7 +23,7 @@
 #   usage      VmRSS (/proc/PID/status) and CPU (utime+stime of /proc/PID/stat over a
 #              measured wall interval) of every shoald in steady state, at BENCH_NODES and
 #              BENCH_BIG_NODES nodes.
-# Baselines: measured in the same run, the detection time (kill -> first survivor declares
+# Baselines: measured in the same run, the detection time (crash -> first survivor declares
 # the node dead, from the daemons' event logs) and the nodes' cost at the small size against
 # the large one; as fixed references quoted from measurements made earlier on this machine
 # (not re-measured here), keepalived's failover and memberlist's per-node cost.
@@ -42,7 +42,8 @@ SAMPLE_S=${BENCH_SAMPLE_S:-20}
 GRACEFUL_PROFILES=${BENCH_GRACEFUL_PROFILES:-default}
 PROFILES="default fast"
 
-# Fixed references (measured earlier on this machine; see /work/shared field notes).
+# Fixed references: measured earlier on this machine with two nodes in namespaces and the same
+# kind of client (the project's field notes), not re-measured here.
 KA_DEFAULT_MS=3100  # keepalived at its defaults (1 s adverts), median
 KA_50_MS=160        # keepalived with 50 ms adverts: 155-165 ms, midpoint
 KA_10_MS=37.5       # keepalived with 10 ms adverts: 35-40 ms, midpoint
@@ -354,8 +355,8 @@ for profile in $PROFILES; do
   echo
   echo "== crash failover, profile $profile (heartbeat ${hb} ms; suspect_after ${sa} + suspicion_timeout ${st} = ${nominal} ms nominal detection), $n runs, median 1-min load $ldmed"
   echo "  client outage (longest unanswered run of one source, 10 ms probes): median $med ms, p95 $p95 ms (min $min, max $max); goal <= $goal ms: $(verdict "$med" "$goal")"
-  echo "  detection measured (kill -> first survivor declares it dead): median $dmed ms, p95 $dp95 ms (min $dmin, max $dmax)"
-  echo "  hand-off applied (kill -> last survivor's bucket change applied): median $hmed ms, p95 $hp95 ms"
+  echo "  detection measured (crash -> first survivor declares it dead): median $dmed ms, p95 $dp95 ms (min $dmin, max $dmax)"
+  echo "  hand-off applied (crash -> last survivor's bucket change applied): median $hmed ms, p95 $hp95 ms"
   echo "  requests lost per run: median $lmed, max $lmax; answered twice over all runs: $(total crash "$profile" "$SMALL" duplicates)"
   echo "  ratio, same-run baseline: outage / measured detection $(ratio "$med" "$dmed"); outage / nominal detection (${nominal} ms) $(ratio "$med" "$nominal")"
   echo "  ratio, fixed reference (earlier measurement, not this run): outage / $ka_name $(ratio "$med" "$ka"); outage / keepalived at defaults (3.1 s) $(ratio "$med" "$KA_DEFAULT_MS")"
