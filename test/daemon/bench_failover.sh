@@ -12,9 +12,9 @@
 # What it measures, per timing profile (default, fast):
 #   crash      a node dies like a machine (its LAN port cut at the switch, shoald stopped and
 #              killed with SIGKILL) while a client probes the VIP over UDP every 10 ms from
-#              32 source addresses. Outage of a run = the longest run of unanswered probes of any one source,
-#              times 10 ms (the prober's max_outage_ms). The node is then revived and the
-#              cluster converges before the next run.
+#              32 source addresses. Outage of a run = the longest run of unanswered probes
+#              of any one source, times 10 ms (the prober's max_outage_ms). The node is then
+#              revived and the cluster converges before the next run.
 #   leave      SIGTERM of a node's shoald (graceful leave), once under a TCP prober (a new
 #              connection per source every 10 ms: lost must be 0; slowest connection) and
 #              once under a UDP prober (outage, lost).
