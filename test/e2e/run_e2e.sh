@@ -4,7 +4,8 @@
 # per-run prefix and removed on exit, also on failure. Nothing outside those namespaces is
 # touched. Needs root, nft and ip; fails (never skips) without them.
 #
-#   run_e2e.sh BIN_DIR      (BIN_DIR holds dataplane_agent, responder and flow_client)
+#   run_e2e.sh BIN_DIR SHOALCTL  (BIN_DIR holds dataplane_agent, responder and flow_client;
+#                                 the bucket layouts come from `SHOALCTL plan`, i.e. the rebalance)
 #
 # For each hash mode, with an IPv4 and an IPv6 service at once:
 #   - 240 UDP flows (60 source addresses x 4 destination ports, ephemeral source ports), each
@@ -15,7 +16,8 @@
 # agent: that node answers nothing; takeover of its buckets with resets: its clients' TCP
 # connections are reset promptly, everyone else's survive.
 set -u
-BIN=${1:?usage: run_e2e.sh BIN_DIR}
+BIN=${1:?usage: run_e2e.sh BIN_DIR SHOALCTL}
+SHOALCTL=${2:?usage: run_e2e.sh BIN_DIR SHOALCTL}
 fail() { echo "E2E FAIL: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || fail "must run as root (network namespaces, nftables)"
 command -v ip >/dev/null || fail "iproute2 'ip' not found"
@@ -146,13 +148,43 @@ udp_flows() {  # udp_flows VIP SOURCES HASH OWNERS...
     --service "hash=$hash,buckets=$BUCKETS,seed=$SEED" "${owners[@]}" --timeout-ms 1500
 }
 
-# Owners: buckets round-robin over the three nodes.
-OWN1=0:3:6:9
-OWN2=1:4:7:10
-OWN3=2:5:8:11
-# Drain-style move: n1 gives buckets 0 and 3 to n2.
-MOVED1=6:9
-MOVED2=0:1:3:4:7:10
+# Owners: the layouts the rebalance names (`shoalctl plan`) for three nodes, BUCKETS buckets
+# and SEED: all up, n1 drained (a drain-style move between live nodes), n1 down (take-over).
+cat >"$WORK/plan.yaml" <<PLAN
+cluster: e2e
+key_file: cluster.key
+services:
+  - name: web
+    vip: $V4
+    interface: eth0
+    cluster_mac: $MAC4
+    buckets: $BUCKETS
+    seed: $SEED
+nodes:
+  - {name: n1, addresses: [10.77.0.1]}
+  - {name: n2, addresses: [10.77.0.2]}
+  - {name: n3, addresses: [10.77.0.3]}
+PLAN
+layout() {  # layout NODE [plan options]: NODE's buckets as "0:3:6" ("-" for none)
+  local node=$1; shift
+  local list
+  list=$("$SHOALCTL" plan "$WORK/plan.yaml" --json "$@" |
+    jq -r --arg n "$node" '[.buckets | to_entries[] | select(.value == $n) | .key] | map(tostring) | join(":")') ||
+    fail "shoalctl plan failed"
+  echo "${list:--}"
+}
+common() {  # common A B: buckets in both colon lists
+  local out=() b
+  for b in ${1//:/ }; do [[ ":$2:" == *":$b:"* ]] && out+=("$b"); done
+  local IFS=:; echo "${out[*]:--}"
+}
+command -v jq >/dev/null || fail "jq not found (test/setup-deps.sh installs it)"
+OWN1=$(layout n1); OWN2=$(layout n2); OWN3=$(layout n3)
+MOVED1=$(layout n1 --drain n1); MOVED2=$(layout n2 --drain n1); MOVED3=$(layout n3 --drain n1)
+DOWN2=$(layout n2 --down n1); DOWN3=$(layout n3 --down n1)
+echo "layouts from the rebalance: all up n1=$OWN1 n2=$OWN2 n3=$OWN3;" \
+  "n1 drained n2=$MOVED2 n3=$MOVED3; n1 down n2=$DOWN2 n3=$DOWN3"
+[ "$OWN1" != - ] && [ "$MOVED1" = - ] || fail "unexpected layouts from shoalctl plan"
 
 for hash in sourceip sourceip-sourceport sourceip-sourceport-destport; do
   echo "=== hash mode $hash ==="
@@ -187,17 +219,19 @@ for hash in sourceip sourceip-sourceport sourceip-sourceport-destport; do
     check "$hash v$fam tcp alive before move" tcp_cmd "check alive"
     # Drain-style move between live nodes: n1 keeps its established connections.
     agent_cmd n2 set "v$fam" "$MOVED2"
+    agent_cmd n3 set "v$fam" "$MOVED3"
     agent_cmd n1 set "v$fam" "$MOVED1"
     check "$hash v$fam tcp alive after move" tcp_cmd "check alive"
     check "$hash v$fam udp after move" udp_flows "$vip" "$src" "$hash" \
-      "n1=$MOVED1" "n2=$MOVED2" "n3=$OWN3"
+      "n1=$MOVED1" "n2=$MOVED2" "n3=$MOVED3"
     check "$hash v$fam new tcp after move" in_ns c "$BIN/flow_client" tcp --vip "$vip" \
       --ports "$PORTS" --sources "$src" --flows 200 --service "hash=$hash,buckets=$BUCKETS,seed=$SEED" \
-      --owner "n1=$MOVED1" --owner "n2=$MOVED2" --owner "n3=$OWN3" --timeout-ms 3000
+      --owner "n1=$MOVED1" --owner "n2=$MOVED2" --owner "n3=$MOVED3" --timeout-ms 3000
     exec {tcp_fd}>&-
     wait "$tcp_pid" 2>/dev/null
     agent_cmd n1 set "v$fam" "$OWN1"
     agent_cmd n2 set "v$fam" "$OWN2"
+    agent_cmd n3 set "v$fam" "$OWN3"
   done
   if [ "$hash" != sourceip-sourceport-destport ]; then
     for n in $NODES; do stop_agent "$n"; done
@@ -233,11 +267,12 @@ for fam in 4 6; do
   check "failsafe v$fam udp: n1 silent, others by owner" udp_flows "$vip" "$src" "$hash" \
     "n2=$OWN2" "n3=$OWN3"
 done
-# Takeover: n2 takes n1's buckets; n1 is dead, so its orphaned connections get resets.
-TAKE2=0:1:3:4:6:7:9:10
-agent_cmd n2 set v4 "$TAKE2" "$OWN1"
+# Takeover: n2 and n3 take the layout without n1; n1 is dead, so connections in its old
+# buckets get resets (only there: the others' established connections stay).
+agent_cmd n2 set v4 "$DOWN2" "$(common "$DOWN2" "$OWN1")"
+agent_cmd n3 set v4 "$DOWN3" "$(common "$DOWN3" "$OWN1")"
 check "takeover: n1's connections reset, others alive" tcp_cmd "check reset-from n1"
-check "takeover v4 udp" udp_flows "$V4" 10.77.1.1+60 "$hash" "n2=$TAKE2" "n3=$OWN3"
+check "takeover v4 udp" udp_flows "$V4" 10.77.1.1+60 "$hash" "n2=$DOWN2" "n3=$DOWN3"
 exec {tcp_fd}>&-
 
 echo "=== done: $FAILURES failed checks ==="
