@@ -320,21 +320,18 @@ void Daemon::reconcile() {
   }
   const TimePoint now = std::chrono::steady_clock::now();
   const View& view = membership_->view();
-  std::vector<std::vector<BucketSet>> claims(view.members.size());
-  for (std::size_t m = 0; m < view.members.size(); ++m) {
-    claims[m] = view.members[m].claims;
-  }
   for (std::size_t s = 0; s < def_.services.size(); ++s) {
     for (std::size_t m = 0; m < view.members.size(); ++m) {
-      if (m == self_ || !view.members[m].up() || s >= claims[m].size()) {
+      const MemberView& peer = view.members[m];
+      if (m == self_ || !peer.up() || s >= peer.claims.size()) {
         continue;
       }
-      for (uint32_t b : claims[m][s].list()) {
+      for (uint32_t b : peer.claims[s].list()) {
         last_claimant_[s][b] = static_cast<int>(m);
       }
     }
   }
-  OwnershipInput input{&def_, &view, &claims, &held_, settled(now)};
+  OwnershipInput input{&def_, &view, &held_, settled(now)};
   input.now = now;
   input.quorum_window = def_.timing.suspect_after;
   OwnershipDecision d = decideOwnership(input);

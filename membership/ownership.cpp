@@ -83,11 +83,11 @@ OwnershipDecision decideOwnership(const OwnershipInput& in) {
         }
         bool claimed = false;
         for (std::size_t m = 0; m < view.members.size() && !claimed; ++m) {
-          if (m == view.self || !view.members[m].up() || in.claims == nullptr ||
-              m >= in.claims->size() || s >= (*in.claims)[m].size()) {
+          const MemberView& peer = view.members[m];
+          if (m == view.self || !peer.up() || s >= peer.claims.size()) {
             continue;
           }
-          claimed = (*in.claims)[m][s].has(b);
+          claimed = peer.claims[s].has(b);
         }
         if (claimed || claims_unknown) {
           ++d.waiting;

@@ -39,10 +39,9 @@ namespace shoal {
 
 struct OwnershipInput {
   const ClusterDefinition* def = nullptr;
+  /// The membership view; each peer's MemberView::claims (from its latest heartbeat) says
+  /// what it holds. An entry with fewer services than the definition claims nothing for the rest.
   const View* view = nullptr;
-  /// Per member (indexed like def->nodes), the buckets it claims per service, from its latest
-  /// heartbeat. An entry with fewer services than the definition claims nothing for the rest.
-  const std::vector<std::vector<BucketSet>>* claims = nullptr;
   /// What this node holds now, per service.
   const std::vector<BucketSet>* held = nullptr;
   /// False right after start, until every peer has been heard from or declared dead.

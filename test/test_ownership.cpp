@@ -14,7 +14,6 @@ using shoal::MemberState;
 struct Fixture {
   shoal::ClusterDefinition def;
   shoal::View view;
-  std::vector<std::vector<BucketSet>> claims;
   std::vector<BucketSet> held;
 
   explicit Fixture(uint32_t self, std::size_t nodes = 3) {
@@ -35,12 +34,14 @@ struct Fixture {
       m.state = MemberState::Alive;
       m.claims_known = true;
     }
-    claims.assign(nodes, {BucketSet(16)});
+    for (auto& m : view.members) {
+      m.claims = {BucketSet(16)};
+    }
     held = {BucketSet(16)};
   }
 
   shoal::OwnershipDecision decide(bool settled = true) const {
-    return shoal::decideOwnership({&def, &view, &claims, &held, settled});
+    return shoal::decideOwnership({&def, &view, &held, settled});
   }
 
   uint32_t mask() const {
@@ -77,11 +78,11 @@ TEST_CASE("ownership waits for a bucket a live peer still claims, then takes it"
   Fixture f(0);
   const auto mine = f.targetOf(0);
   REQUIRE_FALSE(mine.empty());
-  f.claims[1][0].set(mine[0]);  // peer 1 has not released it yet
+  f.view.members[1].claims[0].set(mine[0]);  // peer 1 has not released it yet
   auto d = f.decide();
   CHECK_FALSE(d.hold[0].has(mine[0]));
   CHECK(d.waiting == 1);
-  f.claims[1][0].set(mine[0], false);  // its next heartbeat: released
+  f.view.members[1].claims[0].set(mine[0], false);  // its next heartbeat: released
   d = f.decide();
   CHECK(d.hold[0].has(mine[0]));
 }
@@ -90,7 +91,7 @@ TEST_CASE("ownership keeps a held target bucket even if a peer claims it too") {
   Fixture f(0);
   const auto mine = f.targetOf(0);
   f.held[0].set(mine[0]);
-  f.claims[2][0].set(mine[0]);
+  f.view.members[2].claims[0].set(mine[0]);
   CHECK(f.decide().hold[0].has(mine[0]));
 }
 
@@ -106,7 +107,7 @@ TEST_CASE("ownership ignores the claims of a dead peer: a crash is taken over at
   Fixture f(0);
   const auto before = f.targetOf(1);
   for (uint32_t b : before) {
-    f.claims[1][0].set(b);
+    f.view.members[1].claims[0].set(b);
   }
   f.view.members[1].state = MemberState::Dead;
   const auto d = f.decide();
@@ -161,7 +162,9 @@ TEST_CASE("ownership: every bucket is held by exactly one node once claims settl
       claims[i] = nodes[i].held;
     }
     for (int i = 0; i < 3; ++i) {
-      nodes[i].claims = claims;
+      for (int m = 0; m < 3; ++m) {
+        nodes[i].view.members[m].claims = claims[m];
+      }
       nodes[i].held = nodes[i].decide().hold;
     }
   }
@@ -213,7 +216,7 @@ TEST_CASE("quorum counts only peers heard within the window, whatever their stat
   CHECK(shoal::quorumCount(f.view, now, std::chrono::milliseconds(150)) == 2);
   f.view.members[1].links[0].last_heard = now - std::chrono::milliseconds(200);
   CHECK(shoal::quorumCount(f.view, now, std::chrono::milliseconds(150)) == 1);
-  shoal::OwnershipInput in{&f.def, &f.view, &f.claims, &f.held, true};
+  shoal::OwnershipInput in{&f.def, &f.view, &f.held, true};
   in.now = now;
   in.quorum_window = std::chrono::milliseconds(150);
   CHECK_FALSE(shoal::decideOwnership(in).quorum);  // cut off: let go before being declared dead
