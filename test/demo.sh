@@ -4,7 +4,7 @@
 # crashes a node and measures the outage, drains another with zero lost requests, restores
 # everything, and removes every namespace it made. Run as root on Debian 12:
 #
-#   sudo ./test/demo.sh
+#   ./test/demo.sh        (as root)
 #
 # Nothing outside the namespaces it creates is touched.
 set -euo pipefail
