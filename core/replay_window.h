@@ -14,9 +14,10 @@
 namespace shoal {
 
 /// Sequence numbers tracked per sender. A sender's counter advances for every packet it
-/// sends to any peer on any link: at 16 nodes, two links and 50 ms heartbeats that is about
-/// 1,200 a second, so 4,096 tolerates some 3 s of reordering, far more than a heartbeat is
-/// worth waiting for. Older packets are rejected as replays. Costs 512 bytes per sender.
+/// seals: one per link for each heartbeat round (sent to all peers) plus every probe, ack and
+/// state exchange; with the fast profile's 6 ms heartbeats on two links that is some 340 a
+/// second, so 4,096 tolerates seconds of reordering, far more than a heartbeat is worth
+/// waiting for. Older packets are rejected as replays. Costs 512 bytes per sender.
 inline constexpr uint64_t kReplayWindow = 4096;
 
 /// The outcome of a replay check.

@@ -22,17 +22,23 @@ void setFlapDamping(TimingProfile& t) {
 TimingProfile defaultPreset() {
   TimingProfile t;
   t.name = "default";
-  // 50 ms: 20 small datagrams a second per peer and link is nothing on a LAN, and it detects a
-  // crash in about 250 ms (150 + 100), well under TCP's first retransmission timeout (1 s), so
-  // clients of a dead node mostly see a retransmit, not a reset.
-  t.heartbeat_interval = Millis{50};
+  // 40 ms: 25 small datagrams a second per peer and link is nothing on a LAN. A crash that the
+  // other members all see is declared about 170 ms after the last heartbeat (120 + 100 / 2,
+  // see suspicion_timeout), so clients wait well under TCP's first retransmission timeout (1 s)
+  // and mostly see a retransmit, not a reset.
+  t.heartbeat_interval = Millis{40};
   // Three missed heartbeats on every link: one or two lost datagrams never raise suspicion.
-  t.suspect_after = Millis{150};
-  // Two heartbeat intervals for a falsely suspected node to refute before it is declared dead.
+  t.suspect_after = Millis{120};
+  // A suspect has this long to refute when a single member accuses it; every member that
+  // accuses it independently shortens it (Lifeguard), to half once three agree, so a crash
+  // costs 120 + 50 ms. 50 ms after the probe began still lets a node that stalled for three
+  // heartbeat intervals, at the worst moment, refute in time (120 + 40 < 170), and one node's
+  // lossy path to a peer keeps the full 100 ms.
   t.suspicion_timeout = Millis{100};
-  // A LAN round trip is well under a millisecond; 40 ms leaves room for a busy peer's scheduler
-  // and still fits inside one heartbeat interval, so probes never pile up.
-  t.probe_timeout = Millis{40};
+  // A LAN round trip is well under a millisecond; 30 ms leaves room for a busy peer's
+  // scheduler, fits inside one heartbeat interval (probes never pile up) and leaves 20 ms of
+  // the shortest suspicion for the other members' accusations to arrive.
+  t.probe_timeout = Millis{30};
   // k = 3 other members asked to probe: enough that one lossy path between two nodes does not
   // make them suspect each other (SWIM's usual choice), small enough to stay cheap at 16 nodes.
   t.indirect_probes = 3;
@@ -43,15 +49,18 @@ TimingProfile defaultPreset() {
 TimingProfile fastPreset() {
   TimingProfile t;
   t.name = "fast";
-  // 10 ms: for dedicated, quiet heartbeat links; detects a crash in about 50 ms (30 + 20), at
-  // 100 datagrams a second per peer and link.
-  t.heartbeat_interval = Millis{10};
+  // 6 ms: for dedicated, quiet heartbeat links; a crash is declared about 27 ms after the last
+  // heartbeat (18 + 18 / 2), at 167 datagrams a second per peer and link.
+  t.heartbeat_interval = Millis{6};
   // Three missed heartbeats, as in the default preset.
-  t.suspect_after = Millis{30};
-  // Two heartbeat intervals to refute, as in the default preset.
-  t.suspicion_timeout = Millis{20};
-  // Within one heartbeat interval, leaving 2 ms for the peer to be scheduled.
-  t.probe_timeout = Millis{8};
+  t.suspect_after = Millis{18};
+  // As in the default preset: the full time with a single accuser, half with three, which
+  // still lets a node that stalled for three intervals at the worst moment refute in time
+  // (18 + 6 < 27).
+  t.suspicion_timeout = Millis{18};
+  // Within one heartbeat interval, leaving 4 ms for the peer to be scheduled and 4 ms of the
+  // shortest suspicion for the other members' accusations to arrive.
+  t.probe_timeout = Millis{5};
   // Same reasoning as the default preset.
   t.indirect_probes = 3;
   setFlapDamping(t);

@@ -4,9 +4,11 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <algorithm>
 #include <numeric>
 #include <optional>
 #include <utility>
+#include <vector>
 
 namespace shoal {
 
@@ -20,11 +22,11 @@ constexpr std::string_view kMacLabel = "shoal/wire/packet-mac";
 // API needs safe.
 constexpr std::size_t kMaxDatagram = 65535;
 
-void appendBigEndian32(std::string& out, uint32_t value) {
-  out += static_cast<char>(value >> 24);
-  out += static_cast<char>(value >> 16);
-  out += static_cast<char>(value >> 8);
-  out += static_cast<char>(value);
+void putBigEndian32(uint8_t* out, uint32_t value) {
+  out[0] = static_cast<uint8_t>(value >> 24);
+  out[1] = static_cast<uint8_t>(value >> 16);
+  out[2] = static_cast<uint8_t>(value >> 8);
+  out[3] = static_cast<uint8_t>(value);
 }
 
 bool nodeInRange(uint32_t node, const WireIdentity& identity) {
@@ -70,6 +72,22 @@ bool indicesInRange(const wire::Envelope& envelope, const WireIdentity& identity
   return false;
 }
 
+// True if serializing `packet` gives back exactly `datagram` (no padded varints, no repeated
+// or reordered fields, no trailing bytes). Serializes into a stack buffer: this runs for
+// every datagram received, so it reuses one buffer per thread instead of allocating.
+bool isCanonical(const wire::Packet& packet, std::string_view datagram) {
+  const std::size_t size = packet.ByteSizeLong();
+  if (size != datagram.size() || size > kMaxDatagram) {
+    return false;
+  }
+  thread_local std::vector<uint8_t> buffer;
+  buffer.resize(size);
+  const uint8_t* end = packet.SerializeWithCachedSizesToArray(buffer.data());
+  return static_cast<std::size_t>(end - buffer.data()) == size &&
+         std::equal(static_cast<const uint8_t*>(buffer.data()), end,
+                    reinterpret_cast<const uint8_t*>(datagram.data()));
+}
+
 }  // namespace
 
 const char* toString(Rejection reason) {
@@ -108,6 +126,16 @@ class HmacStates {
     for (Entry& e : entries_) {
       clear(e);
     }
+    EVP_MD_CTX_free(scratch_);
+  }
+
+  // A context to compute one MAC in, reused for every packet of this thread (allocating one
+  // per packet was a measurable part of a heartbeat's cost); nullptr if OpenSSL fails.
+  EVP_MD_CTX* scratch() {
+    if (scratch_ == nullptr) {
+      scratch_ = EVP_MD_CTX_new();
+    }
+    return scratch_;
   }
 
   // Inner and outer states for `key`, or nullptr if OpenSSL fails.
@@ -157,6 +185,7 @@ class HmacStates {
   }
   std::array<Entry, 4> entries_{};  // a rotation has at most a few keys in use at once
   std::size_t next_ = 0;
+  EVP_MD_CTX* scratch_ = nullptr;
 };
 
 // HMAC over the label, version, key id and envelope; nullopt if OpenSSL fails (it does not
@@ -168,24 +197,23 @@ std::optional<std::array<uint8_t, kMacSize>> computeMac(const Key& key, uint32_t
   if (states == nullptr) {
     return std::nullopt;
   }
-  std::string header;
-  header.reserve(kMacLabel.size() + 8);
-  header += kMacLabel;
-  appendBigEndian32(header, version);
-  appendBigEndian32(header, key.id());
+  std::array<uint8_t, kMacLabel.size() + 8> header{};
+  std::copy(kMacLabel.begin(), kMacLabel.end(), header.begin());
+  putBigEndian32(header.data() + kMacLabel.size(), version);
+  putBigEndian32(header.data() + kMacLabel.size() + 4, key.id());
   std::array<uint8_t, kMacSize> inner{};
   std::array<uint8_t, kMacSize> mac{};
   unsigned int inner_len = 0;
   unsigned int mac_len = 0;
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_MD_CTX* ctx = cache.scratch();
   const bool ok = ctx != nullptr && EVP_MD_CTX_copy_ex(ctx, states->first) == 1 &&
                   EVP_DigestUpdate(ctx, header.data(), header.size()) == 1 &&
                   EVP_DigestUpdate(ctx, envelope_bytes.data(), envelope_bytes.size()) == 1 &&
-                  EVP_DigestFinal_ex(ctx, inner.data(), &inner_len) == 1 &&
-                  inner_len == kMacSize && EVP_MD_CTX_copy_ex(ctx, states->second) == 1 &&
+                  EVP_DigestFinal_ex(ctx, inner.data(), &inner_len) == 1 && inner_len == kMacSize &&
+                  EVP_MD_CTX_copy_ex(ctx, states->second) == 1 &&
                   EVP_DigestUpdate(ctx, inner.data(), inner.size()) == 1 &&
                   EVP_DigestFinal_ex(ctx, mac.data(), &mac_len) == 1 && mac_len == kMacSize;
-  EVP_MD_CTX_free(ctx);
+  OPENSSL_cleanse(inner.data(), inner.size());
   if (!ok) {
     return std::nullopt;
   }
@@ -215,9 +243,20 @@ PacketSealer::PacketSealer(uint64_t cluster, uint32_t self, uint64_t boot_id)
     : cluster_(cluster), self_(self), boot_id_(boot_id) {}
 
 std::string PacketSealer::seal(const Keyring& keys, uint32_t receiver, wire::Envelope envelope) {
+  envelope.set_receiver(receiver);
+  envelope.set_to_all(false);
+  return sealHeader(keys, std::move(envelope));
+}
+
+std::string PacketSealer::sealToAll(const Keyring& keys, wire::Envelope envelope) {
+  envelope.set_receiver(0);
+  envelope.set_to_all(true);
+  return sealHeader(keys, std::move(envelope));
+}
+
+std::string PacketSealer::sealHeader(const Keyring& keys, wire::Envelope envelope) {
   envelope.set_cluster(cluster_);
   envelope.set_sender(self_);
-  envelope.set_receiver(receiver);
   envelope.set_boot_id(boot_id_);
   envelope.set_sequence(next_sequence_++);
   return sealEnvelope(keys.primary(), envelope);
@@ -255,7 +294,7 @@ Opened openPacket(std::string_view datagram, const Keyring& keys, const WireIden
   // Only the canonical encoding is accepted, so the unauthenticated outer layer has exactly
   // one form: no unknown or repeated fields, no padded varints, no trailing bytes.
   if (packet.version() == 0 || !packet.GetReflection()->GetUnknownFields(packet).empty() ||
-      packet.SerializeAsString() != datagram) {
+      !isCanonical(packet, datagram)) {
     return Opened::reject(Rejection::Malformed);
   }
   if (packet.version() != kWireVersion) {
@@ -282,7 +321,14 @@ Opened openPacket(std::string_view datagram, const Keyring& keys, const WireIden
   if (!indicesInRange(envelope, identity)) {
     return Opened::reject(Rejection::Malformed);
   }
-  if (envelope.receiver() != identity.self) {
+  if (envelope.to_all()) {
+    // Only a heartbeat that wants no answer says the same to every node; a probe, an ack or
+    // a state exchange is meant for one receiver and must not be accepted by the others.
+    if (envelope.body_case() != wire::Envelope::kHeartbeat ||
+        envelope.heartbeat().probe_id() != 0) {
+      return Opened::reject(Rejection::Malformed);
+    }
+  } else if (envelope.receiver() != identity.self) {
     return Opened::reject(Rejection::Replay);
   }
   return Opened::accept(std::move(envelope), key->id());

@@ -94,11 +94,18 @@ class PacketSealer {
   /// kMaxPacketSize if the caller put too much in the body; callers check .size().
   std::string seal(const Keyring& keys, uint32_t receiver, wire::Envelope envelope);
 
+  /// Like seal(), but addressed to every node (Envelope.to_all): one datagram the caller
+  /// sends unchanged to each peer. Only for a Heartbeat with probe_id 0; openPacket()
+  /// rejects anything else sealed this way as malformed.
+  std::string sealToAll(const Keyring& keys, wire::Envelope envelope);
+
   /// Sequence number the next seal() will use.
   uint64_t nextSequence() const { return next_sequence_; }
   uint64_t bootId() const { return boot_id_; }
 
  private:
+  std::string sealHeader(const Keyring& keys, wire::Envelope envelope);
+
   uint64_t cluster_;
   uint32_t self_;
   uint64_t boot_id_;
@@ -137,9 +144,10 @@ class Opened {
 /// (UnknownKey); MAC matches, compared with CRYPTO_memcmp (BadMac); the envelope parses and
 /// has a body (Malformed); its cluster equals identity.cluster (OtherCluster); the sender and
 /// every node index in the body (update nodes, drain writers, probe targets) are below
-/// identity.node_count (Malformed); the receiver is identity.self (Replay). Nothing is parsed
-/// from the envelope before its MAC verified. Replay of sequence numbers is the caller's
-/// next step (ReplayGuard). Never throws; any input is safe.
+/// identity.node_count (Malformed); the receiver is identity.self (Replay), unless the
+/// envelope is addressed to all nodes, which only a Heartbeat with probe_id 0 may be
+/// (Malformed otherwise). Nothing is parsed from the envelope before its MAC verified. Replay of
+/// sequence numbers is the caller's next step (ReplayGuard). Never throws; any input is safe.
 Opened openPacket(std::string_view datagram, const Keyring& keys, const WireIdentity& identity);
 
 }  // namespace shoal

@@ -1,6 +1,8 @@
 #include "membership/membership.h"
 
 #include <algorithm>
+#include <bit>
+#include <cmath>
 
 #include "core/fingerprint.h"
 
@@ -150,6 +152,25 @@ Duration Membership::suspectAfter() const {
 
 Duration Membership::suspicionTimeout() const {
   return def_.timing.suspicion_timeout * local_health_.multiplier();
+}
+
+Duration Membership::suspicionTimeout(uint32_t node) const {
+  // Lifeguard's dynamic suspicion: from suspicion_timeout with one accuser down to half of it
+  // with 1 + K, logarithmically (each further confirmation is worth less). K is
+  // kSuspicionConfirmations, or the number of other members up beyond the suspect when fewer;
+  // with nobody to confirm (two nodes), the shortest.
+  const Duration longest = suspicionTimeout();
+  const Duration shortest = longest / 2;
+  const auto up = static_cast<uint32_t>(std::count_if(view_.members.begin(), view_.members.end(),
+                                                      [](const MemberView& m) { return m.up(); }));
+  const uint32_t k = std::min<uint32_t>(kSuspicionConfirmations, up >= 2 ? up - 2 : 0);
+  const auto accusers = static_cast<uint32_t>(std::popcount(peers_[node].accusers));
+  const uint32_t confirmations = accusers > 0 ? accusers - 1 : 0;
+  if (k == 0 || confirmations >= k) {
+    return shortest;
+  }
+  const double fraction = std::log(confirmations + 1.0) / std::log(k + 1.0);
+  return longest - std::chrono::duration_cast<Duration>((longest - shortest) * fraction);
 }
 
 Duration Membership::probeTimeout() const {
@@ -318,6 +339,7 @@ void Membership::catchUp(TimePoint now) {
     p.probe_started += late;
     p.probe_deadline += late;
     p.suspicion_deadline += late;
+    p.suspected_at += late;
     for (LinkView& l : view_.members[n].links) {
       shift(l.last_heard);
     }
@@ -385,14 +407,26 @@ void Membership::tick(TimePoint now) {
           local_health_.worse(now);
         }
         setState(now, n, MemberState::Suspect, m.incarnation);
-        p.suspicion_deadline = p.probe_started + suspicionTimeout();
+        accuse(now, n);
         ++counters_.suspicions;
+      }
+    } else if (m.state == MemberState::Suspect) {
+      const bool accused = (p.accusers >> self_) & 1;
+      if (p.probing && now >= p.probe_deadline) {
+        // Heard of the suspicion while its own probe ran, and that probe failed too: an
+        // independent accusation.
+        p.probing = false;
+        accuse(now, n);
+      } else if (!p.probing && !accused && now >= p.last_heard + suspect_after) {
+        // Told of a suspicion of a member this node has not heard from either: check for
+        // itself, so that its word counts as a confirmation (or the member answers).
+        startProbe(now, n);
+      }
+      if (now >= p.suspicion_deadline) {
+        setState(now, n, MemberState::Dead, m.incarnation);
+        ++counters_.deaths;
         broadcast_pending_ = true;
       }
-    } else if (m.state == MemberState::Suspect && now >= p.suspicion_deadline) {
-      setState(now, n, MemberState::Dead, m.incarnation);
-      ++counters_.deaths;
-      broadcast_pending_ = true;
     }
   }
 
@@ -460,6 +494,11 @@ Output Membership::finish(TimePoint now) {
         next = std::min(next, p.probing ? p.probe_deadline : p.last_heard + suspect_after);
       } else if (m.state == MemberState::Suspect) {
         next = std::min(next, p.suspicion_deadline);
+        if (p.probing) {
+          next = std::min(next, p.probe_deadline);
+        } else if (((p.accusers >> self_) & 1) == 0) {
+          next = std::min(next, p.last_heard + suspect_after);
+        }
       }
     }
     for (const Relay& r : relays_) {
@@ -666,7 +705,7 @@ void Membership::heardFrom(TimePoint now, uint32_t node, uint32_t link) {
     out_.events.push_back(makeEvent(Event::Kind::LinkChanged, node, link, m.state, true));
   }
   p.last_heard = now;
-  if (p.probing && m.state == MemberState::Alive) {
+  if (p.probing && m.up()) {
     p.probing = false;  // it spoke: the probe is answered
   }
 }
@@ -703,6 +742,9 @@ void Membership::applyUpdate(TimePoint now, const wire::MemberUpdate& u) {
     return;
   }
   const MemberView& m = view_.members[node];
+  if (state == MemberState::Suspect && inc > m.incarnation) {
+    peers_[node].accusers = 0;  // accusations of an older incarnation say nothing of this one
+  }
   bool accept = false;
   switch (state) {
     case MemberState::Alive:
@@ -729,6 +771,9 @@ void Membership::applyUpdate(TimePoint now, const wire::MemberUpdate& u) {
       setHealth(node, fromWire(u.health()));
     }
     setState(now, node, state, inc);
+  }
+  if (state == MemberState::Suspect && m.state == MemberState::Suspect && inc == m.incarnation) {
+    mergeAccusers(node, u.accusers());
   }
   adoptHoldDown(now, node, u.hold_down_ms());
 }
@@ -841,8 +886,11 @@ void Membership::setState(TimePoint now, uint32_t node, MemberState state, uint6
       break;
     }
     case MemberState::Suspect:
-      // Learned from another member: its own window starts now.
-      p.suspicion_deadline = now + suspicionTimeout();
+      // Learned from another member: its own window starts now (accuse() moves the start
+      // back to its own probe when this node is the one that found the silence).
+      p.suspected_at = now;
+      p.accusers = 0;
+      updateSuspicionDeadline(node);
       break;
     case MemberState::Dead:
       p.probing = false;
@@ -879,6 +927,35 @@ void Membership::maybeCorrect(TimePoint now, uint32_t node, uint32_t link, uint6
 
 void Membership::queueGossip(uint32_t node) {
   peers_[node].gossip_left = kGossipRounds;
+}
+
+void Membership::accuse(TimePoint now, uint32_t node) {
+  (void)now;
+  Peer& p = peers_[node];
+  p.accusers |= uint64_t{1} << self_;
+  p.suspected_at = std::min(p.suspected_at, p.probe_started);
+  updateSuspicionDeadline(node);
+  queueGossip(node);
+  // At once, so that the others count this accusation while their own windows run.
+  broadcast_pending_ = true;
+}
+
+void Membership::mergeAccusers(uint32_t node, uint64_t accusers) {
+  Peer& p = peers_[node];
+  const uint64_t valid =
+      view_.members.size() >= 64 ? ~uint64_t{0} : (uint64_t{1} << view_.members.size()) - 1;
+  const uint64_t added = accusers & valid & ~p.accusers & ~(uint64_t{1} << node);
+  if (added == 0) {
+    return;
+  }
+  p.accusers |= added;
+  updateSuspicionDeadline(node);
+  queueGossip(node);
+}
+
+void Membership::updateSuspicionDeadline(uint32_t node) {
+  Peer& p = peers_[node];
+  p.suspicion_deadline = p.suspected_at + suspicionTimeout(node);
 }
 
 // ---- sending ------------------------------------------------------------------------------
@@ -925,21 +1002,20 @@ void Membership::startProbe(TimePoint now, uint32_t node) {
 
 void Membership::heartbeatRound(TimePoint now) {
   (void)now;
-  wire::Heartbeat base = ownHeartbeat(0, 0);
-  for (uint32_t n = 0; n < view_.members.size(); ++n) {
-    if (n == self_) {
-      continue;
-    }
-    for (uint32_t l = 0; l < links_; ++l) {
-      wire::Envelope env;
-      wire::Heartbeat* hb = env.mutable_heartbeat();
-      *hb = base;
-      hb->set_link(l);
-      ++counters_.heartbeats_sent;
-      send(n, l, std::move(env));
-    }
+  wire::Envelope env;
+  wire::Heartbeat* base = env.mutable_heartbeat();
+  *base = ownHeartbeat(0, 0);
+  // The same words for every peer: signed once per link and sent to all of them.
+  const uint32_t peers = static_cast<uint32_t>(view_.members.size()) - 1;
+  for (uint32_t l = 0; l < links_ && peers > 0; ++l) {
+    base->set_link(l);
+    std::string bytes = sealer_.sealToAll(keys_, env);
+    counters_.heartbeats_sent += peers;
+    counters_.packets_sent += peers;
+    counters_.bytes_sent += peers * bytes.size();
+    out_.send.push_back(Datagram{l, kAllPeers, std::move(bytes)});
   }
-  for (const wire::MemberUpdate& u : base.updates()) {
+  for (const wire::MemberUpdate& u : base->updates()) {
     Peer& p = peers_[u.node()];
     if (p.gossip_left > 0) {
       --p.gossip_left;
@@ -988,6 +1064,9 @@ wire::MemberUpdate Membership::record(uint32_t node) const {
   }
   if (m.health.status != HealthStatus::Unstated || m.health.failing_checks != 0) {
     toWire(m.health, u.mutable_health());
+  }
+  if (m.state == MemberState::Suspect) {
+    u.set_accusers(peers_[node].accusers);
   }
   if (m.held_down && m.held_until > now_) {
     const auto ms = std::chrono::ceil<std::chrono::milliseconds>(m.held_until - now_).count();

@@ -15,10 +15,13 @@
 // - A peer silent on every link for suspect_after is probed directly on every link and,
 //   at the same time, through `indirect_probes` other members (SWIM's ping-req). An answer
 //   through any of them ends the matter: the peer is reachable.
-// - With no answer within probe_timeout the peer is announced as suspect. It refutes by
-//   raising its incarnation as soon as it hears of it; otherwise it is declared dead
-//   suspicion_timeout after it was first found silent (dead about suspect_after +
-//   suspicion_timeout after its last heartbeat).
+// - With no answer within probe_timeout the peer is announced as suspect, with this node
+//   named as an accuser. It refutes by raising its incarnation as soon as it hears of it;
+//   otherwise it is declared dead suspicion_timeout after it was first found silent (dead
+//   about suspect_after + suspicion_timeout after its last heartbeat). Every other member that
+//   suspects it independently (its own probe failed too) shortens that, down to half the
+//   suspicion_timeout once kSuspicionConfirmations others agree (Lifeguard's dynamic
+//   suspicion): a crash that every node sees is declared fast, one node's bad path is not.
 // - Every packet is verified (keyring MAC, cluster fingerprint, addressee, replay window)
 //   before it can change anything; rejections are counted by reason.
 // - Lifeguard local health: late wakeups, probes unanswered even by the helpers, and having
@@ -54,6 +57,9 @@ inline constexpr uint32_t kGossipRounds = 3;
 inline constexpr uint32_t kPushPullRounds = 20;
 /// Most member updates piggybacked on one packet (keeps it under kMaxPacketSize).
 inline constexpr std::size_t kMaxUpdatesPerPacket = 32;
+/// Independent accusers beyond the first after which a suspicion runs for its shortest time
+/// (Lifeguard's K; fewer when the cluster has fewer other members up).
+inline constexpr uint32_t kSuspicionConfirmations = 2;
 /// Highest Lifeguard local-health score (timeouts at most 1 + 8 = 9 times as long).
 inline constexpr uint32_t kMaxLocalHealth = 8;
 /// Most foreign peers remembered (a misconfigured LAN must not grow memory without bound).
@@ -124,6 +130,8 @@ class Membership {
     uint32_t nacks_expected = 0;
     uint32_t nacks_received = 0;
     TimePoint suspicion_deadline{};
+    TimePoint suspected_at{};  // start of this node's suspicion window
+    uint64_t accusers = 0;     // bit i: node i suspects the member itself (MemberUpdate.accusers)
     TimePoint next_correction{};
     uint32_t gossip_left = 0;
     TimePoint hold_ended{};  // when this node last saw the member's hold-down end
@@ -163,6 +171,9 @@ class Membership {
   void setHealth(uint32_t node, const NodeHealth& health);
   void maybeCorrect(TimePoint now, uint32_t node, uint32_t link, uint64_t claimed);
   void queueGossip(uint32_t node);
+  void accuse(TimePoint now, uint32_t node);
+  void mergeAccusers(uint32_t node, uint64_t accusers);
+  void updateSuspicionDeadline(uint32_t node);
 
   void startProbe(TimePoint now, uint32_t node);
   void heartbeatRound(TimePoint now);
@@ -176,6 +187,7 @@ class Membership {
 
   Duration suspectAfter() const;
   Duration suspicionTimeout() const;
+  Duration suspicionTimeout(uint32_t node) const;
   Duration probeTimeout() const;
   uint32_t linkCount() const { return links_; }
 

@@ -30,9 +30,13 @@ struct Endpoint {
   auto operator<=>(const Endpoint&) const = default;
 };
 
+/// Datagram::node of a datagram meant for every other node of the cluster.
+inline constexpr uint32_t kAllPeers = UINT32_MAX;
+
 /// One datagram the caller must send: on heartbeat link `link` (the index into
 /// Node::addresses) to node `node` (index into ClusterDefinition::nodes) at its address on that
-/// link and the cluster port.
+/// link and the cluster port; or, when `node` is kAllPeers, the same bytes to every node of
+/// the definition except this one (a heartbeat round: signed once, sent to all).
 struct Datagram {
   uint32_t link = 0;
   uint32_t node = 0;

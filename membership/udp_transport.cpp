@@ -1,7 +1,11 @@
 #include "membership/udp_transport.h"
 
+#include <sys/socket.h>
+#include <sys/uio.h>
+
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/ip/v6_only.hpp>
+#include <cerrno>
 
 #include "core/wire_codec.h"
 
@@ -66,6 +70,7 @@ Result<std::unique_ptr<UdpTransport>> UdpTransport::open(asio::io_context& io,
                  std::to_string(def.nodes.size()) + " nodes)"};
   }
   std::unique_ptr<UdpTransport> t(new UdpTransport(def, std::move(on_receive)));
+  t->self_ = self;
   const Node& me = def.nodes[self];
   for (std::size_t l = 0; l < me.addresses.size(); ++l) {
     auto link = std::make_unique<Link>(io);
@@ -129,6 +134,10 @@ void UdpTransport::receiveNext(std::size_t index) {
 }
 
 void UdpTransport::send(const Datagram& datagram) {
+  if (datagram.node == kAllPeers) {
+    sendToAll(datagram);
+    return;
+  }
   const std::size_t slot = static_cast<std::size_t>(datagram.node) * link_count_ + datagram.link;
   if (datagram.link >= links_.size() || slot >= peers_.size() ||
       !links_[datagram.link]->socket.is_open()) {
@@ -142,6 +151,51 @@ void UdpTransport::send(const Datagram& datagram) {
     ++stats_.send_errors;
   } else {
     ++stats_.sent;
+  }
+}
+
+void UdpTransport::sendToAll(const Datagram& datagram) {
+  const std::size_t nodes = link_count_ == 0 ? 0 : peers_.size() / link_count_;
+  const std::size_t others = nodes > 0 ? nodes - 1 : 0;
+  if (datagram.link >= links_.size() || !links_[datagram.link]->socket.is_open()) {
+    stats_.send_errors += others;
+    return;
+  }
+  // One system call for the whole round (sendmmsg) instead of one per peer.
+  std::vector<mmsghdr> messages;
+  std::vector<iovec> payload(1);
+  payload[0].iov_base = const_cast<char*>(datagram.bytes.data());
+  payload[0].iov_len = datagram.bytes.size();
+  messages.reserve(others);
+  for (std::size_t n = 0; n < nodes; ++n) {
+    if (n == self_) {
+      continue;
+    }
+    udp::endpoint& to = peers_[n * link_count_ + datagram.link];
+    mmsghdr m{};
+    m.msg_hdr.msg_name = to.data();
+    m.msg_hdr.msg_namelen = static_cast<socklen_t>(to.size());
+    m.msg_hdr.msg_iov = payload.data();
+    m.msg_hdr.msg_iovlen = 1;
+    messages.push_back(m);
+  }
+  const int fd = links_[datagram.link]->socket.native_handle();
+  std::size_t done = 0;
+  while (done < messages.size()) {
+    const int n = ::sendmmsg(fd, messages.data() + done,
+                             static_cast<unsigned>(messages.size() - done), MSG_DONTWAIT);
+    if (n > 0) {
+      done += static_cast<std::size_t>(n);
+      stats_.sent += static_cast<uint64_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    // The first datagram left was refused (no route to that peer, buffer full): count it
+    // and go on with the rest, as one send_to() per peer would.
+    ++stats_.send_errors;
+    ++done;
   }
 }
 

@@ -48,8 +48,9 @@ class UdpTransport {
   UdpTransport(const UdpTransport&) = delete;
   UdpTransport& operator=(const UdpTransport&) = delete;
 
-  /// Sends `datagram` to its node's address on its link. Never blocks: a datagram the kernel
-  /// cannot take now is dropped and counted (heartbeats are repeated anyway).
+  /// Sends `datagram` to its node's address on its link, or to every other node's when its
+  /// node is kAllPeers. Never blocks: a datagram the kernel cannot take now is dropped and
+  /// counted (heartbeats are repeated anyway).
   void send(const Datagram& datagram);
   /// Closes every socket; pending receives end. Called by the destructor.
   void close();
@@ -60,9 +61,11 @@ class UdpTransport {
   struct Link;
   UdpTransport(const ClusterDefinition& def, Receive on_receive);
   void receiveNext(std::size_t link);
+  void sendToAll(const Datagram& datagram);
 
   std::vector<boost::asio::ip::udp::endpoint> peers_;  // [node * links + link]
   std::size_t link_count_ = 0;
+  std::size_t self_ = 0;
   std::vector<std::unique_ptr<Link>> links_;
   Receive on_receive_;
   TransportStats stats_;

@@ -359,7 +359,7 @@ TEST_CASE(
   CHECK((d.backend == Backend::Auto));
   CHECK((d.partition_policy == PartitionPolicy::Majority));
   CHECK(d.timing.name == "default");
-  CHECK(d.timing.heartbeat_interval == Millis{50});
+  CHECK(d.timing.heartbeat_interval == Millis{40});
   CHECK(d.health_checks.empty());
 }
 
@@ -586,17 +586,17 @@ TEST_CASE("health checks: kinds, targets, thresholds and timing are checked") {
 TEST_CASE("timing presets: default and fast values, both consistent") {
   const auto d = timingPreset("default");
   REQUIRE(d.has_value());
-  CHECK(d->heartbeat_interval == Millis{50});
-  CHECK(d->suspect_after == Millis{150});
+  CHECK(d->heartbeat_interval == Millis{40});
+  CHECK(d->suspect_after == Millis{120});
   CHECK(d->suspicion_timeout == Millis{100});
-  CHECK(d->probe_timeout == Millis{40});
+  CHECK(d->probe_timeout == Millis{30});
   CHECK(d->indirect_probes == 3);
   const auto f = timingPreset("fast");
   REQUIRE(f.has_value());
-  CHECK(f->heartbeat_interval == Millis{10});
-  CHECK(f->suspect_after == Millis{30});
-  CHECK(f->suspicion_timeout == Millis{20});
-  CHECK(f->probe_timeout == Millis{8});
+  CHECK(f->heartbeat_interval == Millis{6});
+  CHECK(f->suspect_after == Millis{18});
+  CHECK(f->suspicion_timeout == Millis{18});
+  CHECK(f->probe_timeout == Millis{5});
   CHECK(f->flap_window == d->flap_window);
   CHECK(f->flap_threshold == d->flap_threshold);
   CHECK(f->flap_hold_down == d->flap_hold_down);
@@ -620,11 +620,11 @@ TEST_CASE("checkTimingProfile names the field that breaks each rule") {
     return fields;
   };
   using V = std::vector<std::string>;
-  CHECK(issuesOf([](TimingProfile& t) { t.suspect_after = Millis{99}; }) == V{"suspect_after_ms"});
-  CHECK(issuesOf([](TimingProfile& t) { t.suspect_after = Millis{100}; }).empty());
-  CHECK(issuesOf([](TimingProfile& t) { t.suspicion_timeout = Millis{49}; }) ==
+  CHECK(issuesOf([](TimingProfile& t) { t.suspect_after = Millis{79}; }) == V{"suspect_after_ms"});
+  CHECK(issuesOf([](TimingProfile& t) { t.suspect_after = Millis{80}; }).empty());
+  CHECK(issuesOf([](TimingProfile& t) { t.suspicion_timeout = Millis{39}; }) ==
         V{"suspicion_timeout_ms"});
-  CHECK(issuesOf([](TimingProfile& t) { t.probe_timeout = Millis{51}; }) == V{"probe_timeout_ms"});
+  CHECK(issuesOf([](TimingProfile& t) { t.probe_timeout = Millis{41}; }) == V{"probe_timeout_ms"});
   CHECK(issuesOf([](TimingProfile& t) { t.probe_timeout = Millis{0}; }) == V{"probe_timeout_ms"});
   CHECK(issuesOf([](TimingProfile& t) { t.indirect_probes = 15; }) == V{"indirect_probes"});
   CHECK(issuesOf([](TimingProfile& t) { t.flap_threshold = 0; }) == V{"flap_threshold"});
@@ -641,14 +641,15 @@ TEST_CASE("timing overrides apply on top of the named profile and are located wh
   auto with = [](const std::string& timing) {
     return parseClusterDefinition("timing: " + timing + "\n" + kMinimal, "t.yaml", noKeyCheck());
   };
-  const LoadResult r = with("{profile: fast, heartbeat_interval_ms: 20, suspect_after_ms: 60}");
+  const LoadResult r = with(
+      "{profile: fast, heartbeat_interval_ms: 20, suspect_after_ms: 60, suspicion_timeout_ms: 40}");
   INFO(allErrors(r));
   REQUIRE(r.ok());
   CHECK(r.definition->timing.name == "fast");
   CHECK(r.definition->timing.heartbeat_interval == Millis{20});
   CHECK(r.definition->timing.suspect_after == Millis{60});
-  CHECK(r.definition->timing.suspicion_timeout == Millis{20});  // from fast
-  CHECK(with("fast").definition->timing.heartbeat_interval == Millis{10});
+  CHECK(r.definition->timing.probe_timeout == Millis{5});  // from fast
+  CHECK(with("fast").definition->timing.heartbeat_interval == Millis{6});
   CHECK(with("{heartbeat_interval_ms: 60, probe_timeout_ms: 50}")
             .ok());  // profile defaults to default
 

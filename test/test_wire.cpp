@@ -388,6 +388,36 @@ TEST_CASE("a packet from another cluster definition is other_cluster, after the 
   CHECK(forged.envelope().cluster() == 0);
 }
 
+TEST_CASE("a heartbeat sealed for all nodes opens at every node; nothing else may be") {
+  const Keyring keys = ringOf({fixedKey(1, 0x11)}, 1);
+  PacketSealer sealer(kCluster, 2, 1);
+  wire::Envelope plain = heartbeatBody(2);
+  plain.mutable_heartbeat()->set_probe_id(0);
+  const std::string datagram = sealer.sealToAll(keys, plain);
+  for (uint32_t self = 0; self < 16; ++self) {
+    const Opened opened = openPacket(datagram, keys, identityOf(self));
+    REQUIRE(opened.ok());
+    CHECK(opened.envelope().to_all());
+    CHECK(opened.envelope().sender() == 2);
+  }
+  // A probe wants an answer from one node: sealed for all, it is malformed everywhere.
+  const std::string probe = sealer.sealToAll(keys, heartbeatBody(2));
+  CHECK(str(openPacket(probe, keys, identityOf(5)).reason()) == str(Rejection::Malformed));
+  wire::Envelope ack;
+  ack.mutable_ack()->set_probe_id(9);
+  ack.mutable_ack()->set_target(2);
+  CHECK(str(openPacket(sealer.sealToAll(keys, ack), keys, identityOf(5)).reason()) ==
+        str(Rejection::Malformed));
+  wire::Envelope leave;
+  leave.mutable_leave()->set_incarnation(1);
+  CHECK(str(openPacket(sealer.sealToAll(keys, leave), keys, identityOf(5)).reason()) ==
+        str(Rejection::Malformed));
+  // Sealed for one node, the same heartbeat is still refused by the others.
+  const std::string addressed = sealer.seal(keys, 3, plain);
+  CHECK(openPacket(addressed, keys, identityOf(3)).ok());
+  CHECK(str(openPacket(addressed, keys, identityOf(4)).reason()) == str(Rejection::Replay));
+}
+
 TEST_CASE("a signed packet of another wire version is unsupported_version") {
   const Keyring keys = ringOf({fixedKey(1, 0x11)}, 1);
   wire::Packet packet;
@@ -687,6 +717,7 @@ TEST_CASE("a 16-node heartbeat with 16 full member updates fits in 1,400 bytes")
     fillWidest(&envelope);
     envelope.set_sender(largest_index);
     envelope.set_receiver(largest_index);
+    envelope.set_to_all(false);  // a probe (probe_id set below) is addressed to one node
     return envelope;
   };
   auto heartbeat = [&](uint32_t largest_index) {

@@ -52,7 +52,15 @@ struct Harness {
   }
   void take(uint32_t node, Output out) {
     for (Datagram& d : out.send) {
-      in_flight.emplace_back(node, std::move(d));
+      if (d.node != kAllPeers) {
+        in_flight.emplace_back(node, std::move(d));
+        continue;
+      }
+      for (uint32_t n = 0; n < cores.size(); ++n) {
+        if (n != node) {
+          in_flight.emplace_back(node, Datagram{d.link, n, d.bytes});
+        }
+      }
     }
     for (Event& e : out.events) {
       events[node].push_back(e);
@@ -102,15 +110,49 @@ struct Harness {
   }
 };
 
-std::optional<TimePoint> firstState(const std::vector<Event>& events, uint32_t node,
-                                    MemberState state, const std::vector<TimePoint>& times) {
-  for (std::size_t i = 0; i < events.size(); ++i) {
-    if (events[i].kind == Event::Kind::MemberChanged && events[i].node == node &&
-        events[i].state == state) {
-      return times[i];
+// Runs a harness in 1 ms steps and remembers when each node logged each event, so a test
+// can ask when a node first saw a member enter a state.
+class Timeline {
+ public:
+  explicit Timeline(Harness& h) : h_(h), first_(h.events.size()), times_(h.events.size()) {
+    for (std::size_t i = 0; i < h.events.size(); ++i) {
+      first_[i] = h.events[i].size();
     }
   }
-  return std::nullopt;
+  // Runs (from, to].
+  void run(TimePoint from, TimePoint to) {
+    for (TimePoint now = from + milliseconds(1); now <= to; now += milliseconds(1)) {
+      h_.run(now, now);
+      for (std::size_t i = 0; i < times_.size(); ++i) {
+        times_[i].resize(h_.events[i].size() - first_[i], now);
+      }
+    }
+  }
+  // When node `at` first saw `node` enter `state` during run().
+  std::optional<TimePoint> first(uint32_t at, uint32_t node, MemberState state) const {
+    for (std::size_t k = 0; k < times_[at].size(); ++k) {
+      const Event& e = h_.events[at][first_[at] + k];
+      if (e.kind == Event::Kind::MemberChanged && e.node == node && e.state == state) {
+        return times_[at][k];
+      }
+    }
+    return std::nullopt;
+  }
+
+ private:
+  Harness& h_;
+  std::vector<std::size_t> first_;  // events logged before the timeline began, per node
+  std::vector<std::vector<TimePoint>> times_;
+};
+
+// Starts every node at t0, cuts `node` off from all others at `cut_at` and runs 400 ms more.
+Timeline isolateAt(Harness& h, uint32_t node, TimePoint cut_at) {
+  h.startAll(t0);
+  h.run(t0, cut_at);
+  h.cut[node] = true;
+  Timeline timeline(h);
+  timeline.run(cut_at, cut_at + milliseconds(400));
+  return timeline;
 }
 
 }  // namespace
@@ -210,20 +252,33 @@ TEST_CASE("start sends a signed heartbeat and a state request to every peer on e
   Harness h(3);
   Output out = h.cores[0]->start(t0);
   std::map<std::pair<uint32_t, uint32_t>, int> heartbeats;
+  int state_requests = 0;
   for (const Datagram& d : out.send) {
+    if (d.node == kAllPeers) {
+      // A heartbeat round: one datagram per link, accepted by every peer.
+      for (uint32_t peer = 1; peer < 3; ++peer) {
+        WireIdentity receiver{fingerprint64(h.def), peer, 3};
+        Opened opened = openPacket(d.bytes, sim::simKeyring(), receiver);
+        REQUIRE(opened.ok());
+        CHECK(opened.envelope().sender() == 0);
+        REQUIRE(opened.envelope().has_heartbeat());
+        CHECK(opened.envelope().heartbeat().link() == d.link);
+        CHECK(opened.envelope().heartbeat().probe_id() == 0);
+        ++heartbeats[{peer, d.link}];
+      }
+      continue;
+    }
     WireIdentity receiver{fingerprint64(h.def), d.node, 3};
     Opened opened = openPacket(d.bytes, sim::simKeyring(), receiver);
     REQUIRE(opened.ok());
     CHECK(opened.envelope().sender() == 0);
-    if (opened.envelope().has_heartbeat()) {
-      CHECK(opened.envelope().heartbeat().link() == d.link);
-      ++heartbeats[{d.node, d.link}];
-    }
+    state_requests += opened.envelope().has_state_exchange() ? 1 : 0;
     // Only the addressee accepts it.
     WireIdentity other{fingerprint64(h.def), d.node == 1 ? 2u : 1u, 3};
     CHECK((openPacket(d.bytes, sim::simKeyring(), other).reason() == Rejection::Replay));
   }
   CHECK(heartbeats.size() == 4);  // 2 peers x 2 links
+  CHECK(state_requests == 4);
   CHECK(out.next_wakeup <= t0 + milliseconds(50));
 }
 
@@ -245,31 +300,51 @@ TEST_CASE("peers become alive, links up, and the view agrees after start") {
 
 TEST_CASE("a silent peer is suspected, then dead within suspect_after + suspicion_timeout") {
   Harness h(3);
-  h.startAll(t0);
   const TimePoint cut_at = t0 + milliseconds(500);
-  h.run(t0, cut_at);
-  h.cut[2] = true;
-  std::vector<TimePoint> times;
-  const std::size_t before = h.events[0].size();
-  for (TimePoint now = cut_at + milliseconds(1); now <= cut_at + milliseconds(400);
-       now += milliseconds(1)) {
-    h.run(now, now);
-    times.resize(h.events[0].size(), now);
-  }
-  std::vector<Event> after(h.events[0].begin() + static_cast<long>(before), h.events[0].end());
-  std::vector<TimePoint> after_times(times.begin() + static_cast<long>(before), times.end());
-  auto suspect = firstState(after, 2, MemberState::Suspect, after_times);
-  auto dead = firstState(after, 2, MemberState::Dead, after_times);
+  const Timeline timeline = isolateAt(h, 2, cut_at);
+  auto suspect = timeline.first(0, 2, MemberState::Suspect);
+  auto dead = timeline.first(0, 2, MemberState::Dead);
   REQUIRE(suspect);
   REQUIRE(dead);
-  // Last heard just before the cut; dead 150 + 100 ms later (give or take one heartbeat).
-  CHECK(*suspect - cut_at >= milliseconds(150));
-  CHECK(*dead - cut_at >= milliseconds(200));
-  CHECK(*dead - cut_at <= milliseconds(260));
+  // Last heard up to one heartbeat before the cut. Suspected once the probe started after
+  // suspect_after fails; both survivors accuse it, so dead half a suspicion_timeout after the
+  // probe began (Lifeguard), never later than the full one.
+  const TimingProfile& t = h.def.timing;
+  CHECK(*suspect - cut_at >= t.suspect_after + t.probe_timeout - t.heartbeat_interval);
+  CHECK(*suspect - cut_at <= t.suspect_after + t.probe_timeout + milliseconds(2));
+  CHECK(*dead - cut_at >= t.suspect_after + t.suspicion_timeout / 2 - t.heartbeat_interval);
+  CHECK(*dead - cut_at <= t.suspect_after + t.suspicion_timeout / 2 + milliseconds(2));
   CHECK(h.cores[0]->counters().probes_sent > 0);
   CHECK(h.cores[0]->counters().indirect_probes_sent > 0);
   // Both links to it are reported down.
   CHECK_FALSE(h.viewOf(0, 2).reachable());
+}
+
+TEST_CASE("independent accusers shorten a suspicion; a lone accuser waits the full time") {
+  // Node 0 is cut off from the four others: each of them suspects it, and they confirm each
+  // other, while node 0 alone suspects each of them and has nobody to confirm.
+  Harness h(5);
+  const TimePoint cut_at = t0 + milliseconds(500);
+  const Timeline timeline = isolateAt(h, 0, cut_at);
+  auto deadAt = [&](uint32_t at, uint32_t node) {
+    return timeline.first(at, node, MemberState::Dead);
+  };
+  const TimingProfile& t = h.def.timing;
+  for (uint32_t i = 1; i < 5; ++i) {
+    const auto dead = deadAt(i, 0);
+    REQUIRE(dead);
+    CHECK(*dead - cut_at <= t.suspect_after + t.suspicion_timeout / 2 + milliseconds(2));
+  }
+  // Node 0's own probes of the others fail too, but nobody confirms its suspicions: the full
+  // suspicion_timeout, or longer once its local health score rises (no helper answered).
+  int declared = 0;
+  for (uint32_t node = 1; node < 5; ++node) {
+    if (const auto dead = deadAt(0, node)) {
+      ++declared;
+      CHECK(*dead - cut_at >= t.suspect_after + t.suspicion_timeout - t.heartbeat_interval);
+    }
+  }
+  CHECK(declared > 0);
 }
 
 TEST_CASE("a suspected node refutes with a higher incarnation") {

@@ -221,8 +221,13 @@ TEST_CASE("a stalled node is suspected, refutes and is never declared dead") {
   sim.setObserver([&](const Observed& o) { log.push_back(o); });
   sim.startAll();
   sim.runFor(milliseconds(1000));
-  sim.pause(4, milliseconds(200));  // four heartbeat intervals
-  sim.runFor(milliseconds(1000));
+  // Three heartbeat intervals, at every phase of node 4's heartbeat: the stalls that begin
+  // late in an interval are long enough to be suspected.
+  const Duration interval = sim.definition().timing.heartbeat_interval;
+  for (int i = 0; i < 8; ++i) {
+    sim.pause(4, 3 * interval);
+    sim.runFor(milliseconds(1000) + i * interval / 8);
+  }
   uint64_t suspected = 0;
   uint64_t refuted = 0;
   for (const Observed& o : log) {
@@ -330,7 +335,7 @@ TEST_CASE("forged, replayed and foreign packets are counted and change nothing")
   // Replays of everything node 1 sent to node 0.
   uint64_t replays = 0;
   for (const Datagram& d : sent) {
-    if (d.node == 0) {
+    if (d.node == 0 || d.node == kAllPeers) {
       sim.inject(0, d.link, d.bytes, from);
       ++replays;
     }

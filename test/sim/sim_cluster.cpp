@@ -33,7 +33,8 @@ struct SimCluster::Item {
   uint32_t link = 0;
   uint32_t from = 0;
   uint64_t generation = 0;
-  std::string bytes;
+  // Shared by every copy of a datagram sent to all peers.
+  std::shared_ptr<const std::string> bytes;
 };
 
 struct SimCluster::Node {
@@ -158,13 +159,14 @@ void SimCluster::call(uint32_t node, F&& f) {
 
 void SimCluster::apply(uint32_t node, Output out) {
   Node& n = nodes_[node];
-  for (const Datagram& d : out.send) {
-    ++n.stats.packets_sent;
-    n.stats.bytes_sent += d.bytes.size();
+  for (Datagram& d : out.send) {
+    const uint64_t copies = d.node == kAllPeers ? nodes_.size() - 1 : 1;
+    n.stats.packets_sent += copies;
+    n.stats.bytes_sent += copies * d.bytes.size();
     if (record_[node] != nullptr) {
       record_[node]->push_back(d);
     }
-    transmit(node, d);
+    transmit(node, d.node, d.link, std::make_shared<const std::string>(std::move(d.bytes)));
   }
   bool view_changed = false;
   bool persist = false;
@@ -207,11 +209,20 @@ void SimCluster::apply(uint32_t node, Output out) {
   }
 }
 
-void SimCluster::transmit(uint32_t from, const Datagram& d) {
-  if (d.node >= nodes_.size() || d.link >= link_defaults_.size()) {
+void SimCluster::transmit(uint32_t from, uint32_t to, uint32_t link,
+                          const std::shared_ptr<const std::string>& bytes) {
+  if (to == kAllPeers) {
+    for (uint32_t n = 0; n < nodes_.size(); ++n) {
+      if (n != from) {
+        transmit(from, n, link, bytes);
+      }
+    }
+    return;
+  }
+  if (to >= nodes_.size() || link >= link_defaults_.size()) {
     throw std::logic_error("core addressed a datagram to a node or link that does not exist");
   }
-  const LinkConditions& c = path(from, d.node, d.link);
+  const LinkConditions& c = path(from, to, link);
   if (c.down) {
     return;
   }
@@ -231,15 +242,15 @@ void SimCluster::transmit(uint32_t from, const Datagram& d) {
     Item item;
     item.at = now_ + delay;
     item.kind = Item::Kind::Deliver;
-    item.node = d.node;
-    item.link = d.link;
+    item.node = to;
+    item.link = link;
     item.from = from;
-    item.bytes = d.bytes;
+    item.bytes = bytes;
     push(std::move(item));
   }
 }
 
-void SimCluster::deliver(uint32_t node, uint32_t link, uint32_t from, std::string bytes) {
+void SimCluster::deliver(uint32_t node, uint32_t link, uint32_t from, const std::string& bytes) {
   Node& n = nodes_[node];
   if (!n.running) {
     return;
@@ -266,7 +277,7 @@ void SimCluster::resume(uint32_t node) {
     if (!n.running) {
       break;
     }
-    deliver(node, item.link, item.from, std::move(item.bytes));
+    deliver(node, item.link, item.from, *item.bytes);
   }
   if (n.running) {
     call(node, [&](Membership& m) { return m.onTick(now_); });
@@ -379,7 +390,7 @@ void SimCluster::runUntil(TimePoint until) {
         if (n.running && n.paused) {
           n.inbox.push_back(std::move(item));
         } else {
-          deliver(item.node, item.link, item.from, std::move(item.bytes));
+          deliver(item.node, item.link, item.from, *item.bytes);
         }
         break;
       case Item::Kind::Wake:

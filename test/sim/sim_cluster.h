@@ -131,8 +131,9 @@ class SimCluster {
 
   void push(Item item);
   void apply(uint32_t node, Output out);
-  void transmit(uint32_t from, const Datagram& d);
-  void deliver(uint32_t node, uint32_t link, uint32_t from, std::string bytes);
+  void transmit(uint32_t from, uint32_t to, uint32_t link,
+                const std::shared_ptr<const std::string>& bytes);
+  void deliver(uint32_t node, uint32_t link, uint32_t from, const std::string& bytes);
   void resume(uint32_t node);
   void checkAgreement();
   template <typename F>
