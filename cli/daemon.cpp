@@ -145,6 +145,15 @@ Result<std::unique_ptr<Daemon>> Daemon::create(asio::io_context& io, DaemonOptio
     return dp.error();
   }
   d->dataplane_ = std::move(dp.value());
+  d->lease_ = std::make_unique<dataplane::LeaseKeeper>(
+      *d->dataplane_, dataplane::leaseLength(d->def_.timing),
+      dataplane::renewSpacing(d->def_.timing));
+  if (!d->dataplane_->leaseEnforced()) {
+    log(LogLevel::Warning,
+        "dataplane %s cannot expire its state: if shoald stalls (stopped, swapped out, starved) "
+        "rather than dies, this node keeps answering buckets its peers may take over",
+        d->dataplane_->name());
+  }
 
   std::random_device rd;
   const uint64_t seed = (uint64_t{rd()} << 32) ^ rd() ^ *boot;
@@ -193,7 +202,7 @@ void Daemon::start() {
     taken_from_.emplace_back(svc.buckets, -1);
   }
   // Rules in place with nothing owned: the node answers no bucket until it has settled.
-  if (auto st = dataplane_->apply(desiredState(held_)); !st.ok()) {
+  if (auto st = lease_->apply(now, desiredState(held_)); !st.ok()) {
     log(LogLevel::Error, "dataplane: %s", st.error().message.c_str());
     apply_failed_ = true;
   }
@@ -247,6 +256,10 @@ void Daemon::onLinkReadable(const boost::system::error_code& ec) {
 }
 
 void Daemon::handle(Output out) {
+  if (!out.send.empty()) {
+    // Renew first, then send, nothing in between: see dataplane/lease.h for why.
+    keepLease(std::chrono::steady_clock::now());
+  }
   for (const Datagram& d : out.send) {
     transport_->send(d);
   }
@@ -263,7 +276,9 @@ void Daemon::armTimer(TimePoint when) {
     // Wake when the settling grace ends even if membership has nothing to do then.
     const TimePoint grace = started_ + def_.timing.suspect_after + def_.timing.suspicion_timeout +
                             def_.timing.probe_timeout;
-    when = std::min(when, grace);
+    if (grace > now) {  // (after a lease lapse it has long passed: packets drive the re-settling)
+      when = std::min(when, grace);
+    }
   }
   if (when == TimePoint::max()) {
     return;
@@ -283,7 +298,69 @@ void Daemon::onTimer() {
   handle(membership_->onTick(std::chrono::steady_clock::now()));
 }
 
+void Daemon::keepLease(TimePoint now) {
+  const dataplane::LeaseKeeper::Renewal r = lease_->beforeSend(now);
+  using Outcome = dataplane::LeaseKeeper::Outcome;
+  if (r.outcome == Outcome::Failed) {
+    if (!renew_failed_) {
+      log(LogLevel::Error, "dataplane lease renewal: %s", r.error.c_str());
+      events_.add("lease", "renewal failed: " + r.error);
+    }
+    renew_failed_ = true;
+    return;
+  }
+  if (r.outcome == Outcome::Renewed) {
+    renew_failed_ = false;
+    return;
+  }
+  if (r.outcome != Outcome::Lapsed) {
+    return;
+  }
+  const std::string text =
+      "dataplane lease lapsed: no renewal for " + std::to_string(r.silent.count()) +
+      " ms (lease " + std::to_string(lease_->lease().length().count()) +
+      " ms); this node answered nothing meanwhile and takes its buckets back only with fresh "
+      "claims from every peer" +
+      (r.error.empty() ? "" : " (releasing failed: " + r.error + ")");
+  log(LogLevel::Warning, "%s", text.c_str());
+  events_.add("lease", text);
+  // Its view is as old as the stall: peers may have declared it dead and taken its buckets.
+  // Hold nothing (reconcile() releases at the end of this handler) until every up peer has
+  // been heard from since, as after a start.
+  resettle_from_ = now;
+}
+
+bool Daemon::resettled(TimePoint now) const {
+  if (!resettle_from_) {
+    return true;
+  }
+  // Packets queued while the daemon was stalled are read in the first moments after it
+  // resumes and may predate the peers' take-over; a packet heard one heartbeat interval later
+  // was sent after the stall, and peers heartbeat every interval.
+  const TimePoint fresh = *resettle_from_ + def_.timing.heartbeat_interval;
+  if (now < fresh) {
+    return false;
+  }
+  const auto& members = membership_->view().members;
+  for (std::size_t i = 0; i < members.size(); ++i) {
+    if (i == self_ || !members[i].up()) {
+      continue;
+    }
+    bool heard = false;
+    for (const LinkView& l : members[i].links) {
+      heard = heard || (l.heard && l.last_heard >= fresh);
+    }
+    if (!heard) {
+      return false;
+    }
+  }
+  return true;
+}
+
 bool Daemon::settled(TimePoint now) const {
+  if (resettle_from_) {
+    return false;
+  }
   const auto& members = membership_->view().members;
   bool all_known = true;
   for (std::size_t i = 0; i < members.size(); ++i) {
@@ -320,6 +397,11 @@ void Daemon::reconcile() {
   }
   const TimePoint now = std::chrono::steady_clock::now();
   const View& view = membership_->view();
+  if (resettle_from_ && resettled(now)) {
+    resettle_from_.reset();
+    log(LogLevel::Notice, "heard every peer again after the lease lapse: taking buckets");
+    events_.add("lease", "heard every peer again after the lapse");
+  }
   for (std::size_t s = 0; s < def_.services.size(); ++s) {
     for (std::size_t m = 0; m < view.members.size(); ++m) {
       const MemberView& peer = view.members[m];
@@ -358,7 +440,7 @@ void Daemon::reconcile() {
   }
   const uint64_t digest = viewDigest(view);
   if (d.hold != held_ || orphans_changed) {
-    if (auto st = dataplane_->apply(desired); !st.ok()) {
+    if (auto st = lease_->apply(now, desired); !st.ok()) {
       // The previous state stays in force; try again shortly.
       if (!apply_failed_) {
         log(LogLevel::Error, "dataplane: %s", st.error().message.c_str());
@@ -620,7 +702,7 @@ void Daemon::gracefulLeave() {
   for (const Service& svc : def_.services) {
     none.emplace_back(svc.buckets);
   }
-  if (auto st = dataplane_->apply(desiredState(none)); !st.ok()) {
+  if (auto st = lease_->apply(now, desiredState(none)); !st.ok()) {
     log(LogLevel::Error, "dataplane: %s", st.error().message.c_str());
   }
   const std::vector<BucketSet> before = held_;
@@ -858,6 +940,25 @@ control::Status Daemon::buildStatus() const {
   }
   if (drift_repairs_ > 0) {
     s.add_warnings(std::to_string(drift_repairs_) + " dataplane drift repairs since start");
+  }
+  auto* lease = s.mutable_lease();
+  lease->set_enforced(lease_->enforced());
+  lease->set_length_ms(static_cast<uint32_t>(lease_->lease().length().count()));
+  lease->set_renew_every_ms(static_cast<uint32_t>(lease_->lease().spacing().count()));
+  lease->set_renewals(lease_->renewals());
+  lease->set_lapses(lease_->lapses());
+  lease->set_rejoining(resettle_from_.has_value());
+  if (lease_->lapses() > 0) {
+    s.add_warnings(std::to_string(lease_->lapses()) +
+                   " dataplane lease lapses since start: shoald was stalled longer than the "
+                   "lease and this node stopped answering meanwhile (see the log)");
+  }
+  if (resettle_from_) {
+    s.add_warnings("rejoining after a lease lapse: holding no buckets until every peer is "
+                   "heard from again");
+  }
+  if (renew_failed_) {
+    s.add_warnings("the dataplane refuses lease renewals: this node will stop answering");
   }
   return s;
 }

@@ -21,6 +21,7 @@
 #include "core/cluster_definition.h"
 #include "core/result.h"
 #include "dataplane/dataplane.h"
+#include "dataplane/lease.h"
 #include "dataplane/link_monitor.h"
 #include "membership/membership.h"
 #include "membership/ownership.h"
@@ -73,6 +74,11 @@ class Daemon {
 
   // Buckets.
   bool settled(TimePoint now) const;
+  /// After a lease lapse: true once every up peer has been heard from since the stall
+  /// (dataplane/lease.h); true when no lapse is pending.
+  bool resettled(TimePoint now) const;
+  /// Renews the dataplane lease (called right before anything is sent) and handles a lapse.
+  void keepLease(TimePoint now);
   void reconcile();
   dataplane::DesiredState desiredState(const std::vector<BucketSet>& hold) const;
   void reportBucketChanges(const std::vector<BucketSet>& before);
@@ -103,6 +109,12 @@ class Daemon {
   std::unique_ptr<Membership> membership_;
   std::unique_ptr<UdpTransport> transport_;
   std::unique_ptr<dataplane::Dataplane> dataplane_;
+  /// Every apply goes through it: the buckets answered expire unless renewed.
+  std::unique_ptr<dataplane::LeaseKeeper> lease_;
+  /// Set by a lease lapse: the node holds nothing until every up peer has been heard from
+  /// again (fresh claims), as after a start.
+  std::optional<TimePoint> resettle_from_;
+  bool renew_failed_ = false;
   std::unique_ptr<dataplane::LinkMonitor> links_;
   std::unique_ptr<boost::asio::posix::stream_descriptor> links_fd_;
   std::unique_ptr<ControlServer> control_;

@@ -57,6 +57,19 @@ std::string renderStatusText(const control::Status& s) {
          s.views_agree() ? "yes" : "NO", s.quorum() ? "yes" : "NO", up, s.nodes_size(),
          s.partition_policy().c_str(), heard(static_cast<int64_t>(s.uptime_ms())).c_str());
 
+  if (s.has_lease()) {
+    const auto& l = s.lease();
+    if (l.enforced()) {
+      append(out, "lease: %u ms, renewed every heartbeat (at most every %u ms); %llu renewals, "
+                  "%llu lapses%s\n\n",
+             l.length_ms(), l.renew_every_ms(), static_cast<unsigned long long>(l.renewals()),
+             static_cast<unsigned long long>(l.lapses()), l.rejoining() ? ", rejoining" : "");
+    } else {
+      append(out, "lease: not enforced by %s (a stalled shoald leaves this node answering)\n\n",
+             s.dataplane().c_str());
+    }
+  }
+
   std::size_t w = 4;
   for (const auto& n : s.nodes()) {
     w = std::max(w, n.name().size() + 1);

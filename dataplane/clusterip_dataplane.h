@@ -14,6 +14,7 @@
 //  - A new VIP's state is first created in the unreachable SHOAL-NEW chain, its
 //    responsibility set through /proc, and only then linked into SHOAL, so the node never
 //    answers a bucket it does not own (CLUSTERIP insists on one --local-node at creation).
+//  - No lease: a stalled (not dead) daemon's node keeps answering; see leaseEnforced().
 //  - Rules outlive the process. The owner must call teardown() on every exit path it can
 //    catch; the destructor does it too. For the ones it cannot catch, a FailSafe guard
 //    process releases the node when the process dies.
@@ -77,6 +78,13 @@ class ClusterIpDataplane final : public Dataplane {
   /// Removes the jump, shoal's chains (which releases each VIP's CLUSTERIP state and its
   /// multicast MAC), the VIP addresses it added, and disarms the fail-safe.
   Status teardown() override;
+  /// False: the limitation of this backend. CLUSTERIP's responsibility (/proc) has no
+  /// timeout, so a daemon that is stalled (SIGSTOP, swapped out, starved) rather than dead
+  /// leaves its node answering buckets its peers may already have taken over; only a dead
+  /// daemon is covered (the fail-safe guard). Use the nftables backend where that matters.
+  bool leaseEnforced() const override { return false; }
+  /// Does nothing (see leaseEnforced()); DesiredState::lease is ignored likewise.
+  Status renew(Millis) override { return Ok{}; }
 
  private:
   Result<clusterip::KernelRules> readRules();

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,11 @@ struct ServiceAssignment {
 /// service's rules in place (the node answers nothing for it).
 struct DesiredState {
   std::vector<ServiceAssignment> services;
+  /// The lease (dataplane/lease.h): the owned buckets, the reset orphans and the node's
+  /// established connections are answered for this long from the apply, then no more unless
+  /// renew() is called. nullopt: they never expire. At least 1 ms when set. Backends that
+  /// cannot expire state (leaseEnforced() false) ignore it.
+  std::optional<Millis> lease{};
 };
 
 /// What a drift check found and repaired.
@@ -54,6 +60,17 @@ class Dataplane {
 
   /// Removes everything this dataplane installed (rules, VIPs it added, MAC joins).
   virtual Status teardown() = 0;
+
+  /// True if the kernel stops answering by itself when a lease runs out (nftables: set
+  /// elements with a timeout). False if the state stays until it is changed (CLUSTERIP: its
+  /// /proc responsibility has no timeout, so a stalled daemon's node keeps answering).
+  virtual bool leaseEnforced() const = 0;
+
+  /// Renews the lease of the state in force: its owned buckets, reset orphans and established
+  /// connections are answered for `lease` (at least 1 ms) from now. One atomic change: no
+  /// packet sees a bucket missing while it is renewed. Buckets whose lease ran out come back.
+  /// A no-op returning Ok where leaseEnforced() is false, or before the first apply().
+  virtual Status renew(Millis lease) = 0;
 };
 
 }  // namespace shoal::dataplane

@@ -39,6 +39,19 @@ Status FakeDataplane::teardown() {
   return Ok{};
 }
 
+Status FakeDataplane::renew(Millis lease) {
+  renewals_.push_back(lease);
+  if (renew_failure_) {
+    std::string message = std::move(*renew_failure_);
+    renew_failure_.reset();
+    return Error{message};
+  }
+  if (current_) current_->lease = lease;
+  return Ok{};
+}
+
+void FakeDataplane::failNextRenewal(std::string message) { renew_failure_ = std::move(message); }
+
 std::vector<uint32_t> FakeDataplane::ownedBuckets(const std::string& service) const {
   if (!current_) {
     return {};

@@ -23,6 +23,10 @@ class FakeDataplane final : public Dataplane {
   Result<DriftReport> checkAndRepair() override;
   /// Counts the call and forgets the current state; fails when told to.
   Status teardown() override;
+  /// As set with enforceLease() (true unless told otherwise).
+  bool leaseEnforced() const override { return lease_enforced_; }
+  /// Records the renewal (the state in force gets `lease`); fails when told to.
+  Status renew(Millis lease) override;
 
   /// Every state passed to apply(), successful or not, in call order.
   const std::vector<DesiredState>& attempts() const { return attempts_; }
@@ -32,6 +36,8 @@ class FakeDataplane final : public Dataplane {
   const std::optional<DesiredState>& current() const { return current_; }
   /// Buckets owned for the service called `service` in the state in force (empty if none).
   std::vector<uint32_t> ownedBuckets(const std::string& service) const;
+  /// Every lease passed to renew(), successful or not, in call order.
+  const std::vector<Millis>& renewals() const { return renewals_; }
   uint32_t checks() const { return checks_; }
   uint32_t teardowns() const { return teardowns_; }
 
@@ -43,6 +49,10 @@ class FakeDataplane final : public Dataplane {
   void failNextTeardown(std::string message);
   /// The next successful checkAndRepair() returns `report`.
   void reportDriftOnce(DriftReport report);
+  /// The next renew() call fails with `message`.
+  void failNextRenewal(std::string message);
+  /// What leaseEnforced() answers (a CLUSTERIP-like backend: false).
+  void enforceLease(bool enforced) { lease_enforced_ = enforced; }
 
  private:
   std::vector<DesiredState> attempts_;
@@ -55,6 +65,9 @@ class FakeDataplane final : public Dataplane {
   std::optional<std::string> check_failure_;
   std::optional<std::string> teardown_failure_;
   std::optional<DriftReport> drift_;
+  std::vector<Millis> renewals_;
+  std::optional<std::string> renew_failure_;
+  bool lease_enforced_ = true;
 };
 
 }  // namespace shoal::dataplane

@@ -34,21 +34,42 @@ std::string hashRule(const Service& s, bool with_ports) {
          hex(s.seed, 8) + " offset " + hex(kMarkBase, 8);
 }
 
-std::string elements(const std::vector<uint32_t>& buckets) {
+std::string timeoutSuffix(std::optional<Millis> lease) {
+  return lease ? " timeout " + std::to_string(lease->count()) + "ms" : "";
+}
+
+std::string markElements(const std::vector<uint32_t>& marks, std::optional<Millis> lease) {
   std::string out;
-  for (uint32_t b : buckets) {
+  for (uint32_t m : marks) {
     if (!out.empty()) out += ", ";
-    out += hex(kMarkBase + b, 8);
+    out += hex(m, 8) + timeoutSuffix(lease);
   }
   return out;
 }
 
-void emitSet(std::ostringstream& o, const std::string& name, const std::vector<uint32_t>& b) {
+void emitSet(std::ostringstream& o, const std::string& name, const std::vector<uint32_t>& marks,
+             std::optional<Millis> lease) {
   // A plain hash set: adding to an interval set makes nft read the whole set first, which
-  // would put a dump on the hot path. Drift checks compare its elements sorted.
-  o << "  set " << name << " {\n    type mark\n";
-  if (!b.empty()) o << "    elements = { " << elements(b) << " }\n";
+  // would put a dump on the hot path. Drift checks compare its elements sorted. `flags
+  // timeout` always, so that the structure is the same with and without a lease.
+  o << "  set " << name << " {\n    type mark\n    flags timeout\n";
+  if (!marks.empty()) o << "    elements = { " << markElements(marks, lease) << " }\n";
   o << "  }\n";
+}
+
+std::vector<uint32_t> asMarks(const std::vector<uint32_t>& buckets) {
+  std::vector<uint32_t> marks;
+  for (uint32_t b : buckets) marks.push_back(kMarkBase + b);
+  return marks;
+}
+
+// Flush + add of one set (nothing added for an empty list).
+void replaceSet(std::ostringstream& o, const std::string& prefix, const std::string& name,
+                const std::vector<uint32_t>& marks, std::optional<Millis> lease) {
+  o << "flush set" << prefix << name << "\n";
+  if (!marks.empty()) {
+    o << "add element" << prefix << name << " { " << markElements(marks, lease) << " }\n";
+  }
 }
 
 void emitServiceChain(std::ostringstream& o, std::size_t i, const Service& s) {
@@ -67,8 +88,9 @@ void emitServiceChain(std::ostringstream& o, std::size_t i, const Service& s) {
   if (!s.vip.isV4()) o << "    icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept\n";
   // Connections this node accepted stay here after their bucket moves (and ICMP errors
   // about them, which conntrack marks related).
-  o << "    ct state established,related ct mark & " << hex(kAcceptedFlowBit, 8) << " == "
-    << hex(kAcceptedFlowBit, 8) << " accept\n";
+  // Only while the lease runs: a stalled daemon's node lets them go like everything else.
+  o << "    ct state established,related ct mark & " << hex(kAcceptedFlowBit, 8) << " @"
+    << liveSetName() << " accept\n";
   // With nf_conntrack_tcp_loose=0 a mid-stream packet without conntrack here is invalid: a
   // flow of another node (drop) or of a dead node whose bucket we took over (reset).
   o << "    meta l4proto tcp ct state invalid " << mark_set << " @" << resetSetName(i)
@@ -94,6 +116,7 @@ std::string ensureDeleted(const char* family, const std::string& name, bool owne
 
 std::string ownedSetName(std::size_t index) { return "s" + std::to_string(index) + "_owned"; }
 std::string resetSetName(std::size_t index) { return "s" + std::to_string(index) + "_reset"; }
+std::string liveSetName() { return "live"; }
 
 uint16_t checksumCompensation(const MacAddress& from, const MacAddress& to) {
   // Ones' complement arithmetic: the reserved word must add back what the MAC change removed:
@@ -121,10 +144,16 @@ Result<std::string> fullScript(const DesiredState& desired,
   const auto& services = desired.services;
   // --- the owned inet table ---
   o << tableHeader("inet", t, own);
+  const bool ran_out = desired.lease && desired.lease->count() <= 0;
+  auto marks = [&](const std::vector<uint32_t>& buckets) {
+    return ran_out ? std::vector<uint32_t>{} : asMarks(buckets);
+  };
   for (std::size_t i = 0; i < services.size(); ++i) {
-    emitSet(o, ownedSetName(i), services[i].owned);
-    emitSet(o, resetSetName(i), services[i].reset_orphans);
+    emitSet(o, ownedSetName(i), marks(services[i].owned), desired.lease);
+    emitSet(o, resetSetName(i), marks(services[i].reset_orphans), desired.lease);
   }
+  emitSet(o, liveSetName(), ran_out ? std::vector<uint32_t>{} : std::vector{kAcceptedFlowBit},
+          desired.lease);
   o << "  chain raw {\n    type filter hook prerouting priority raw; policy accept;\n";
   for (const auto& a : services) {
     o << "    " << ipKeyword(a.service) << " daddr " << a.service.vip.toString()
@@ -197,19 +226,23 @@ Result<std::string> fullScript(const DesiredState& desired,
 }
 
 std::string setUpdateScript(std::size_t index, const ServiceAssignment& assignment,
-                            const NftRulesetOptions& options) {
+                            const NftRulesetOptions& options, std::optional<Millis> lease) {
   std::ostringstream o;
   const std::string prefix = " inet " + options.table + " ";
-  o << "flush set" << prefix << ownedSetName(index) << "\n";
-  if (!assignment.owned.empty()) {
-    o << "add element" << prefix << ownedSetName(index) << " { " << elements(assignment.owned)
-      << " }\n";
+  replaceSet(o, prefix, ownedSetName(index), asMarks(assignment.owned), lease);
+  replaceSet(o, prefix, resetSetName(index), asMarks(assignment.reset_orphans), lease);
+  return o.str();
+}
+
+std::string renewScript(const DesiredState& desired, Millis lease,
+                        const NftRulesetOptions& options) {
+  std::ostringstream o;
+  const std::string prefix = " inet " + options.table + " ";
+  for (std::size_t i = 0; i < desired.services.size(); ++i) {
+    replaceSet(o, prefix, ownedSetName(i), asMarks(desired.services[i].owned), lease);
+    replaceSet(o, prefix, resetSetName(i), asMarks(desired.services[i].reset_orphans), lease);
   }
-  o << "flush set" << prefix << resetSetName(index) << "\n";
-  if (!assignment.reset_orphans.empty()) {
-    o << "add element" << prefix << resetSetName(index) << " { "
-      << elements(assignment.reset_orphans) << " }\n";
-  }
+  replaceSet(o, prefix, liveSetName(), {kAcceptedFlowBit}, lease);
   return o.str();
 }
 

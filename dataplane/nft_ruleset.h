@@ -5,12 +5,18 @@
 // Layout (TABLE is NftRulesetOptions::table, default "shoal"):
 //   table inet TABLE (flags owner: the kernel drops it when shoald's netlink socket closes)
 //     set sI_owned, sI_reset   buckets of service I, as packet marks (bucket + kMarkBase)
+//     set live      holds kAcceptedFlowBit while the node's lease runs: established
+//                   connections are answered only while it is there
+//                   Every set has `flags timeout`: with a lease (DesiredState::lease) its
+//                   elements expire unless the daemon renews them, so a stalled daemon's node
+//                   stops answering on its own (see dataplane/lease.h).
 //     chain raw     prerouting, priority raw: packets to a VIP sent to the cluster MAC arrive
 //                   as multicast; make them host packets (only possible in prerouting)
 //     chain decide  prerouting, priority mangle (after defragmentation and conntrack):
 //                   jump to the service's chain by destination VIP
 //     chain sI      mark = jhash(fields) mod buckets + kMarkBase; then keep flows this node
-//                   accepted (ct mark bit), reset orphans, drop what is not ours
+//                   accepted (ct mark bit, while `live` holds it), reset orphans, drop what
+//                   is not ours
 //     chain nd_out  output: IPv6 neighbour solicitations/advertisements from a VIP carry the
 //                   cluster MAC (link-layer option rewritten, checksum kept valid)
 //   table arp TABLE (flags owner)
@@ -22,6 +28,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,9 +56,12 @@ struct NftRulesetOptions {
 std::string ownedSetName(std::size_t index);
 /// Name of the reset-orphans set of service `index` ("s0_reset").
 std::string resetSetName(std::size_t index);
+/// Name of the set that holds kAcceptedFlowBit while the lease runs ("live").
+std::string liveSetName();
 
 /// The full script: (re)creates the tables from scratch in one transaction, whether or not
-/// they exist. `interface_macs` gives the hardware address of each IPv6 service's interface
+/// they exist. With `desired.lease`, set elements expire after it; a lease of zero (one that
+/// has run out) leaves every set empty, so the node answers nothing until renewed. `interface_macs` gives the hardware address of each IPv6 service's interface
 /// (the link-layer option the kernel writes, which the rewrite must recognise); IPv4-only
 /// states may pass an empty map. Errors: an IPv6 service whose interface has no entry.
 Result<std::string> fullScript(const DesiredState& desired,
@@ -60,8 +70,18 @@ Result<std::string> fullScript(const DesiredState& desired,
 
 /// A script that only replaces the bucket sets of service `index` (flush + add in one
 /// transaction). Valid only while the tables were built by fullScript for the same services.
+/// With a `lease`, every element added expires after it.
 std::string setUpdateScript(std::size_t index, const ServiceAssignment& assignment,
-                            const NftRulesetOptions& options);
+                            const NftRulesetOptions& options,
+                            std::optional<Millis> lease = std::nullopt);
+
+/// The lease renewal: every bucket set of every service and the live set flushed and
+/// re-added with a timeout of `lease`, in one transaction. Re-adding an element that exists
+/// does not refresh its timeout (kernels 6.1 and 6.18 with nft 1.0.6 both keep the old
+/// expiry), and a delete of an element that has just expired fails the whole transaction;
+/// flush + add does neither, and packets see either the old set or the new one.
+std::string renewScript(const DesiredState& desired, Millis lease,
+                        const NftRulesetOptions& options);
 
 /// A script that deletes every table fullScript creates, existing or not.
 std::string teardownScript(const NftRulesetOptions& options);

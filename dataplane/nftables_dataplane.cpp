@@ -25,6 +25,8 @@ bool sameService(const Service& a, const Service& b) {
 }
 
 bool sameStructure(const DesiredState& a, const DesiredState& b) {
+  // Switching a lease on or off rewrites every set, the live one included.
+  if (a.lease.has_value() != b.lease.has_value()) return false;
   if (a.services.size() != b.services.size()) return false;
   for (std::size_t i = 0; i < a.services.size(); ++i) {
     if (!sameService(a.services[i].service, b.services[i].service)) return false;
@@ -34,9 +36,20 @@ bool sameStructure(const DesiredState& a, const DesiredState& b) {
 
 std::string describe(const Service& s) { return "service '" + s.name + "'"; }
 
+// A listed set against what was written: equal, or with a lease a subset (elements expire).
+bool setMatches(const std::vector<uint32_t>& listed, const std::vector<uint32_t>& written,
+                bool leased) {
+  if (!leased) return listed == written;
+  return std::includes(written.begin(), written.end(), listed.begin(), listed.end());
+}
+
 }  // namespace
 
 Status validateDesiredState(const DesiredState& desired, uint32_t max_buckets) {
+  if (desired.lease && desired.lease->count() < 1) {
+    return Error{"lease is " + std::to_string(desired.lease->count()) +
+                 " ms, expected at least 1 ms (a lease that has run out is not applied)"};
+  }
   std::set<IpAddress> vips;
   for (const auto& a : desired.services) {
     const Service& s = a.service;
@@ -99,22 +112,24 @@ std::optional<std::vector<uint32_t>> setElements(const std::string& listing,
   std::vector<uint32_t> out;
   if (el == std::string::npos || (end != std::string::npos && el > end)) return out;
   const std::size_t close = listing.find('}', el);
-  std::string body = listing.substr(el + 12, close - el - 12);
-  std::replace(body.begin(), body.end(), ',', ' ');
+  const std::string body = listing.substr(el + 12, close - el - 12);
+  // Elements are comma-separated; each is a value or an "a-b" range, possibly followed by
+  // "timeout 150ms expires 120ms" when the set has timeouts.
   std::size_t p = 0;
   while (p < body.size()) {
-    while (p < body.size() && std::isspace(static_cast<unsigned char>(body[p]))) ++p;
-    if (p >= body.size()) break;
-    std::size_t used = 0;
-    const unsigned long first = std::stoul(body.substr(p), &used, 0);
-    p += used;
-    unsigned long last = first;
-    if (p < body.size() && body[p] == '-') {
-      ++p;
-      last = std::stoul(body.substr(p), &used, 0);
-      p += used;
+    std::size_t comma = body.find(',', p);
+    if (comma == std::string::npos) comma = body.size();
+    std::size_t q = p;
+    while (q < comma && std::isspace(static_cast<unsigned char>(body[q]))) ++q;
+    if (q < comma) {
+      std::size_t used = 0;
+      const std::string item = body.substr(q, comma - q);
+      const unsigned long first = std::stoul(item, &used, 0);
+      unsigned long last = first;
+      if (used < item.size() && item[used] == '-') last = std::stoul(item.substr(used + 1), nullptr, 0);
+      for (unsigned long v = first; v <= last; ++v) out.push_back(static_cast<uint32_t>(v));
     }
-    for (unsigned long v = first; v <= last; ++v) out.push_back(static_cast<uint32_t>(v));
+    p = comma + 1;
   }
   std::sort(out.begin(), out.end());
   return out;
@@ -154,6 +169,7 @@ Status NftablesDataplane::rebuild(const DesiredState& desired) {
   if (!done) return done.error();
   ++full_rebuilds_;
   applied_ = desired;
+  if (desired.lease) lease_expiry_ = options_.clock() + *desired.lease;
   auto listings = listTables();
   if (!listings) return Error{"rules loaded but cannot be listed: " + listings.error().message};
   structure_.clear();
@@ -170,13 +186,17 @@ Status NftablesDataplane::apply(const DesiredState& desired) {
       const auto& now = applied_->services[i];
       const auto& next = desired.services[i];
       if (now.owned != next.owned || now.reset_orphans != next.reset_orphans) {
-        script += setUpdateScript(i, next, options_.ruleset);
+        script += setUpdateScript(i, next, options_.ruleset, desired.lease);
       }
     }
-    if (script.empty()) return Ok{};
+    if (script.empty()) {
+      applied_ = desired;
+      return Ok{};
+    }
     auto done = session_->run(script);
     if (!done) return done.error();
     applied_ = desired;
+    if (desired.lease) lease_expiry_ = options_.clock() + *desired.lease;
     return Ok{};
   }
   const std::optional<DesiredState> previous = applied_;
@@ -265,6 +285,7 @@ Result<DriftReport> NftablesDataplane::checkAndRepair() {
   DriftReport report;
   if (!applied_) return report;
   const DesiredState desired = *applied_;
+  const bool leased = desired.lease.has_value();
   bool rebuild_needed = false;
   const auto commands = listCommands(options_.ruleset);
   for (std::size_t t = 0; t < commands.size(); ++t) {
@@ -286,15 +307,30 @@ Result<DriftReport> NftablesDataplane::checkAndRepair() {
         std::vector<uint32_t> want_owned, want_reset;
         for (uint32_t b : a.owned) want_owned.push_back(kMarkBase + b);
         for (uint32_t b : a.reset_orphans) want_reset.push_back(kMarkBase + b);
-        if (!owned || !reset || *owned != want_owned || *reset != want_reset) {
+        if (!owned || !reset || !setMatches(*owned, want_owned, leased) ||
+            !setMatches(*reset, want_reset, leased)) {
           report.details.push_back("bucket sets changed: " + describe(a.service));
           rebuild_needed = true;
         }
       }
+      auto live = setElements(*listed, liveSetName());
+      if (!live || !setMatches(*live, {kAcceptedFlowBit}, leased)) {
+        report.details.push_back("live set changed");
+        rebuild_needed = true;
+      }
     }
   }
   if (rebuild_needed) {
-    if (Status st = rebuild(desired); !st) return Error{"repair failed: " + st.error().message};
+    DesiredState again = desired;
+    if (leased) {
+      // What is left of the lease, rounded down; zero once it has run out.
+      const auto left = std::chrono::floor<Millis>(lease_expiry_ - options_.clock());
+      again.lease = std::max(left, Millis{0});
+    }
+    Status st = rebuild(again);
+    // The intent stays what the caller applied; the kernel holds what is left of its lease.
+    applied_ = desired;
+    if (!st) return Error{"repair failed: " + st.error().message};
   }
   auto linked = ensureLinkLayer(desired);
   if (!linked) return Error{"repair failed: " + linked.error().message};
@@ -305,6 +341,20 @@ Result<DriftReport> NftablesDataplane::checkAndRepair() {
   report.repaired = static_cast<uint32_t>(report.details.size());
   repairs_total_ += report.repaired;
   return report;
+}
+
+Status NftablesDataplane::renew(Millis lease) {
+  if (lease.count() < 1) return Error{"lease renewal of " + std::to_string(lease.count()) +
+                                      " ms: expected at least 1 ms"};
+  if (!applied_) return Ok{};
+  if (!applied_->lease) {
+    return Error{"renewal of a state applied without a lease: apply one with a lease first"};
+  }
+  auto done = session_->run(renewScript(*applied_, lease, options_.ruleset));
+  if (!done) return done.error();
+  applied_->lease = lease;
+  lease_expiry_ = options_.clock() + lease;
+  return Ok{};
 }
 
 Status NftablesDataplane::teardown() {

@@ -3,6 +3,8 @@
 // time through libnftables in-process, plus the VIP addresses and the cluster MAC joins.
 // See nft_ruleset.h for the rules and why each one is there.
 
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -31,6 +33,8 @@ struct NftablesOptions {
   /// File recording the VIPs shoal added (NetlinkVipAddresses), so they are recognised after a
   /// restart; empty: kept in memory only.
   std::string vip_ledger;
+  /// The clock lease expiries are kept in (tests inject their own).
+  std::function<std::chrono::steady_clock::time_point()> clock = std::chrono::steady_clock::now;
 };
 
 /// Dataplane on nftables. Bucket-set changes are one small transaction (flush + add of the
@@ -48,13 +52,22 @@ class NftablesDataplane final : public Dataplane {
 
   const char* name() const override { return "nftables"; }
   /// Loads the rules first, then joins the MACs and adds the VIPs (so a VIP never exists
-  /// without its rules). Validation errors name the service and field.
+  /// without its rules). Validation errors name the service and field. With a lease, the
+  /// elements written expire after it (the lease of elements not rewritten is unchanged).
   Status apply(const DesiredState& desired) override;
   /// Lists shoal's tables and compares them (structure and bucket sets) with the last applied
-  /// state; checks the VIPs, MAC joins and the conntrack sysctl; rebuilds what differs.
+  /// state; checks the VIPs, MAC joins and the conntrack sysctl; rebuilds what differs. With
+  /// a lease, missing bucket elements are not drift (they may have expired: the renewal
+  /// brings them back) but extra ones are; a rebuild writes them with what is left of the
+  /// lease, or none at all once it has run out: a repair never extends a lease.
   Result<DriftReport> checkAndRepair() override;
   /// Removes the VIPs it added, leaves the MACs, deletes all of shoal's tables.
   Status teardown() override;
+
+  /// Set elements expire: a lease is enforced by the kernel.
+  bool leaseEnforced() const override { return true; }
+  /// Flush + add of every set with the new timeout, one transaction (renewScript()).
+  Status renew(Millis lease) override;
 
   /// Problems that do not stop enforcement but weaken it (e.g. tcp_loose could not be set).
   const std::vector<std::string>& warnings() const { return warnings_; }
@@ -80,6 +93,8 @@ class NftablesDataplane final : public Dataplane {
   std::unique_ptr<MacMemberships> macs_;
   NftablesOptions options_;
   std::optional<DesiredState> applied_;  ///< what the kernel holds, if apply() succeeded
+  /// When the elements written last expire (with a lease).
+  std::chrono::steady_clock::time_point lease_expiry_{};
   std::vector<std::string> structure_;   ///< listings after the last rebuild, sets emptied
   std::vector<std::string> warnings_;
   uint64_t repairs_total_ = 0;

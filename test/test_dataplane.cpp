@@ -129,19 +129,30 @@ class FakeMacs final : public MacMemberships {
 };
 
 // A table listing as nft prints it, with the given bucket sets for service 0.
-std::string inetListing(const std::vector<uint32_t>& owned, const std::vector<uint32_t>& reset) {
-  auto elements = [](const std::vector<uint32_t>& b) {
-    if (b.empty()) return std::string();
+// A listing as nft prints it; `suffix` follows every element (" timeout 150ms expires 90ms"
+// with a lease), and `live` says whether the live set holds its element.
+std::string inetListing(const std::vector<uint32_t>& owned, const std::vector<uint32_t>& reset,
+                        bool live = true, const std::string& suffix = "") {
+  auto elements = [&](const std::vector<uint32_t>& marks) {
+    if (marks.empty()) return std::string();
     std::string out = "\t\telements = { ";
-    for (std::size_t i = 0; i < b.size(); ++i) {
+    for (std::size_t i = 0; i < marks.size(); ++i) {
       char buf[16];
-      std::snprintf(buf, sizeof buf, "0x%08x", kMarkBase + b[i]);
-      out += (i ? ", " : "") + std::string(buf);
+      std::snprintf(buf, sizeof buf, "0x%08x", marks[i]);
+      out += (i ? ", " : "") + std::string(buf) + suffix;
     }
     return out + " }\n";
   };
-  return "table inet shoal {\n\tflags owner\n\n\tset s0_owned {\n\t\ttype mark\n" +
-         elements(owned) + "\t}\n\n\tset s0_reset {\n\t\ttype mark\n" + elements(reset) +
+  auto marks = [](const std::vector<uint32_t>& buckets) {
+    std::vector<uint32_t> out;
+    for (uint32_t b : buckets) out.push_back(kMarkBase + b);
+    return out;
+  };
+  const std::string head = "\t\ttype mark\n\t\tflags timeout\n";
+  return "table inet shoal {\n\tflags owner\n\n\tset s0_owned {\n" + head +
+         elements(marks(owned)) + "\t}\n\n\tset s0_reset {\n" + head + elements(marks(reset)) +
+         "\t}\n\n\tset live {\n" + head +
+         elements(live ? std::vector<uint32_t>{kAcceptedFlowBit} : std::vector<uint32_t>{}) +
          "\t}\n\n\tchain s0 {\n\t\tmeta mark != @s0_owned drop\n\t}\n}\n";
 }
 
@@ -152,6 +163,7 @@ struct Rig {
   FakeMacs* macs;
   std::string loose_path;
   std::unique_ptr<NftablesDataplane> dp;
+  std::chrono::steady_clock::time_point now = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
 
   Rig() {
     auto s = std::make_unique<FakeSession>(log);
@@ -168,13 +180,15 @@ struct Rig {
     std::ofstream(loose_path) << "1\n";
     NftablesOptions options;
     options.tcp_loose_path = loose_path;
+    options.clock = [this] { return now; };
     dp = std::make_unique<NftablesDataplane>(std::move(s), std::move(v), std::move(m), options);
     for (const auto& c : listCommands(options.ruleset)) session->defaults[c] = c + "\n";
     session->listings = session->defaults;
   }
   ~Rig() { std::remove(loose_path.c_str()); }
-  void kernelHolds(const std::vector<uint32_t>& owned, const std::vector<uint32_t>& reset = {}) {
-    session->listings["list table inet shoal"] = inetListing(owned, reset);
+  void kernelHolds(const std::vector<uint32_t>& owned, const std::vector<uint32_t>& reset = {},
+                   bool live = true) {
+    session->listings["list table inet shoal"] = inetListing(owned, reset, live);
   }
 };
 
@@ -441,4 +455,102 @@ TEST_CASE("a tcp_loose sysctl that cannot be written becomes a warning, not a fa
   REQUIRE(dp.apply(stateWith({0})).ok());
   REQUIRE(dp.warnings().size() == 1);
   CHECK(contains(dp.warnings()[0], "nf_conntrack_tcp_loose"));
+}
+
+TEST_CASE("with a lease every bucket set element and the live element carry its timeout") {
+  DesiredState d = stateWith({1, 4}, {4});
+  d.lease = Millis{146};
+  auto script = fullScript(d, {}, NftRulesetOptions{});
+  REQUIRE(script);
+  CHECK(contains(*script, "set s0_owned {\n    type mark\n    flags timeout\n    elements = { "
+                          "0x53480001 timeout 146ms, 0x53480004 timeout 146ms }"));
+  CHECK(contains(*script, "set s0_reset {\n    type mark\n    flags timeout\n    elements = { "
+                          "0x53480004 timeout 146ms }"));
+  CHECK(contains(*script, "set live {\n    type mark\n    flags timeout\n    elements = { "
+                          "0x80000000 timeout 146ms }"));
+  // Established connections this node accepted are kept only while `live` holds its element.
+  CHECK(contains(*script, "ct state established,related ct mark & 0x80000000 @live accept"));
+  // Without a lease: the same sets, elements without timeout.
+  auto plain = fullScript(stateWith({1, 4}, {4}), {}, NftRulesetOptions{});
+  REQUIRE(plain);
+  CHECK(contains(*plain, "elements = { 0x80000000 }"));
+  CHECK_FALSE(contains(*plain, "timeout 146ms"));
+  // A lease that has run out: every set empty.
+  d.lease = Millis{0};
+  auto ran_out = fullScript(d, {}, NftRulesetOptions{});
+  REQUIRE(ran_out);
+  CHECK_FALSE(contains(*ran_out, "elements"));
+}
+
+TEST_CASE("a renewal flushes and re-adds every set with the new timeout in one script") {
+  DesiredState d = stateWith({2, 3}, {3});
+  const std::string script = renewScript(d, Millis{26}, NftRulesetOptions{});
+  CHECK(script ==
+        "flush set inet shoal s0_owned\n"
+        "add element inet shoal s0_owned { 0x53480002 timeout 26ms, 0x53480003 timeout 26ms }\n"
+        "flush set inet shoal s0_reset\n"
+        "add element inet shoal s0_reset { 0x53480003 timeout 26ms }\n"
+        "flush set inet shoal live\n"
+        "add element inet shoal live { 0x80000000 timeout 26ms }\n");
+  CHECK_FALSE(contains(script, "table inet shoal {"));
+}
+
+TEST_CASE("set elements with timeouts are read back without them") {
+  const std::string listing = inetListing({1, 5}, {5}, true, " timeout 146ms expires 97ms");
+  auto owned = setElements(listing, "s0_owned");
+  REQUIRE(owned);
+  CHECK(*owned == std::vector<uint32_t>{kMarkBase + 1, kMarkBase + 5});
+  auto live = setElements(listing, "live");
+  REQUIRE(live);
+  CHECK(*live == std::vector<uint32_t>{kAcceptedFlowBit});
+}
+
+TEST_CASE("renew() runs one renewal script for the state in force, and only with a lease") {
+  Rig rig;
+  CHECK(rig.dp->renew(Millis{146}).ok());  // nothing applied yet: nothing to do
+  CHECK(rig.session->scripts.empty());
+  DesiredState d = stateWith({0, 3});
+  d.lease = Millis{146};
+  REQUIRE(rig.dp->apply(d).ok());
+  REQUIRE(rig.dp->renew(Millis{146}).ok());
+  REQUIRE(rig.session->scripts.size() == 2);
+  CHECK(rig.session->scripts[1] == renewScript(d, Millis{146}, NftRulesetOptions{}));
+  CHECK_FALSE(rig.dp->renew(Millis{0}).ok());
+  Rig plain;
+  REQUIRE(plain.dp->apply(stateWith({0})).ok());
+  CHECK(contains(plain.dp->renew(Millis{146}).error().message, "without a lease"));
+  DesiredState zero = stateWith({0});
+  zero.lease = Millis{0};
+  CHECK(contains(validateDesiredState(zero, 16).error().message, "at least 1 ms"));
+}
+
+TEST_CASE("drift with a lease: expired elements are not drift, extra ones are, and a repair "
+          "never extends the lease") {
+  Rig rig;
+  rig.kernelHolds({0, 3});
+  DesiredState d = stateWith({0, 3});
+  d.lease = Millis{146};
+  REQUIRE(rig.dp->apply(d).ok());
+  // Elements gone (expired while the daemon was stalled): not a repair.
+  rig.kernelHolds({}, {}, false);
+  auto expired = rig.dp->checkAndRepair();
+  REQUIRE(expired.ok());
+  CHECK(expired->repaired == 0);
+  // An element nobody wrote: repaired, with what is left of the lease (100 ms).
+  rig.now += Millis{46};
+  rig.kernelHolds({0, 3, 7});
+  auto extra = rig.dp->checkAndRepair();
+  REQUIRE(extra.ok());
+  CHECK(extra->repaired == 1);
+  CHECK(contains(rig.session->scripts.back(), "0x53480003 timeout 100ms"));
+  // The same repair after the lease ran out writes no element at all.
+  rig.now += Millis{200};
+  rig.kernelHolds({0, 3, 7});
+  auto late = rig.dp->checkAndRepair();
+  REQUIRE(late.ok());
+  CHECK(late->repaired == 1);
+  CHECK_FALSE(contains(rig.session->scripts.back(), "elements"));
+  // The intent is kept: a renewal brings the buckets back.
+  REQUIRE(rig.dp->renew(Millis{146}).ok());
+  CHECK(contains(rig.session->scripts.back(), "0x53480003 timeout 146ms"));
 }

@@ -113,6 +113,29 @@ expect "daemon crash: survivors answer every bucket" \
 start_node 3 --health-hold-down-ms 1000
 wait_converged 1 3 15 || fail "n3 rejoins"
 
+# Stalled daemon (SIGSTOP for about a second, kernel alive): its lease runs out before the
+# survivors can declare it dead and take its buckets, so nothing is answered twice; after
+# SIGCONT it counts the lapse, waits for fresh claims from its peers and serves again.
+wait_converged 1 3 10
+start_prober udp
+sleep 0.5
+kill -STOP "${SHOALD_PID[3]}"
+sleep 1.2
+during=$(ctl 1 status --json)
+kill -CONT "${SHOALD_PID[3]}"
+wait_converged 1 3 15 || fail "n3 rejoins after SIGCONT"
+sleep 1
+stop_prober; r=$R
+echo "n3's daemon stopped for 1.2 s: $r"
+expect "stalled daemon: no request answered twice" test "$(result_field "$r" duplicates)" = 0
+expect "stalled daemon: survivors answered every bucket while it was stopped" \
+  test "$(jq '[.services[0].owners[] | select(. == "n1" or . == "n2")] | length' <<<"$during")" = 16
+expect "stalled daemon: its lease lapse is counted in its status" \
+  test "$(ctl 3 status --json | jq '.lease.lapses | tonumber')" -ge 1
+expect "stalled daemon: it serves again after SIGCONT" until_true 10 owns_some n3
+expect "stalled daemon: the lapse is in its events" until_true 5 sh -c \
+  "'$SHOALCTL' events --socket '$WORK/n3/shoald.sock' | grep -q 'lease lapsed'"
+
 # Node crash: daemon killed and its LAN link down.
 start_prober udp
 sleep 0.5

@@ -3,7 +3,7 @@
 // so that bucket moves can be applied to a running dataplane. kill -9 of this process is the
 // fail-safe check: whatever it held in the kernel must stop answering.
 //
-//   dataplane_agent [--backend nftables|nft-command|clusterip]
+//   dataplane_agent [--backend nftables|nft-command|clusterip] [--lease-ms MS [--renew-ms MS]]
 //                   --service name=web,vip=10.77.0.100,dev=eth0,mac=01:00:5e:4d:00:64,
 //                             hash=sourceip,buckets=16,seed=0x5eed,owned=0:3:6[,reset=3]
 //                   [--service ...]
@@ -14,13 +14,18 @@
 //   teardown                 teardown()
 //   quit                     teardown() and exit (also on EOF and SIGTERM/SIGINT)
 // "ready" is printed once the first apply succeeded.
+// With --lease-ms the buckets are leased (dataplane/lease.h) and renewed every --renew-ms
+// (default a third of the lease) from the command loop: SIGSTOP of this process makes its
+// node stop answering within the lease, SIGCONT makes it answer again at the next renewal.
 
 #include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -85,10 +90,19 @@ void say(const std::string& line) {
 int main(int argc, char** argv) {
   std::string backend = "nftables";
   DesiredState state;
+  long renew_ms = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--backend" && i + 1 < argc) {
       backend = argv[++i];
+    } else if ((arg == "--lease-ms" || arg == "--renew-ms") && i + 1 < argc) {
+      const long ms = std::strtol(argv[++i], nullptr, 10);
+      if (ms < 1) return usage(arg + " needs a positive number of milliseconds");
+      if (arg == "--lease-ms") {
+        state.lease = Millis{ms};
+      } else {
+        renew_ms = ms;
+      }
     } else if (arg == "--service" && i + 1 < argc) {
       auto spec = e2e::parseServiceSpec(argv[++i]);
       if (!spec) return usage(spec.error().message);
@@ -98,6 +112,9 @@ int main(int argc, char** argv) {
     }
   }
   if (state.services.empty()) return usage("at least one --service is needed");
+  if (state.lease && renew_ms == 0) renew_ms = std::max(1L, state.lease->count() / 3);
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point next_renewal = Clock::now() + Millis{renew_ms};
 
   auto made = makeBackend(backend, state);
   if (!made) return usage(made.error().message);
@@ -119,7 +136,13 @@ int main(int argc, char** argv) {
   std::string pending;
   while (!g_stop) {
     pollfd p{0, POLLIN, 0};
-    const int n = poll(&p, 1, 200);
+    const int n = poll(&p, 1, state.lease ? static_cast<int>(renew_ms) : 200);
+    if (state.lease && Clock::now() >= next_renewal) {
+      if (Status st = dp->renew(*state.lease); !st) {
+        std::fprintf(stderr, "dataplane_agent: renewal failed: %s\n", st.error().message.c_str());
+      }
+      next_renewal = Clock::now() + Millis{renew_ms};
+    }
     if (n <= 0) continue;
     char buf[4096];
     const ssize_t got = read(0, buf, sizeof buf);

@@ -12,7 +12,8 @@
 #     answered by exactly the node that owns its bucket (owner predicted with shoal's jhash);
 #   - 200 TCP connections greeted by their owner; a drain-style move of buckets; all 200
 #     still echo; new flows follow the moved buckets (UDP and TCP);
-# then once: drift (ruleset flushed, VIP removed) repaired by a check; kill -9 of a node's
+# then once: drift (ruleset flushed, VIP removed) repaired by a check; SIGSTOP of a node's
+# agent: that node answers nothing once its lease has run out, and again after SIGCONT; kill -9 of a node's
 # agent: that node answers nothing; takeover of its buckets with resets: its clients' TCP
 # connections are reset promptly, everyone else's survive.
 set -u
@@ -94,13 +95,17 @@ for n in $NODES; do
 done
 
 # ---- agents: stdin from a FIFO, answers in a log ----
+# Every agent leases its buckets and renews them while it runs (dataplane/lease.h): every
+# check below is made with renewals going on, and a stopped agent's node goes silent.
+LEASE_MS=300
+RENEW_MS=50
 declare -A AGENT_PID AGENT_FD
 start_agent() {  # start_agent NODE HASH OWNED
   local n=$1 hash=$2 owned=$3
   rm -f "$WORK/$n.in"; mkfifo "$WORK/$n.in"
   : >"$WORK/$n.out"
   # Started with `ip netns exec` directly (it execs, no fork): $! is the agent itself.
-  ip netns exec "${P}$n" "$BIN/dataplane_agent" \
+  ip netns exec "${P}$n" "$BIN/dataplane_agent" --lease-ms "$LEASE_MS" --renew-ms "$RENEW_MS" \
     --service "name=v4,vip=$V4,dev=eth0,mac=$MAC4,hash=$hash,buckets=$BUCKETS,seed=$SEED,owned=$owned" \
     --service "name=v6,vip=$V6,dev=eth0,mac=$MAC6,hash=$hash,buckets=$BUCKETS,seed=$SEED,owned=$owned" \
     <"$WORK/$n.in" >"$WORK/$n.out" 2>"$WORK/$n.err" &
@@ -247,6 +252,19 @@ case "$answer" in "ok repaired=0"*|error*) echo "E2E CHECK FAILED: drift not rep
 check "drift v4 udp after repair" udp_flows "$V4" 10.77.1.1+60 "$hash" "n1=$OWN1" "n2=$OWN2" "n3=$OWN3"
 answer=$(agent_cmd n1 check); echo "[drift] n1 second check: $answer"
 case "$answer" in "ok repaired=0"*) ;; *) echo "E2E CHECK FAILED: repeated check found drift"; FAILURES=$((FAILURES + 1));; esac
+
+echo "=== dead-man switch: n1's agent stopped (SIGSTOP), then continued ==="
+kill -STOP "${AGENT_PID[n1]}"
+# The last renewal was at most RENEW_MS before the stop: silent one lease later.
+sleep "0.$((LEASE_MS + 50))"
+check "stopped agent: n1 silent within its lease, others by owner" \
+  udp_flows "$V4" 10.77.1.1+60 "$hash" "n2=$OWN2" "n3=$OWN3"
+check "stopped agent: its tables are still loaded (only the lease ran out)" \
+  bash -c "ip netns exec ${P}n1 nft list table inet shoal >/dev/null"
+kill -CONT "${AGENT_PID[n1]}"
+sleep "0.$((RENEW_MS * 3))"
+check "continued agent: n1 answers its buckets again" \
+  udp_flows "$V4" 10.77.1.1+60 "$hash" "n1=$OWN1" "n2=$OWN2" "n3=$OWN3"
 
 echo "=== fail-safe: kill -9 of n1's agent, then takeover with resets ==="
 rm -f "$WORK/tcp.in"; mkfifo "$WORK/tcp.in"

@@ -33,6 +33,18 @@ void freshNamespace() {
 
 bool shell(const std::string& command) { return std::system(command.c_str()) == 0; }
 
+// An IPv4 service on a0 with 8 buckets.
+Service v4Service() {
+  Service s;
+  s.name = "web";
+  s.vip = *IpAddress::parse("10.9.0.100");
+  s.interface = "a0";
+  s.cluster_mac = *MacAddress::parse("01:00:5e:09:00:64");
+  s.buckets = 8;
+  s.seed = 7;
+  return s;
+}
+
 }  // namespace
 
 TEST_CASE("VIP addresses: idempotent add, and only addresses shoal added are removed") {
@@ -119,13 +131,7 @@ TEST_CASE("link monitor reports down and up changes through its fd and process()
 
 TEST_CASE("nftables dataplane: owned tables vanish with the process, the guard stays") {
   freshNamespace();
-  Service s;
-  s.name = "web";
-  s.vip = *IpAddress::parse("10.9.0.100");
-  s.interface = "a0";
-  s.cluster_mac = *MacAddress::parse("01:00:5e:09:00:64");
-  s.buckets = 8;
-  s.seed = 7;
+  const Service s = v4Service();
   {
     auto dp = NftablesDataplane::open();
     REQUIRE(dp.ok());
@@ -166,4 +172,34 @@ TEST_CASE("nftables dataplane: teardown removes every table and the VIP it added
   REQUIRE((*dp)->teardown().ok());
   CHECK_FALSE(shell("ip -6 addr show dev a0 | grep -q 'fd09::100'"));
   CHECK_FALSE(shell("nft list tables | grep -q shoal"));
+}
+
+TEST_CASE("nftables dataplane: leased buckets expire in the kernel and a renewal brings them back") {
+  freshNamespace();
+  const Service s = v4Service();
+  auto dp = NftablesDataplane::open();
+  REQUIRE(dp.ok());
+  DesiredState d{{ServiceAssignment{s, {1, 2}, {2}}}};
+  d.lease = Millis{300};
+  REQUIRE((*dp)->apply(d).ok());
+  CHECK(shell("nft list set inet shoal s0_owned | grep -q '0x53480001 timeout 300ms expires'"));
+  CHECK(shell("nft list set inet shoal live | grep -q '0x80000000 timeout 300ms expires'"));
+  // Renewed in time (every 100 ms for 600 ms): still there after twice the lease.
+  for (int i = 0; i < 6; ++i) {
+    usleep(100000);
+    REQUIRE((*dp)->renew(Millis{300}).ok());
+  }
+  CHECK(shell("nft list set inet shoal s0_owned | grep -q 0x53480002"));
+  // Not renewed: gone from every set, and a drift check neither calls that drift nor re-adds.
+  usleep(400000);
+  CHECK_FALSE(shell("nft list table inet shoal | grep -q 'elements'"));
+  auto report = (*dp)->checkAndRepair();
+  REQUIRE(report.ok());
+  CHECK(report->repaired == 0);
+  CHECK_FALSE(shell("nft list table inet shoal | grep -q 'elements'"));
+  // A late renewal brings all of them back.
+  REQUIRE((*dp)->renew(Millis{300}).ok());
+  CHECK(shell("nft list set inet shoal s0_owned | grep -q '0x53480001 timeout 300ms'"));
+  CHECK(shell("nft list set inet shoal s0_reset | grep -q '0x53480002 timeout 300ms'"));
+  CHECK(shell("nft list set inet shoal live | grep -q '0x80000000 timeout 300ms'"));
 }

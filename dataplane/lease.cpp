@@ -1,0 +1,100 @@
+#include "dataplane/lease.h"
+
+#include <algorithm>
+
+namespace shoal::dataplane {
+
+Millis leaseLength(const TimingProfile& timing) {
+  return std::max(Millis{1}, timing.suspect_after - kKernelTimerSlack);
+}
+
+Millis renewSpacing(const TimingProfile& timing) {
+  return std::max(Millis{1}, timing.heartbeat_interval / 2);
+}
+
+Lease::Lease(Millis length, Millis spacing)
+    : length_(std::max(Millis{1}, length)), spacing_(std::max(Millis{1}, spacing)) {}
+
+bool Lease::renewalDue(SteadyTime now) const {
+  return !started_ || now >= last_renewal_ + spacing_;
+}
+
+bool Lease::lapsedBy(SteadyTime now) const {
+  return started_ && now >= expiry_;
+}
+
+Millis Lease::remaining(SteadyTime now) const {
+  if (!started_)
+    return length_;
+  if (now >= expiry_)
+    return Millis{0};
+  return std::chrono::floor<Millis>(expiry_ - now);
+}
+
+void Lease::renewed(SteadyTime now) {
+  started_ = true;
+  last_renewal_ = now;
+  expiry_ = now + length_;
+}
+
+LeaseKeeper::LeaseKeeper(Dataplane& dataplane, Millis length, Millis spacing)
+    : dataplane_(dataplane), lease_(length, spacing) {}
+
+Status LeaseKeeper::apply(SteadyTime now, DesiredState desired) {
+  if (!enforced()) {
+    desired.lease.reset();
+    Status st = dataplane_.apply(desired);
+    if (st)
+      last_ = std::move(desired);
+    return st;
+  }
+  const Millis left = lease_.remaining(now);
+  if (left < Millis{1}) {
+    // Run out: writing now would answer buckets again on a view that is as old as the stall.
+    last_ = std::move(desired);
+    return Ok{};
+  }
+  desired.lease = left;
+  Status st = dataplane_.apply(desired);
+  if (!st)
+    return st;
+  if (!lease_.started())
+    lease_.renewed(now);
+  last_ = std::move(desired);
+  return Ok{};
+}
+
+LeaseKeeper::Renewal LeaseKeeper::beforeSend(SteadyTime now) {
+  if (!enforced())
+    return {Outcome::NotEnforced, {}};
+  if (!last_ || !lease_.renewalDue(now))
+    return {Outcome::NotDue, {}};
+  if (lease_.lapsedBy(now)) {
+    ++lapses_;
+    const Millis silent = std::chrono::floor<Millis>(now - (lease_.expiry() - lease_.length()));
+    DesiredState none = *last_;
+    for (ServiceAssignment& a : none.services) {
+      a.owned.clear();
+      a.reset_orphans.clear();
+    }
+    none.lease = lease_.length();
+    Status st = dataplane_.apply(none);
+    // The apply rewrote the bucket sets; the renewal brings back the live set too.
+    if (st)
+      st = dataplane_.renew(lease_.length());
+    if (!st)
+      return {Outcome::Lapsed, st.error().message, silent};
+    last_ = std::move(none);
+    lease_.renewed(now);
+    ++renewals_;
+    return {Outcome::Lapsed, {}, silent};
+  }
+  Status st = dataplane_.renew(lease_.length());
+  if (!st)
+    return {Outcome::Failed, st.error().message};
+  lease_.renewed(now);
+  ++renewals_;
+  return {Outcome::Renewed, {}};
+}
+
+}  // namespace shoal::dataplane
