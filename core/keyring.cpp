@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <optional>
@@ -392,18 +393,31 @@ std::optional<std::size_t> lineOfKey(const KeyFile& file, uint32_t id) {
 
 }  // namespace
 
-Key::Key(uint32_t id, const std::array<uint8_t, kKeySize>& secret) : id_(id), secret_(secret) {}
+namespace {
+
+// Serials start at 1 and are never reused within a process.
+uint64_t nextKeySerial() {
+  static std::atomic<uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+Key::Key(uint32_t id, const std::array<uint8_t, kKeySize>& secret)
+    : id_(id), secret_(secret), serial_(nextKeySerial()) {}
 
 Key::Key(const Key& other) = default;
 
-Key::Key(Key&& other) noexcept : id_(other.id_), secret_(other.secret_) {
+Key::Key(Key&& other) noexcept : id_(other.id_), secret_(other.secret_), serial_(other.serial_) {
   OPENSSL_cleanse(other.secret_.data(), other.secret_.size());
+  other.serial_ = nextKeySerial();  // its contents changed: no longer the same key
 }
 
 Key& Key::operator=(const Key& other) {
   if (this != &other) {
     id_ = other.id_;
     secret_ = other.secret_;
+    serial_ = other.serial_;
   }
   return *this;
 }
@@ -412,7 +426,9 @@ Key& Key::operator=(Key&& other) noexcept {
   if (this != &other) {
     id_ = other.id_;
     secret_ = other.secret_;
+    serial_ = other.serial_;
     OPENSSL_cleanse(other.secret_.data(), other.secret_.size());
+    other.serial_ = nextKeySerial();
   }
   return *this;
 }

@@ -51,10 +51,15 @@ class Key {
   uint32_t id() const { return id_; }
   /// The secret bytes. Do not copy them anywhere that outlives the key.
   const std::array<uint8_t, kKeySize>& secret() const { return secret_; }
+  /// Names this key's contents within the process: copies share it, and no two keys with
+  /// different contents ever have the same serial (a moved-from key gets a new one). Lets
+  /// per-key caches recognise a key without comparing secrets.
+  uint64_t serial() const { return serial_; }
 
  private:
   uint32_t id_;
   std::array<uint8_t, kKeySize> secret_;
+  uint64_t serial_;
 };
 
 /// The installed keys: one primary that seals outgoing packets, any of which opens incoming

@@ -119,7 +119,8 @@ namespace {
 // HMAC-SHA256 (RFC 2104) with the key's inner and outer hash states computed once and
 // copied per packet: OpenSSL's one-shot HMAC() fetches the algorithm and schedules the key on
 // every call, which dominated the cost of a heartbeat. The states of the last few keys used
-// on this thread are kept; their key material is wiped when the thread ends.
+// on this thread are kept, found by Key::serial(); they are freed (and so wiped) when
+// replaced and when the thread ends.
 class HmacStates {
  public:
   ~HmacStates() {
@@ -141,8 +142,7 @@ class HmacStates {
   // Inner and outer states for `key`, or nullptr if OpenSSL fails.
   const std::pair<EVP_MD_CTX*, EVP_MD_CTX*>* forKey(const Key& key) {
     for (Entry& e : entries_) {
-      if (e.states.first != nullptr && e.id == key.id() &&
-          CRYPTO_memcmp(e.secret.data(), key.secret().data(), kKeySize) == 0) {
+      if (e.states.first != nullptr && e.serial == key.serial()) {
         return &e.states;
       }
     }
@@ -166,22 +166,20 @@ class HmacStates {
       clear(e);
       return nullptr;
     }
-    e.id = key.id();
-    e.secret = key.secret();
+    e.serial = key.serial();
     return &e.states;
   }
 
  private:
   struct Entry {
-    uint32_t id = 0;
-    std::array<uint8_t, kKeySize> secret{};
+    uint64_t serial = 0;  // Key::serial() of the key the states were made from
     std::pair<EVP_MD_CTX*, EVP_MD_CTX*> states{nullptr, nullptr};
   };
   static void clear(Entry& e) {
     EVP_MD_CTX_free(e.states.first);  // frees (and cleanses) the hash states
     EVP_MD_CTX_free(e.states.second);
     e.states = {nullptr, nullptr};
-    OPENSSL_cleanse(e.secret.data(), e.secret.size());
+    e.serial = 0;
   }
   std::array<Entry, 4> entries_{};  // a rotation has at most a few keys in use at once
   std::size_t next_ = 0;
@@ -213,7 +211,6 @@ std::optional<std::array<uint8_t, kMacSize>> computeMac(const Key& key, uint32_t
                   EVP_MD_CTX_copy_ex(ctx, states->second) == 1 &&
                   EVP_DigestUpdate(ctx, inner.data(), inner.size()) == 1 &&
                   EVP_DigestFinal_ex(ctx, mac.data(), &mac_len) == 1 && mac_len == kMacSize;
-  OPENSSL_cleanse(inner.data(), inner.size());
   if (!ok) {
     return std::nullopt;
   }
