@@ -145,9 +145,9 @@ Result<std::unique_ptr<Daemon>> Daemon::create(asio::io_context& io, DaemonOptio
     return dp.error();
   }
   d->dataplane_ = std::move(dp.value());
-  d->lease_ = std::make_unique<dataplane::LeaseKeeper>(
-      *d->dataplane_, dataplane::leaseLength(d->def_.timing),
-      dataplane::renewSpacing(d->def_.timing));
+  d->lease_ = std::make_unique<dataplane::LeaseKeeper>(*d->dataplane_,
+                                                       dataplane::leaseLength(d->def_.timing),
+                                                       dataplane::renewSpacing(d->def_.timing));
   if (!d->dataplane_->leaseEnforced()) {
     log(LogLevel::Warning,
         "dataplane %s cannot expire its state: if shoald stalls (stopped, swapped out, starved) "
@@ -165,8 +165,8 @@ Result<std::unique_ptr<Daemon>> Daemon::create(asio::io_context& io, DaemonOptio
       io, d->def_, self,
       [raw](uint32_t link, std::span<const uint8_t> bytes, const Endpoint& from) {
         if (!raw->leaving_) {
-          raw->handle(raw->membership_->onPacket(std::chrono::steady_clock::now(), bytes, link,
-                                                 from));
+          raw->handle(
+              raw->membership_->onPacket(std::chrono::steady_clock::now(), bytes, link, from));
         }
       });
   if (!transport.ok()) {
@@ -182,13 +182,17 @@ Result<std::unique_ptr<Daemon>> Daemon::create(asio::io_context& io, DaemonOptio
   d->links_ = std::move(links.value());
   d->links_fd_ = std::make_unique<asio::posix::stream_descriptor>(io, ::dup(d->links_->fd()));
 
-  auto control = ControlServer::open(io, d->options_.socket_path,
-                                     [raw](const control::Request& r) { return raw->onControl(r); });
+  auto control = ControlServer::open(
+      io, d->options_.socket_path, [raw](const control::Request& r) { return raw->onControl(r); });
   if (!control.ok()) {
     return control.error();
   }
   d->control_ = std::move(control.value());
   d->hooks_ = std::make_unique<HookRunner>(d->options_.notify_scripts, kHookTimeout);
+  d->drain_saver_ = std::make_unique<StateSaver>(
+      d->options_.state_dir + "/drain.state", [](const std::string& message) {
+        log(LogLevel::Error, "cannot save the drain state: %s", message.c_str());
+      });
   return d;
 }
 
@@ -268,6 +272,13 @@ void Daemon::handle(Output out) {
   }
   armTimer(out.next_wakeup);
   reconcile();
+  if (drain_unsaved_) {
+    // After the hand-off, and on the saver's thread: saving waits for the disk (two fsyncs,
+    // tens of milliseconds on a busy one), and the peers know the write anyway, so a crash
+    // before the save loses nothing (a restarting node learns it from them).
+    drain_unsaved_ = false;
+    persistDrain();
+  }
 }
 
 void Daemon::armTimer(TimePoint when) {
@@ -317,8 +328,8 @@ void Daemon::keepLease(TimePoint now) {
     return;
   }
   const std::string text =
-      "dataplane lease lapsed: no renewal for " + std::to_string(r.silent.count()) +
-      " ms (lease " + std::to_string(lease_->lease().length().count()) +
+      "dataplane lease lapsed: no renewal for " + std::to_string(r.silent.count()) + " ms (lease " +
+      std::to_string(lease_->lease().length().count()) +
       " ms); this node answered nothing meanwhile and takes its buckets back only with fresh "
       "claims from every peer" +
       (r.error.empty() ? "" : " (releasing failed: " + r.error + ")");
@@ -366,8 +377,8 @@ bool Daemon::settled(TimePoint now) const {
   for (std::size_t i = 0; i < members.size(); ++i) {
     all_known = all_known && (i == self_ || members[i].state != MemberState::Unknown);
   }
-  return all_known || now >= started_ + def_.timing.suspect_after +
-                                 def_.timing.suspicion_timeout + def_.timing.probe_timeout;
+  return all_known || now >= started_ + def_.timing.suspect_after + def_.timing.suspicion_timeout +
+                                 def_.timing.probe_timeout;
 }
 
 dataplane::DesiredState Daemon::desiredState(const std::vector<BucketSet>& hold) const {
@@ -431,8 +442,8 @@ void Daemon::reconcile() {
                       desired.services[s].reset_orphans != applied_orphans_[s];
   }
   if (have_decision_ && d.quorum != last_.quorum) {
-    const std::string text = d.quorum ? "quorum regained: serving" :
-                                        "quorum lost: fewer than half of the nodes are alive, "
+    const std::string text = d.quorum ? "quorum regained: serving"
+                                      : "quorum lost: fewer than half of the nodes are alive, "
                                         "releasing every bucket";
     log(d.quorum ? LogLevel::Notice : LogLevel::Warning, "%s", text.c_str());
     events_.add("quorum", text);
@@ -505,10 +516,9 @@ void Daemon::reportBucketChanges(const std::vector<BucketSet>& before) {
       for (uint32_t b : *list) {
         csv += (csv.empty() ? "" : ",") + std::to_string(b);
       }
-      const std::string text = "service " + svc.name + ": " + what + " buckets " +
-                               cli::bucketRanges(*list) + " (now " +
-                               std::to_string(held_[s].count()) + " of " +
-                               std::to_string(svc.buckets) + ")";
+      const std::string text =
+          "service " + svc.name + ": " + what + " buckets " + cli::bucketRanges(*list) + " (now " +
+          std::to_string(held_[s].count()) + " of " + std::to_string(svc.buckets) + ")";
       log(LogLevel::Info, "%s", text.c_str());
       events_.add("buckets", text);
       hook({{"SHOAL_EVENT", std::string("bucket-") + what},
@@ -527,12 +537,14 @@ void Daemon::onEvent(const Event& e) {
       const std::string text = node + " is " + toString(e.state);
       log(e.state == MemberState::Dead ? LogLevel::Warning : LogLevel::Notice, "%s", text.c_str());
       events_.add("member", text);
-      hook({{"SHOAL_EVENT", "node-state"}, {"SHOAL_NODE", node}, {"SHOAL_STATE", toString(e.state)}});
+      hook({{"SHOAL_EVENT", "node-state"},
+            {"SHOAL_NODE", node},
+            {"SHOAL_STATE", toString(e.state)}});
       break;
     }
     case Event::Kind::LinkChanged: {
-      const std::string text = "link " + std::to_string(e.link) + " to " + node + " is " +
-                               (e.up ? "up" : "down");
+      const std::string text =
+          "link " + std::to_string(e.link) + " to " + node + " is " + (e.up ? "up" : "down");
       log(LogLevel::Info, "%s", text.c_str());
       events_.add("link", text);
       break;
@@ -544,7 +556,7 @@ void Daemon::onEvent(const Event& e) {
       log(LogLevel::Notice, "%s", text.c_str());
       events_.add("drain", text);
       hook({{"SHOAL_EVENT", "drain"}, {"SHOAL_NODE", node}, {"SHOAL_STATE", toString(mode)}});
-      persistDrain();
+      drain_unsaved_ = true;  // saved once the buckets have moved (end of handle())
       break;
     }
     case Event::Kind::HealthChanged: {
@@ -553,7 +565,9 @@ void Daemon::onEvent(const Event& e) {
       const std::string text = node + " health: " + status;
       log(LogLevel::Notice, "%s", text.c_str());
       events_.add("health", text);
-      hook({{"SHOAL_EVENT", "node-state"}, {"SHOAL_NODE", node}, {"SHOAL_STATE", "health-" + status}});
+      hook({{"SHOAL_EVENT", "node-state"},
+            {"SHOAL_NODE", node},
+            {"SHOAL_STATE", "health-" + status}});
       break;
     }
     case Event::Kind::HoldDownStarted:
@@ -648,11 +662,7 @@ void Daemon::hook(std::map<std::string, std::string> env) {
 }
 
 void Daemon::persistDrain() {
-  const std::string path = options_.state_dir + "/drain.state";
-  const auto text = encodeDrainSnapshot(membership_->drainSnapshot(), def_);
-  if (auto st = writeFileAtomically(path, text); !st.ok()) {
-    log(LogLevel::Error, "cannot save the drain state: %s", st.error().message.c_str());
-  }
+  drain_saver_->save(encodeDrainSnapshot(membership_->drainSnapshot(), def_));
 }
 
 void Daemon::scheduleDriftCheck() {
@@ -721,6 +731,7 @@ void Daemon::gracefulLeave() {
     log(LogLevel::Error, "dataplane teardown: %s", st.error().message.c_str());
   }
   hooks_->drain(milliseconds(2000));
+  drain_saver_->flush();
   timer_.cancel();
   drift_timer_.cancel();
   retry_timer_.cancel();
@@ -740,8 +751,8 @@ void Daemon::reload() {
   }
   if (fingerprintHex(*loaded.definition) != fingerprintHex(def_)) {
     const std::string text =
-        "reload refused: the cluster definition changed (fingerprint " +
-        fingerprintHex(def_) + " -> " + fingerprintHex(*loaded.definition) +
+        "reload refused: the cluster definition changed (fingerprint " + fingerprintHex(def_) +
+        " -> " + fingerprintHex(*loaded.definition) +
         "); a changed definition needs a restart of every node with the new file";
     log(LogLevel::Error, "%s", text.c_str());
     events_.add("reload", text);
@@ -753,8 +764,7 @@ void Daemon::reload() {
     return;
   }
   membership_->setKeyring(std::move(keys.value()));
-  if (loaded.definition->health_checks.size() != def_.health_checks.size() ||
-      [&] {
+  if (loaded.definition->health_checks.size() != def_.health_checks.size() || [&] {
         for (std::size_t i = 0; i < def_.health_checks.size(); ++i) {
           const auto& a = def_.health_checks[i];
           const auto& b = loaded.definition->health_checks[i];
@@ -954,8 +964,9 @@ control::Status Daemon::buildStatus() const {
                    "lease and this node stopped answering meanwhile (see the log)");
   }
   if (resettle_from_) {
-    s.add_warnings("rejoining after a lease lapse: holding no buckets until every peer is "
-                   "heard from again");
+    s.add_warnings(
+        "rejoining after a lease lapse: holding no buckets until every peer is "
+        "heard from again");
   }
   if (renew_failed_) {
     s.add_warnings("the dataplane refuses lease renewals: this node will stop answering");

@@ -17,6 +17,7 @@
 #include "cli/health_checks.h"
 #include "cli/health_state.h"
 #include "cli/notify_hooks.h"
+#include "cli/state_saver.h"
 #include "core/bucket_set.h"
 #include "core/cluster_definition.h"
 #include "core/result.h"
@@ -51,8 +52,7 @@ class Daemon {
  public:
   /// Reads the definition and key, finds this node, opens the sockets, the dataplane and the
   /// control socket. Errors say what to fix; nothing is left installed on failure.
-  static Result<std::unique_ptr<Daemon>> create(boost::asio::io_context& io,
-                                                DaemonOptions options);
+  static Result<std::unique_ptr<Daemon>> create(boost::asio::io_context& io, DaemonOptions options);
   ~Daemon();
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
@@ -119,6 +119,7 @@ class Daemon {
   std::unique_ptr<boost::asio::posix::stream_descriptor> links_fd_;
   std::unique_ptr<ControlServer> control_;
   std::unique_ptr<HookRunner> hooks_;
+  std::unique_ptr<StateSaver> drain_saver_;  // drain.state, written off the event loop
   std::unique_ptr<HealthRunner> health_runner_;
   std::vector<HealthCheck> checks_;  ///< the definition's checks plus one per LAN interface
   CheckHealth health_;
@@ -141,6 +142,7 @@ class Daemon {
   uint64_t last_digest_ = 0;
   bool apply_failed_ = false;
   bool leaving_ = false;
+  bool drain_unsaved_ = false;  // a drain write arrived; persistDrain() at the end of handle()
   uint64_t drift_repairs_ = 0;
   int exit_code_ = 0;
 };

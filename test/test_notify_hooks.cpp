@@ -1,7 +1,5 @@
-// Notify hooks run real scripts with the event in their environment, in order, with a time
-// limit.
-
-#include "cli/notify_hooks.h"
+// The daemon's workers off the event loop: notify hooks run real scripts with the event in
+// their environment, in order, with a time limit; the state saver writes the latest contents.
 
 #include <doctest/doctest.h>
 #include <sys/stat.h>
@@ -11,6 +9,10 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
+
+#include "cli/notify_hooks.h"
+#include "cli/state_saver.h"
 
 namespace {
 
@@ -45,7 +47,8 @@ TEST_CASE("hooks see the event's variables, in the order events were posted") {
   const auto script = writeScript(dir.path, "hook.sh",
                                   "echo \"$SHOAL_EVENT $SHOAL_NODE $SHOAL_BUCKETS\" >> " + out);
   shoal::daemon::HookRunner runner({script}, std::chrono::milliseconds(5000));
-  runner.post({{{"SHOAL_EVENT", "bucket-gained"}, {"SHOAL_NODE", "alpha"}, {"SHOAL_BUCKETS", "1,2"}}});
+  runner.post(
+      {{{"SHOAL_EVENT", "bucket-gained"}, {"SHOAL_NODE", "alpha"}, {"SHOAL_BUCKETS", "1,2"}}});
   runner.post({{{"SHOAL_EVENT", "node-state"}, {"SHOAL_NODE", "beta"}}});
   runner.drain(std::chrono::milliseconds(10000));
   CHECK(slurp(out) == "bucket-gained alpha 1,2\nnode-state beta \n");
@@ -69,4 +72,37 @@ TEST_CASE("a missing hook script is reported, not fatal") {
   runner.post({{{"SHOAL_EVENT", "drain"}}});
   runner.drain(std::chrono::milliseconds(5000));
   CHECK(runner.failed() == 1);
+}
+
+TEST_CASE("the state saver writes the latest contents, off the caller's thread") {
+  TempDir dir;
+  const std::string path = dir.path + "/drain.state";
+  std::vector<std::string> errors;
+  {
+    shoal::daemon::StateSaver saver(path, [&](const std::string& m) { errors.push_back(m); });
+    for (int i = 0; i < 50; ++i) {
+      saver.save("version " + std::to_string(i) + "\n");
+    }
+    saver.flush();
+    CHECK(slurp(path) == "version 49\n");
+    saver.save("last\n");
+  }  // the destructor finishes the waiting save
+  CHECK(slurp(path) == "last\n");
+  CHECK(errors.empty());
+}
+
+TEST_CASE("a failed save is reported and the next one tries again") {
+  TempDir dir;
+  std::vector<std::string> errors;
+  shoal::daemon::StateSaver saver(dir.path + "/missing/drain.state",
+                                  [&](const std::string& m) { errors.push_back(m); });
+  saver.save("x\n");
+  saver.flush();
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].find("missing") != std::string::npos);
+  REQUIRE(::mkdir((dir.path + "/missing").c_str(), 0700) == 0);
+  saver.save("y\n");
+  saver.flush();
+  CHECK(errors.size() == 1);
+  CHECK(slurp(dir.path + "/missing/drain.state") == "y\n");
 }
