@@ -339,17 +339,26 @@ void Daemon::keepLease(TimePoint now) {
   // Hold nothing (reconcile() releases at the end of this handler) until every up peer has
   // been heard from since, as after a start.
   resettle_from_ = now;
+  backlog_read_.reset();
 }
 
-bool Daemon::resettled(TimePoint now) const {
+bool Daemon::resettled(TimePoint now) {
   if (!resettle_from_) {
     return true;
   }
-  // Packets queued while the daemon was stalled are read in the first moments after it
-  // resumes and may predate the peers' take-over; a packet heard one heartbeat interval later
-  // was sent after the stall, and peers heartbeat every interval.
-  const TimePoint fresh = *resettle_from_ + def_.timing.heartbeat_interval;
-  if (now < fresh) {
+  // Packets queued while the daemon was stalled are read after it resumes and may predate
+  // the peers' take-over (their claims are stale). Reading that backlog can take longer than
+  // any fixed time on a loaded machine, so wait until the sockets have been seen empty: a
+  // packet read after that moment reached this node after the stall, and peers heartbeat
+  // every interval.
+  if (!backlog_read_) {
+    if (!transport_->backlogEmpty()) {
+      return false;
+    }
+    backlog_read_ = now;
+  }
+  const TimePoint fresh = std::max(*backlog_read_, *resettle_from_);
+  if (now <= fresh) {
     return false;
   }
   const auto& members = membership_->view().members;
@@ -357,11 +366,8 @@ bool Daemon::resettled(TimePoint now) const {
     if (i == self_ || !members[i].up()) {
       continue;
     }
-    bool heard = false;
-    for (const LinkView& l : members[i].links) {
-      heard = heard || (l.heard && l.last_heard >= fresh);
-    }
-    if (!heard) {
+    // A heartbeat, not just any packet: only heartbeats carry the claims.
+    if (members[i].claims_heard <= fresh) {
       return false;
     }
   }

@@ -76,7 +76,7 @@ class Daemon {
   bool settled(TimePoint now) const;
   /// After a lease lapse: true once every up peer has been heard from since the stall
   /// (dataplane/lease.h); true when no lapse is pending.
-  bool resettled(TimePoint now) const;
+  bool resettled(TimePoint now);
   /// Renews the dataplane lease (called right before anything is sent) and handles a lapse.
   void keepLease(TimePoint now);
   void reconcile();
@@ -114,6 +114,8 @@ class Daemon {
   /// Set by a lease lapse: the node holds nothing until every up peer has been heard from
   /// again (fresh claims), as after a start.
   std::optional<TimePoint> resettle_from_;
+  // Resettling: when the sockets were first seen empty after the lapse (see resettled()).
+  std::optional<TimePoint> backlog_read_;
   bool renew_failed_ = false;
   std::unique_ptr<dataplane::LinkMonitor> links_;
   std::unique_ptr<boost::asio::posix::stream_descriptor> links_fd_;

@@ -557,6 +557,7 @@ void Membership::handleHeartbeat(TimePoint now, uint32_t sender, uint32_t link,
   }
   peer.view_digest = hb.view_digest();
   peer.claims_known = true;
+  peer.claims_heard = now;
   if (hb.probe_id() != 0) {
     wire::Envelope env;
     wire::Ack* ack = env.mutable_ack();

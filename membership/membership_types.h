@@ -117,6 +117,9 @@ struct MemberView {
   /// False from the moment it comes (back) up until its first heartbeat since: `claims` may
   /// be stale (it may have taken buckets while it was away from this node).
   bool claims_known = false;
+  /// When its latest heartbeat (the source of `claims`) was received; other packets (acks,
+  /// probes) say nothing of its claims.
+  TimePoint claims_heard{};
 
   /// Alive or Suspect: a suspect still serves until it is declared dead.
   bool up() const { return state == MemberState::Alive || state == MemberState::Suspect; }

@@ -199,6 +199,16 @@ void UdpTransport::sendToAll(const Datagram& datagram) {
   }
 }
 
+bool UdpTransport::backlogEmpty() const {
+  for (const auto& link : links_) {
+    boost::system::error_code ec;
+    if (link->socket.is_open() && link->socket.available(ec) > 0 && !ec) {
+      return false;
+    }
+  }
+  return true;
+}
+
 void UdpTransport::close() {
   for (auto& link : links_) {
     boost::system::error_code ec;

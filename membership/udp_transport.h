@@ -54,6 +54,9 @@ class UdpTransport {
   void send(const Datagram& datagram);
   /// Closes every socket; pending receives end. Called by the destructor.
   void close();
+  /// True if no received datagram waits in any socket's queue (all were read). A daemon that
+  /// was stalled uses it to tell datagrams queued during the stall from ones sent after it.
+  bool backlogEmpty() const;
 
   const TransportStats& stats() const { return stats_; }
 
