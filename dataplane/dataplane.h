@@ -68,7 +68,7 @@ class Dataplane {
 
   /// Renews the lease of the state in force: its owned buckets, reset orphans and established
   /// connections are answered for `lease` (at least 1 ms) from now. One atomic change: no
-  /// packet sees a bucket missing while it is renewed. Buckets whose lease ran out come back.
+  /// packet finds the lease missing while it is renewed. A lease that ran out comes back.
   /// A no-op returning Ok where leaseEnforced() is false, or before the first apply().
   virtual Status renew(Millis lease) = 0;
 };

@@ -79,7 +79,8 @@ LeaseKeeper::Renewal LeaseKeeper::beforeSend(SteadyTime now) {
     }
     none.lease = lease_.length();
     Status st = dataplane_.apply(none);
-    // The apply rewrote the bucket sets; the renewal brings back the live set too.
+    // The apply emptied the bucket sets while nothing was answered; only now does the
+    // renewal bring the lease element back.
     if (st)
       st = dataplane_.renew(lease_.length());
     if (!st)

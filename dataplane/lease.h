@@ -1,9 +1,14 @@
 #pragma once
-// The dead-man switch on the kernel state: the buckets a node answers are leased. The kernel
-// answers them (and the node's established connections) only until the lease runs out; the
-// daemon renews it every heartbeat interval. A daemon that is killed was already covered (the
-// owned tables vanish with its socket); this covers one that is stalled: SIGSTOPped, swapped
-// out, starved of CPU. Its node stops answering before any peer can have taken its buckets.
+// The dead-man switch on the kernel state: everything a node answers is leased. On nftables
+// the lease is one set element with a timeout (`live`, dataplane/nft_ruleset.h) and every
+// service chain drops what it would answer (new flows, its established connections, orphan
+// resets) while that element is missing; the bucket sets themselves are permanent. The
+// daemon renews the element every heartbeat interval with one prebuilt netlink transaction
+// (flush + add of that element: it is never missing while renewals come in time), so a
+// renewal costs the same for any number of buckets. A daemon that is killed was already
+// covered (the owned tables vanish with its socket); this covers one that is stalled:
+// SIGSTOPped, swapped out, starved of CPU. Its node stops answering before any peer can have
+// taken its buckets.
 //
 // Why the lease length is safe:
 //  - A peer declares this node dead no earlier than suspect_after + the minimum suspicion
@@ -22,7 +27,9 @@
 //  - This node's own local-health multiplier stretches the timeouts it applies to its peers,
 //    not theirs to it: the lease is the base suspect_after, never multiplied.
 //  - The kernel keeps element timeouts in jiffies and may expire them up to a jiffy late
-//    (4 ms at HZ=250, Debian's setting): the lease is shortened by kKernelTimerSlack.
+//    (4 ms at HZ=250, Debian's setting): the lease is shortened by kKernelTimerSlack. A
+//    lookup treats an element as gone from its expiry on, before garbage collection removes
+//    it (test/e2e/run_e2e.sh checks a stopped node is silent 50 ms after its lease).
 //  - Not covered: a running node whose heartbeats are lost. Its peers may declare it dead
 //    while it renews; that is a partition, for the quorum rule (membership/ownership.h).
 // A renewal that comes later than the lease (the daemon stalled for longer than
@@ -106,9 +113,10 @@ class LeaseKeeper {
 
   /// Applies `desired` (its `lease` is set here). Without enforcement: as is. Before the
   /// first renewal: with the full length, which starts the lease. Afterwards: with what is
-  /// left of the lease, so an apply never extends it. Once the lease has run out nothing is
-  /// written (the kernel answers none of the owned buckets anyway): the state is kept for
-  /// beforeSend(), which handles the lapse. Errors: the dataplane's.
+  /// left of the lease, so an apply never extends it (a bucket-set change does not touch the
+  /// leased element; a rebuild writes it with that remainder). Once the lease has run out
+  /// nothing is written (the kernel answers none of the owned buckets anyway): the state is
+  /// kept for beforeSend(), which handles the lapse. Errors: the dataplane's.
   Status apply(SteadyTime now, DesiredState desired);
 
   /// Call immediately before sending anything to the peers, in the same handler (see the top

@@ -1,5 +1,7 @@
 #include "dataplane/nft_ruleset.h"
 
+#include <linux/netfilter.h>
+
 #include <cstdio>
 #include <sstream>
 
@@ -34,26 +36,23 @@ std::string hashRule(const Service& s, bool with_ports) {
          hex(s.seed, 8) + " offset " + hex(kMarkBase, 8);
 }
 
-std::string timeoutSuffix(std::optional<Millis> lease) {
-  return lease ? " timeout " + std::to_string(lease->count()) + "ms" : "";
-}
-
-std::string markElements(const std::vector<uint32_t>& marks, std::optional<Millis> lease) {
+std::string markElements(const std::vector<uint32_t>& marks, std::optional<Millis> timeout) {
   std::string out;
   for (uint32_t m : marks) {
     if (!out.empty()) out += ", ";
-    out += hex(m, 8) + timeoutSuffix(lease);
+    out += hex(m, 8);
+    if (timeout) out += " timeout " + std::to_string(timeout->count()) + "ms";
   }
   return out;
 }
 
+// A plain hash set: adding to an interval set makes nft read the whole set first, which would
+// put a dump on the hot path. Drift checks compare its elements sorted. Only the live set has
+// `flags timeout`, with and without a lease, so that the structure is the same either way.
 void emitSet(std::ostringstream& o, const std::string& name, const std::vector<uint32_t>& marks,
-             std::optional<Millis> lease) {
-  // A plain hash set: adding to an interval set makes nft read the whole set first, which
-  // would put a dump on the hot path. Drift checks compare its elements sorted. `flags
-  // timeout` always, so that the structure is the same with and without a lease.
-  o << "  set " << name << " {\n    type mark\n    flags timeout\n";
-  if (!marks.empty()) o << "    elements = { " << markElements(marks, lease) << " }\n";
+             bool timeouts, std::optional<Millis> timeout) {
+  o << "  set " << name << " {\n    type mark\n" << (timeouts ? "    flags timeout\n" : "");
+  if (!marks.empty()) o << "    elements = { " << markElements(marks, timeout) << " }\n";
   o << "  }\n";
 }
 
@@ -65,10 +64,10 @@ std::vector<uint32_t> asMarks(const std::vector<uint32_t>& buckets) {
 
 // Flush + add of one set (nothing added for an empty list).
 void replaceSet(std::ostringstream& o, const std::string& prefix, const std::string& name,
-                const std::vector<uint32_t>& marks, std::optional<Millis> lease) {
+                const std::vector<uint32_t>& marks) {
   o << "flush set" << prefix << name << "\n";
   if (!marks.empty()) {
-    o << "add element" << prefix << name << " { " << markElements(marks, lease) << " }\n";
+    o << "add element" << prefix << name << " { " << markElements(marks, std::nullopt) << " }\n";
   }
 }
 
@@ -86,11 +85,15 @@ void emitServiceChain(std::ostringstream& o, std::size_t i, const Service& s) {
   o << "    ct direction reply accept\n";
   // Neighbour discovery for the VIP is answered by every node.
   if (!s.vip.isV4()) o << "    icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept\n";
+  // The lease gate: from here on everything is what the node answers for its buckets (its
+  // established connections, orphan resets, new flows), and all of it only while `live`
+  // holds its element. The hash rule above made the mark's upper half kLiveMark.
+  o << "    " << mark_set << " & " << hex(kMarkBaseMask, 8) << " != @" << liveSetName()
+    << " drop\n";
   // Connections this node accepted stay here after their bucket moves (and ICMP errors
   // about them, which conntrack marks related).
-  // Only while the lease runs: a stalled daemon's node lets them go like everything else.
-  o << "    ct state established,related ct mark & " << hex(kAcceptedFlowBit, 8) << " @"
-    << liveSetName() << " accept\n";
+  o << "    ct state established,related ct mark & " << hex(kAcceptedFlowBit, 8)
+    << " == " << hex(kAcceptedFlowBit, 8) << " accept\n";
   // With nf_conntrack_tcp_loose=0 a mid-stream packet without conntrack here is invalid: a
   // flow of another node (drop) or of a dead node whose bucket we took over (reset).
   o << "    meta l4proto tcp ct state invalid " << mark_set << " @" << resetSetName(i)
@@ -144,15 +147,12 @@ Result<std::string> fullScript(const DesiredState& desired,
   const auto& services = desired.services;
   // --- the owned inet table ---
   o << tableHeader("inet", t, own);
-  const bool ran_out = desired.lease && desired.lease->count() <= 0;
-  auto marks = [&](const std::vector<uint32_t>& buckets) {
-    return ran_out ? std::vector<uint32_t>{} : asMarks(buckets);
-  };
   for (std::size_t i = 0; i < services.size(); ++i) {
-    emitSet(o, ownedSetName(i), marks(services[i].owned), desired.lease);
-    emitSet(o, resetSetName(i), marks(services[i].reset_orphans), desired.lease);
+    emitSet(o, ownedSetName(i), asMarks(services[i].owned), false, std::nullopt);
+    emitSet(o, resetSetName(i), asMarks(services[i].reset_orphans), false, std::nullopt);
   }
-  emitSet(o, liveSetName(), ran_out ? std::vector<uint32_t>{} : std::vector{kAcceptedFlowBit},
+  const bool ran_out = desired.lease && desired.lease->count() <= 0;
+  emitSet(o, liveSetName(), ran_out ? std::vector<uint32_t>{} : std::vector{kLiveMark}, true,
           desired.lease);
   o << "  chain raw {\n    type filter hook prerouting priority raw; policy accept;\n";
   for (const auto& a : services) {
@@ -226,24 +226,16 @@ Result<std::string> fullScript(const DesiredState& desired,
 }
 
 std::string setUpdateScript(std::size_t index, const ServiceAssignment& assignment,
-                            const NftRulesetOptions& options, std::optional<Millis> lease) {
+                            const NftRulesetOptions& options) {
   std::ostringstream o;
   const std::string prefix = " inet " + options.table + " ";
-  replaceSet(o, prefix, ownedSetName(index), asMarks(assignment.owned), lease);
-  replaceSet(o, prefix, resetSetName(index), asMarks(assignment.reset_orphans), lease);
+  replaceSet(o, prefix, ownedSetName(index), asMarks(assignment.owned));
+  replaceSet(o, prefix, resetSetName(index), asMarks(assignment.reset_orphans));
   return o.str();
 }
 
-std::string renewScript(const DesiredState& desired, Millis lease,
-                        const NftRulesetOptions& options) {
-  std::ostringstream o;
-  const std::string prefix = " inet " + options.table + " ";
-  for (std::size_t i = 0; i < desired.services.size(); ++i) {
-    replaceSet(o, prefix, ownedSetName(i), asMarks(desired.services[i].owned), lease);
-    replaceSet(o, prefix, resetSetName(i), asMarks(desired.services[i].reset_orphans), lease);
-  }
-  replaceSet(o, prefix, liveSetName(), {kAcceptedFlowBit}, lease);
-  return o.str();
+ElementRenewal liveRenewal(const NftRulesetOptions& options) {
+  return ElementRenewal(NFPROTO_INET, options.table, liveSetName(), kLiveMark);
 }
 
 std::string teardownScript(const NftRulesetOptions& options) {

@@ -4,19 +4,22 @@
 //
 // Layout (TABLE is NftRulesetOptions::table, default "shoal"):
 //   table inet TABLE (flags owner: the kernel drops it when shoald's netlink socket closes)
-//     set sI_owned, sI_reset   buckets of service I, as packet marks (bucket + kMarkBase)
-//     set live      holds kAcceptedFlowBit while the node's lease runs: established
-//                   connections are answered only while it is there
-//                   Every set has `flags timeout`: with a lease (DesiredState::lease) its
-//                   elements expire unless the daemon renews them, so a stalled daemon's node
-//                   stops answering on its own (see dataplane/lease.h).
+//     set sI_owned, sI_reset   buckets of service I, as packet marks (bucket + kMarkBase);
+//                   permanent: written by apply() only
+//     set live      `flags timeout`; holds kLiveMark while the node's lease runs (with a
+//                   lease, DesiredState::lease, the element expires unless the daemon renews
+//                   it: see dataplane/lease.h). Every service chain drops what it would answer
+//                   while the element is missing, so a stalled daemon's node stops answering
+//                   on its own. The renewal rewrites this one element (liveRenewal()),
+//                   whatever the number of buckets.
 //     chain raw     prerouting, priority raw: packets to a VIP sent to the cluster MAC arrive
 //                   as multicast; make them host packets (only possible in prerouting)
 //     chain decide  prerouting, priority mangle (after defragmentation and conntrack):
 //                   jump to the service's chain by destination VIP
-//     chain sI      mark = jhash(fields) mod buckets + kMarkBase; then keep flows this node
-//                   accepted (ct mark bit, while `live` holds it), reset orphans, drop what
-//                   is not ours
+//     chain sI      mark = jhash(fields) mod buckets + kMarkBase; the node's own traffic and
+//                   replies to its own connections pass; then the lease gate (drop unless
+//                   `live` holds its element); keep flows this node accepted (ct mark bit),
+//                   reset orphans, drop what is not ours
 //     chain nd_out  output: IPv6 neighbour solicitations/advertisements from a VIP carry the
 //                   cluster MAC (link-layer option rewritten, checksum kept valid)
 //   table arp TABLE (flags owner)
@@ -34,6 +37,7 @@
 
 #include "core/ip_address.h"
 #include "dataplane/dataplane.h"
+#include "dataplane/nft_batch.h"
 
 namespace shoal::dataplane {
 
@@ -43,6 +47,10 @@ inline constexpr uint32_t kMarkBase = 0x53480000;
 inline constexpr uint32_t kMarkBaseMask = 0xffff0000;
 /// Conntrack mark bit: this node accepted the connection (kept across bucket moves).
 inline constexpr uint32_t kAcceptedFlowBit = 0x80000000;
+/// The element of the live set while the lease runs. After the hash rule every packet's
+/// `meta mark & kMarkBaseMask` equals it, so `meta mark & kMarkBaseMask != @live drop` drops
+/// every packet exactly while the element is missing.
+inline constexpr uint32_t kLiveMark = kMarkBase;
 
 /// Knobs of the generated rules.
 struct NftRulesetOptions {
@@ -56,12 +64,14 @@ struct NftRulesetOptions {
 std::string ownedSetName(std::size_t index);
 /// Name of the reset-orphans set of service `index` ("s0_reset").
 std::string resetSetName(std::size_t index);
-/// Name of the set that holds kAcceptedFlowBit while the lease runs ("live").
+/// Name of the set that holds kLiveMark while the lease runs ("live").
 std::string liveSetName();
 
 /// The full script: (re)creates the tables from scratch in one transaction, whether or not
-/// they exist. With `desired.lease`, set elements expire after it; a lease of zero (one that
-/// has run out) leaves every set empty, so the node answers nothing until renewed. `interface_macs` gives the hardware address of each IPv6 service's interface
+/// they exist. With `desired.lease`, the live element expires after it; a lease of zero (one
+/// that has run out) leaves the live set empty, so the node answers nothing until renewed.
+/// Without a lease the live element is permanent. Bucket sets never expire.
+/// `interface_macs` gives the hardware address of each IPv6 service's interface
 /// (the link-layer option the kernel writes, which the rewrite must recognise); IPv4-only
 /// states may pass an empty map. Errors: an IPv6 service whose interface has no entry.
 Result<std::string> fullScript(const DesiredState& desired,
@@ -70,18 +80,13 @@ Result<std::string> fullScript(const DesiredState& desired,
 
 /// A script that only replaces the bucket sets of service `index` (flush + add in one
 /// transaction). Valid only while the tables were built by fullScript for the same services.
-/// With a `lease`, every element added expires after it.
 std::string setUpdateScript(std::size_t index, const ServiceAssignment& assignment,
-                            const NftRulesetOptions& options,
-                            std::optional<Millis> lease = std::nullopt);
+                            const NftRulesetOptions& options);
 
-/// The lease renewal: every bucket set of every service and the live set flushed and
-/// re-added with a timeout of `lease`, in one transaction. Re-adding an element that exists
-/// does not refresh its timeout (kernels 6.1 and 6.18 with nft 1.0.6 both keep the old
-/// expiry), and a delete of an element that has just expired fails the whole transaction;
-/// flush + add does neither, and packets see either the old set or the new one.
-std::string renewScript(const DesiredState& desired, Millis lease,
-                        const NftRulesetOptions& options);
+/// The lease renewal: the live set's element replaced by itself with a fresh timeout, one
+/// prebuilt netlink transaction (nft_batch.h). Valid while the tables were built by
+/// fullScript with a lease.
+ElementRenewal liveRenewal(const NftRulesetOptions& options);
 
 /// A script that deletes every table fullScript creates, existing or not.
 std::string teardownScript(const NftRulesetOptions& options);

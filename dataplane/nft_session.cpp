@@ -1,14 +1,95 @@
 #include "dataplane/nft_session.h"
 
+#include <dirent.h>
+#include <linux/netlink.h>
 #include <malloc.h>
 #include <nftables/libnftables.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <set>
 
 namespace shoal::dataplane {
+namespace {
+
+// The file descriptors of this process that are netfilter netlink sockets.
+std::set<int> netfilterSockets() {
+  std::set<int> out;
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return out;
+  while (const dirent* entry = readdir(dir)) {
+    if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
+    const int fd = std::atoi(entry->d_name);
+    int domain = 0;
+    int protocol = 0;
+    socklen_t len = sizeof domain;
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 || domain != AF_NETLINK) continue;
+    len = sizeof protocol;
+    if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &len) == 0 &&
+        protocol == NETLINK_NETFILTER) {
+      out.insert(fd);
+    }
+  }
+  closedir(dir);
+  return out;
+}
+
+std::string errnoText(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
+
+}  // namespace
+
+Status sendNftBatch(int fd, const NftBatch& batch) {
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  ssize_t sent;
+  do {
+    sent = sendto(fd, batch.bytes.data(), batch.bytes.size(), 0,
+                  reinterpret_cast<const sockaddr*>(&kernel), sizeof kernel);
+  } while (sent < 0 && errno == EINTR);
+  if (sent < 0) return Error{errnoText("netlink send")};
+  // The answers are normally queued before sendto() returns; the wait only bounds a kernel
+  // that does not answer at all, which must not stall the heartbeat loop for long.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+  std::string first_error;
+  alignas(nlmsghdr) uint8_t buf[8192];
+  for (;;) {
+    const ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      pollfd p{fd, POLLIN, 0};
+      if (left.count() <= 0 || poll(&p, 1, static_cast<int>(left.count())) == 0) {
+        return Error{"netlink: no answer from the kernel to the batch within 200 ms"};
+      }
+      continue;
+    }
+    if (n < 0) return Error{errnoText("netlink receive")};
+    auto messages = splitNetlink(buf, static_cast<std::size_t>(n));
+    if (!messages) return messages.error();
+    for (const NetlinkMessage& m : *messages) {
+      const bool ours = m.seq >= batch.first_seq && m.seq <= batch.last_acked_seq;
+      if (m.type != NLMSG_ERROR || !ours) continue;
+      if (m.length < NLMSG_HDRLEN + sizeof(nlmsgerr)) return Error{"netlink: short error message"};
+      nlmsgerr e;
+      std::memcpy(&e, buf + m.offset + NLMSG_HDRLEN, sizeof e);
+      if (e.error != 0 && first_error.empty()) first_error = std::strerror(-e.error);
+      // The kernel answers in order; an error about the batch begin refuses all of it.
+      if (m.seq == batch.last_acked_seq || (m.seq == batch.first_seq && e.error != 0)) {
+        if (!first_error.empty()) {
+          return Error{"nftables refused the change (nothing applied): " + first_error};
+        }
+        return Ok{};
+      }
+    }
+  }
+}
 
 Result<std::unique_ptr<LibNftablesSession>> LibNftablesSession::open() {
   // libnftables builds a fresh cache on every run, with hash tables of 128 KiB per table and
@@ -17,13 +98,24 @@ Result<std::unique_ptr<LibNftablesSession>> LibNftablesSession::open() {
   // such blocks are kept on the heap and reused. The cost is a few MiB kept by the process.
   mallopt(M_MMAP_THRESHOLD, 8 << 20);
   mallopt(M_TRIM_THRESHOLD, 32 << 20);
+  const std::set<int> before = netfilterSockets();
   nft_ctx* ctx = nft_ctx_new(NFT_CTX_DEFAULT);
   if (ctx == nullptr) return Error{"libnftables: nft_ctx_new failed (out of memory?)"};
   if (nft_ctx_buffer_output(ctx) != 0 || nft_ctx_buffer_error(ctx) != 0) {
     nft_ctx_free(ctx);
     return Error{"libnftables: cannot buffer output"};
   }
-  return std::unique_ptr<LibNftablesSession>(new LibNftablesSession(ctx));
+  std::set<int> added;
+  for (int fd : netfilterSockets()) {
+    if (!before.count(fd)) added.insert(fd);
+  }
+  if (added.size() != 1) {
+    nft_ctx_free(ctx);
+    return Error{"libnftables: cannot tell its netlink socket apart (" +
+                 std::to_string(added.size()) +
+                 " new netfilter sockets; is /proc mounted?): the lease renewal must use it"};
+  }
+  return std::unique_ptr<LibNftablesSession>(new LibNftablesSession(ctx, *added.begin()));
 }
 
 LibNftablesSession::~LibNftablesSession() { nft_ctx_free(ctx_); }
@@ -38,6 +130,20 @@ Result<std::string> LibNftablesSession::run(const std::string& script) {
                  (err.empty() ? std::string("no message") : err)};
   }
   return out;
+}
+
+Status LibNftablesSession::send(const NftBatch& batch) { return sendNftBatch(netlink_fd_, batch); }
+
+NftCommandSession::~NftCommandSession() {
+  if (netlink_fd_ >= 0) close(netlink_fd_);
+}
+
+Status NftCommandSession::send(const NftBatch& batch) {
+  if (netlink_fd_ < 0) {
+    netlink_fd_ = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
+    if (netlink_fd_ < 0) return Error{errnoText("netfilter netlink socket")};
+  }
+  return sendNftBatch(netlink_fd_, batch);
 }
 
 Result<std::string> NftCommandSession::run(const std::string& script) {

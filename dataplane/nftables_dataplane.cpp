@@ -25,7 +25,7 @@ bool sameService(const Service& a, const Service& b) {
 }
 
 bool sameStructure(const DesiredState& a, const DesiredState& b) {
-  // Switching a lease on or off rewrites every set, the live one included.
+  // Switching a lease on or off rewrites the live element (with or without a timeout).
   if (a.lease.has_value() != b.lease.has_value()) return false;
   if (a.services.size() != b.services.size()) return false;
   for (std::size_t i = 0; i < a.services.size(); ++i) {
@@ -36,11 +36,10 @@ bool sameStructure(const DesiredState& a, const DesiredState& b) {
 
 std::string describe(const Service& s) { return "service '" + s.name + "'"; }
 
-// A listed set against what was written: equal, or with a lease a subset (elements expire).
-bool setMatches(const std::vector<uint32_t>& listed, const std::vector<uint32_t>& written,
-                bool leased) {
-  if (!leased) return listed == written;
-  return std::includes(written.begin(), written.end(), listed.begin(), listed.end());
+// The listed live set against what was written: equal, or with a lease also empty (the
+// element expired; the renewal brings it back).
+bool liveMatches(const std::vector<uint32_t>& listed, bool leased) {
+  return listed == std::vector<uint32_t>{kLiveMark} || (leased && listed.empty());
 }
 
 }  // namespace
@@ -153,7 +152,8 @@ NftablesDataplane::NftablesDataplane(std::unique_ptr<NftSession> session,
     : session_(std::move(session)),
       vips_(std::move(vips)),
       macs_(std::move(macs)),
-      options_(std::move(options)) {}
+      options_(std::move(options)),
+      live_renewal_(liveRenewal(options_.ruleset)) {}
 
 Status NftablesDataplane::rebuild(const DesiredState& desired) {
   std::map<std::string, MacAddress> interface_macs;
@@ -186,17 +186,17 @@ Status NftablesDataplane::apply(const DesiredState& desired) {
       const auto& now = applied_->services[i];
       const auto& next = desired.services[i];
       if (now.owned != next.owned || now.reset_orphans != next.reset_orphans) {
-        script += setUpdateScript(i, next, options_.ruleset, desired.lease);
+        script += setUpdateScript(i, next, options_.ruleset);
       }
     }
     if (script.empty()) {
       applied_ = desired;
       return Ok{};
     }
+    // The live element is not touched: an apply never extends the lease.
     auto done = session_->run(script);
     if (!done) return done.error();
     applied_ = desired;
-    if (desired.lease) lease_expiry_ = options_.clock() + *desired.lease;
     return Ok{};
   }
   const std::optional<DesiredState> previous = applied_;
@@ -307,14 +307,13 @@ Result<DriftReport> NftablesDataplane::checkAndRepair() {
         std::vector<uint32_t> want_owned, want_reset;
         for (uint32_t b : a.owned) want_owned.push_back(kMarkBase + b);
         for (uint32_t b : a.reset_orphans) want_reset.push_back(kMarkBase + b);
-        if (!owned || !reset || !setMatches(*owned, want_owned, leased) ||
-            !setMatches(*reset, want_reset, leased)) {
+        if (!owned || !reset || *owned != want_owned || *reset != want_reset) {
           report.details.push_back("bucket sets changed: " + describe(a.service));
           rebuild_needed = true;
         }
       }
       auto live = setElements(*listed, liveSetName());
-      if (!live || !setMatches(*live, {kAcceptedFlowBit}, leased)) {
+      if (!live || !liveMatches(*live, leased)) {
         report.details.push_back("live set changed");
         rebuild_needed = true;
       }
@@ -350,8 +349,9 @@ Status NftablesDataplane::renew(Millis lease) {
   if (!applied_->lease) {
     return Error{"renewal of a state applied without a lease: apply one with a lease first"};
   }
-  auto done = session_->run(renewScript(*applied_, lease, options_.ruleset));
-  if (!done) return done.error();
+  const NftBatch& batch = live_renewal_.prepare(lease, next_seq_);
+  next_seq_ += ElementRenewal::kMessages;
+  if (Status st = session_->send(batch); !st) return Error{"lease renewal: " + st.error().message};
   applied_->lease = lease;
   lease_expiry_ = options_.clock() + lease;
   return Ok{};

@@ -52,21 +52,23 @@ class NftablesDataplane final : public Dataplane {
 
   const char* name() const override { return "nftables"; }
   /// Loads the rules first, then joins the MACs and adds the VIPs (so a VIP never exists
-  /// without its rules). Validation errors name the service and field. With a lease, the
-  /// elements written expire after it (the lease of elements not rewritten is unchanged).
+  /// without its rules). Validation errors name the service and field. A bucket-set change
+  /// leaves the live element alone; a rebuild writes it to expire after `desired.lease`.
   Status apply(const DesiredState& desired) override;
   /// Lists shoal's tables and compares them (structure and bucket sets) with the last applied
   /// state; checks the VIPs, MAC joins and the conntrack sysctl; rebuilds what differs. With
-  /// a lease, missing bucket elements are not drift (they may have expired: the renewal
-  /// brings them back) but extra ones are; a rebuild writes them with what is left of the
-  /// lease, or none at all once it has run out: a repair never extends a lease.
+  /// a lease, a missing live element is not drift (it may have expired: the renewal brings
+  /// it back); a rebuild writes it with what is left of the lease, or not at all once it has
+  /// run out: a repair never extends a lease.
   Result<DriftReport> checkAndRepair() override;
   /// Removes the VIPs it added, leaves the MACs, deletes all of shoal's tables.
   Status teardown() override;
 
-  /// Set elements expire: a lease is enforced by the kernel.
+  /// The live element expires: a lease is enforced by the kernel.
   bool leaseEnforced() const override { return true; }
-  /// Flush + add of every set with the new timeout, one transaction (renewScript()).
+  /// The live element rewritten with a timeout of `lease`: one prebuilt netlink transaction
+  /// (liveRenewal()) on the session's socket, the same cost for any number of buckets.
+  /// Errors: the kernel's (e.g. the table was deleted: the drift check rebuilds it).
   Status renew(Millis lease) override;
 
   /// Problems that do not stop enforcement but weaken it (e.g. tcp_loose could not be set).
@@ -93,7 +95,9 @@ class NftablesDataplane final : public Dataplane {
   std::unique_ptr<MacMemberships> macs_;
   NftablesOptions options_;
   std::optional<DesiredState> applied_;  ///< what the kernel holds, if apply() succeeded
-  /// When the elements written last expire (with a lease).
+  ElementRenewal live_renewal_;          ///< built once, patched per renewal
+  uint32_t next_seq_ = 1;                ///< netlink sequence numbers of the renewals
+  /// When the live element written last expires (with a lease).
   std::chrono::steady_clock::time_point lease_expiry_{};
   std::vector<std::string> structure_;   ///< listings after the last rebuild, sets emptied
   std::vector<std::string> warnings_;

@@ -19,6 +19,8 @@
 //     check alive    every connection must echo a line back
 //     check reset-from NAME   connections NAME accepted must be reset (their bucket was taken
 //                             over from a dead NAME) within the timeout; all others echo
+//     check silent-from NAME  connections NAME accepted must get no answer at all within the
+//                             timeout (NAME's node has stopped answering); all others echo
 //   each prints a result line ending in PASS or FAIL. Exits on EOF.
 
 #include <arpa/inet.h>
@@ -258,9 +260,17 @@ int runTcp(const Options& o, std::vector<Flow>& flows) {
   std::string line;
   while (std::getline(std::cin, line)) {
     const std::string reset_prefix = "check reset-from ";
+    const std::string silent_prefix = "check silent-from ";
     const bool want_alive = line == "check alive";
-    const std::string dead =
-        line.rfind(reset_prefix, 0) == 0 ? line.substr(reset_prefix.size()) : std::string();
+    // NAME's connections are expected in state 2 (reset) or 0 (no answer).
+    std::string dead;
+    int dead_state = 2;
+    if (line.rfind(reset_prefix, 0) == 0) {
+      dead = line.substr(reset_prefix.size());
+    } else if (line.rfind(silent_prefix, 0) == 0) {
+      dead = line.substr(silent_prefix.size());
+      dead_state = 0;
+    }
     if (!want_alive && dead.empty()) {
       std::printf("unknown command: %s FAIL\n", line.c_str());
       std::fflush(stdout);
@@ -298,8 +308,8 @@ int runTcp(const Options& o, std::vector<Flow>& flows) {
     int alive = 0, reset = 0, silent = 0, as_expected = 0;
     double worst_reset = 0;
     for (std::size_t i = 0; i < flows.size(); ++i) {
-      const bool should_reset = !dead.empty() && flows[i].answers.count(dead) != 0;
-      if (state[i] == (should_reset ? 2 : 1)) ++as_expected;
+      const bool from_dead = !dead.empty() && flows[i].answers.count(dead) != 0;
+      if (state[i] == (from_dead ? dead_state : 1)) ++as_expected;
       if (state[i] == 1) ++alive;
       if (state[i] == 2) {
         ++reset;

@@ -13,9 +13,10 @@
 #   - 200 TCP connections greeted by their owner; a drain-style move of buckets; all 200
 #     still echo; new flows follow the moved buckets (UDP and TCP);
 # then once: drift (ruleset flushed, VIP removed) repaired by a check; SIGSTOP of a node's
-# agent: that node answers nothing once its lease has run out, and again after SIGCONT; kill -9 of a node's
-# agent: that node answers nothing; takeover of its buckets with resets: its clients' TCP
-# connections are reset promptly, everyone else's survive.
+# agent: once its lease has run out that node answers nothing, neither new UDP flows nor its
+# established TCP connections, while its bucket sets stay loaded; it answers again after
+# SIGCONT; kill -9 of a node's agent: that node answers nothing; takeover of its buckets with
+# resets: its clients' TCP connections are reset promptly, everyone else's survive.
 set -u
 BIN=${1:?usage: run_e2e.sh BIN_DIR SHOALCTL}
 SHOALCTL=${2:?usage: run_e2e.sh BIN_DIR SHOALCTL}
@@ -153,6 +154,31 @@ udp_flows() {  # udp_flows VIP SOURCES HASH OWNERS...
     --service "hash=$hash,buckets=$BUCKETS,seed=$SEED" "${owners[@]}" --timeout-ms 1500
 }
 
+# 200 TCP connections held open by a client that takes commands from a FIFO (tcp_cmd);
+# returns once the client has reported its connects.
+start_tcp_client() {  # start_tcp_client VIP SOURCES HASH TIMEOUT_MS OWNERS...
+  local vip=$1 sources=$2 hash=$3 timeout=$4; shift 4
+  local owners=()
+  for o in "$@"; do owners+=(--owner "$o"); done
+  rm -f "$WORK/tcp.in"; mkfifo "$WORK/tcp.in"
+  ip netns exec "${P}c" "$BIN/flow_client" tcp --vip "$vip" --ports "$PORTS" --sources "$sources" \
+    --flows 200 --service "hash=$hash,buckets=$BUCKETS,seed=$SEED" "${owners[@]}" \
+    --timeout-ms "$timeout" <"$WORK/tcp.in" >"$WORK/tcp.out" 2>&1 &
+  tcp_pid=$!; PIDS+=($tcp_pid)
+  exec {tcp_fd}>"$WORK/tcp.in"
+  for _ in $(seq 1 300); do grep -q 'tcp-connect' "$WORK/tcp.out" && break; sleep 0.02; done
+}
+tcp_cmd() {  # tcp_cmd [COMMAND]: sends it to the TCP client, prints its answer, true on PASS
+  local before; before=$(grep -c . "$WORK/tcp.out")
+  [ -n "${1:-}" ] && echo "$1" >&"$tcp_fd"
+  for _ in $(seq 1 300); do
+    if grep -q 'PASS\|FAIL' <(tail -n +"$((before + 1))" "$WORK/tcp.out"); then break; fi
+    sleep 0.02
+  done
+  tail -n +"$((before + 1))" "$WORK/tcp.out"
+  tail -n +"$((before + 1))" "$WORK/tcp.out" | grep -q PASS
+}
+
 # Owners: the layouts the rebalance names (`shoalctl plan`) for three nodes, BUCKETS buckets
 # and SEED: all up, n1 drained (a drain-style move between live nodes), n1 down (take-over).
 cat >"$WORK/plan.yaml" <<PLAN
@@ -200,26 +226,7 @@ for hash in sourceip sourceip-sourceport sourceip-sourceport-destport; do
     if [ $fam = 4 ]; then vip=$V4; src=10.77.1.1+60; else vip=$V6; src=fd77::1:1+60; fi
     check "$hash v$fam udp before move" udp_flows "$vip" "$src" "$hash" \
       "n1=$OWN1" "n2=$OWN2" "n3=$OWN3"
-    # 200 TCP connections, held open by a client that takes commands from a FIFO.
-    rm -f "$WORK/tcp.in"; mkfifo "$WORK/tcp.in"
-    ip netns exec "${P}c" "$BIN/flow_client" tcp --vip "$vip" --ports "$PORTS" --sources "$src" --flows 200 \
-      --service "hash=$hash,buckets=$BUCKETS,seed=$SEED" \
-      --owner "n1=$OWN1" --owner "n2=$OWN2" --owner "n3=$OWN3" --timeout-ms 3000 \
-      <"$WORK/tcp.in" >"$WORK/tcp.out" 2>&1 &
-    tcp_pid=$!; PIDS+=($tcp_pid)
-    exec {tcp_fd}>"$WORK/tcp.in"
-    tcp_cmd() {
-      local before; before=$(grep -c . "$WORK/tcp.out")
-      [ -n "${1:-}" ] && echo "$1" >&"$tcp_fd"
-      for _ in $(seq 1 300); do
-        if grep -q 'PASS\|FAIL' <(tail -n +"$((before + 1))" "$WORK/tcp.out"); then break; fi
-        sleep 0.02
-      done
-      tail -n +"$((before + 1))" "$WORK/tcp.out"
-      tail -n +"$((before + 1))" "$WORK/tcp.out" | grep -q PASS
-    }
-    # wait for the connect report (the client prints it without a command)
-    for _ in $(seq 1 300); do grep -q 'tcp-connect' "$WORK/tcp.out" && break; sleep 0.02; done
+    start_tcp_client "$vip" "$src" "$hash" 3000 "n1=$OWN1" "n2=$OWN2" "n3=$OWN3"
     check "$hash v$fam tcp connect" bash -c "cat '$WORK/tcp.out'; grep -q 'tcp-connect.*PASS' '$WORK/tcp.out'"
     check "$hash v$fam tcp alive before move" tcp_cmd "check alive"
     # Drain-style move between live nodes: n1 keeps its established connections.
@@ -254,27 +261,30 @@ answer=$(agent_cmd n1 check); echo "[drift] n1 second check: $answer"
 case "$answer" in "ok repaired=0"*) ;; *) echo "E2E CHECK FAILED: repeated check found drift"; FAILURES=$((FAILURES + 1));; esac
 
 echo "=== dead-man switch: n1's agent stopped (SIGSTOP), then continued ==="
+# Established connections too: 200 of them, opened before the stop.
+start_tcp_client "$V4" 10.77.1.1+60 "$hash" 1500 "n1=$OWN1" "n2=$OWN2" "n3=$OWN3"
+check "stop: tcp connect" bash -c "cat '$WORK/tcp.out'; grep -q 'tcp-connect.*PASS' '$WORK/tcp.out'"
+check "stop: tcp alive before the stop" tcp_cmd "check alive"
 kill -STOP "${AGENT_PID[n1]}"
 # The last renewal was at most RENEW_MS before the stop: silent one lease later.
 sleep "0.$((LEASE_MS + 50))"
 check "stopped agent: n1 silent within its lease, others by owner" \
   udp_flows "$V4" 10.77.1.1+60 "$hash" "n2=$OWN2" "n3=$OWN3"
+check "stopped agent: n1's established connections get no answer, others echo" \
+  tcp_cmd "check silent-from n1"
 check "stopped agent: its tables are still loaded (only the lease ran out)" \
   bash -c "ip netns exec ${P}n1 nft list table inet shoal >/dev/null"
+check "stopped agent: its bucket sets are still there (only the live element expired)" \
+  bash -c "ip netns exec ${P}n1 nft list set inet shoal s0_owned | grep -q elements"
+exec {tcp_fd}>&-
+wait "$tcp_pid" 2>/dev/null
 kill -CONT "${AGENT_PID[n1]}"
 sleep "0.$((RENEW_MS * 3))"
 check "continued agent: n1 answers its buckets again" \
   udp_flows "$V4" 10.77.1.1+60 "$hash" "n1=$OWN1" "n2=$OWN2" "n3=$OWN3"
 
 echo "=== fail-safe: kill -9 of n1's agent, then takeover with resets ==="
-rm -f "$WORK/tcp.in"; mkfifo "$WORK/tcp.in"
-ip netns exec "${P}c" "$BIN/flow_client" tcp --vip "$V4" --ports "$PORTS" --sources 10.77.1.1+60 --flows 200 \
-  --service "hash=$hash,buckets=$BUCKETS,seed=$SEED" \
-  --owner "n1=$OWN1" --owner "n2=$OWN2" --owner "n3=$OWN3" --timeout-ms 3000 \
-  <"$WORK/tcp.in" >"$WORK/tcp.out" 2>&1 &
-tcp_pid=$!; PIDS+=($tcp_pid)
-exec {tcp_fd}>"$WORK/tcp.in"
-for _ in $(seq 1 300); do grep -q 'tcp-connect' "$WORK/tcp.out" && break; sleep 0.02; done
+start_tcp_client "$V4" 10.77.1.1+60 "$hash" 3000 "n1=$OWN1" "n2=$OWN2" "n3=$OWN3"
 check "failsafe tcp connect" bash -c "cat '$WORK/tcp.out'; grep -q 'tcp-connect.*PASS' '$WORK/tcp.out'"
 kill -9 "${AGENT_PID[n1]}"
 wait "${AGENT_PID[n1]}" 2>/dev/null

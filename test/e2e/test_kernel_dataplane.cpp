@@ -174,7 +174,8 @@ TEST_CASE("nftables dataplane: teardown removes every table and the VIP it added
   CHECK_FALSE(shell("nft list tables | grep -q shoal"));
 }
 
-TEST_CASE("nftables dataplane: leased buckets expire in the kernel and a renewal brings them back") {
+TEST_CASE("nftables dataplane: the live element expires in the kernel, bucket sets stay, and "
+          "a renewal brings it back") {
   freshNamespace();
   const Service s = v4Service();
   auto dp = NftablesDataplane::open();
@@ -182,24 +183,58 @@ TEST_CASE("nftables dataplane: leased buckets expire in the kernel and a renewal
   DesiredState d{{ServiceAssignment{s, {1, 2}, {2}}}};
   d.lease = Millis{300};
   REQUIRE((*dp)->apply(d).ok());
-  CHECK(shell("nft list set inet shoal s0_owned | grep -q '0x53480001 timeout 300ms expires'"));
-  CHECK(shell("nft list set inet shoal live | grep -q '0x80000000 timeout 300ms expires'"));
+  CHECK(shell("nft list set inet shoal s0_owned | "
+              "grep -q 'elements = { 0x53480001, 0x53480002 }'"));
+  CHECK(shell("nft list set inet shoal live | grep -q '0x53480000 timeout 300ms expires'"));
+  // The gate the kernel loaded, as nft reads it back.
+  CHECK(shell("nft list chain inet shoal s0 | grep -q 'meta mark & 0xffff0000 != @live drop'"));
   // Renewed in time (every 100 ms for 600 ms): still there after twice the lease.
   for (int i = 0; i < 6; ++i) {
     usleep(100000);
     REQUIRE((*dp)->renew(Millis{300}).ok());
   }
-  CHECK(shell("nft list set inet shoal s0_owned | grep -q 0x53480002"));
-  // Not renewed: gone from every set, and a drift check neither calls that drift nor re-adds.
+  CHECK(shell("nft list set inet shoal live | grep -q '0x53480000 timeout 300ms expires'"));
+  // Not renewed: the live element is gone, the buckets are not, and a drift check neither
+  // calls that drift nor brings the element back.
   usleep(400000);
-  CHECK_FALSE(shell("nft list table inet shoal | grep -q 'elements'"));
+  CHECK_FALSE(shell("nft list set inet shoal live | grep -q 'elements'"));
+  CHECK(shell("nft list set inet shoal s0_reset | grep -q 'elements = { 0x53480002 }'"));
   auto report = (*dp)->checkAndRepair();
   REQUIRE(report.ok());
   CHECK(report->repaired == 0);
-  CHECK_FALSE(shell("nft list table inet shoal | grep -q 'elements'"));
-  // A late renewal brings all of them back.
+  CHECK_FALSE(shell("nft list set inet shoal live | grep -q 'elements'"));
+  // A late renewal brings it back.
   REQUIRE((*dp)->renew(Millis{300}).ok());
-  CHECK(shell("nft list set inet shoal s0_owned | grep -q '0x53480001 timeout 300ms'"));
-  CHECK(shell("nft list set inet shoal s0_reset | grep -q '0x53480002 timeout 300ms'"));
-  CHECK(shell("nft list set inet shoal live | grep -q '0x80000000 timeout 300ms'"));
+  CHECK(shell("nft list set inet shoal live | grep -q '0x53480000 timeout 300ms'"));
+  // The table is owned by the dataplane's socket: nobody else may renew (or touch) it.
+  CHECK_FALSE(shell("nft add element inet shoal live '{ 0x53480000 timeout 10s }' 2>/dev/null"));
+}
+
+TEST_CASE("nftables dataplane through the nft command: renewals go out on a socket of its "
+          "own; after the table was deleted they fail until the drift check rebuilds it") {
+  freshNamespace();
+  NftablesOptions options;
+  options.ruleset.owner_tables = false;  // (an owned table cannot be deleted by anyone else)
+  auto vips = NetlinkVipAddresses::open();
+  auto macs = PacketSocketMemberships::open();
+  REQUIRE(vips.ok());
+  REQUIRE(macs.ok());
+  NftablesDataplane dp(std::make_unique<NftCommandSession>(), std::move(vips).value(),
+                       std::move(macs).value(), options);
+  DesiredState d{{ServiceAssignment{v4Service(), {1}, {}}}};
+  d.lease = Millis{2000};
+  REQUIRE(dp.apply(d).ok());
+  REQUIRE(dp.renew(Millis{5000}).ok());
+  CHECK(shell("nft list set inet shoal live | grep -q '0x53480000 timeout 5s'"));
+  REQUIRE(shell("nft delete table inet shoal"));
+  auto refused = dp.renew(Millis{5000});
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().message.find("No such file or directory") != std::string::npos);
+  auto report = dp.checkAndRepair();
+  REQUIRE(report.ok());
+  CHECK(report->repaired >= 1);
+  REQUIRE(dp.renew(Millis{5000}).ok());
+  CHECK(shell("nft list set inet shoal live | grep -q '0x53480000 timeout 5s'"));
+  CHECK(shell("nft list set inet shoal s0_owned | grep -q 'elements = { 0x53480001 }'"));
+  REQUIRE(dp.teardown().ok());
 }
