@@ -265,12 +265,17 @@ void Daemon::armTimer(TimePoint when) {
                             def_.timing.probe_timeout;
     when = std::min(when, grace);
   }
-  if (when == TimePoint::max()) {
+  // Most packets leave the next wake-up where it was: re-arming the timer anyway would cancel
+  // the pending wait (one more handler run) and reprogram the timerfd (one more system call)
+  // per packet.
+  if (when == TimePoint::max() || (timer_armed_ && when == timer_.expiry())) {
     return;
   }
   timer_.expires_at(when);
+  timer_armed_ = true;
   timer_.async_wait([this](const boost::system::error_code& ec) {
     if (!ec) {
+      timer_armed_ = false;
       onTimer();
     }
   });
@@ -640,6 +645,7 @@ void Daemon::gracefulLeave() {
   }
   hooks_->drain(milliseconds(2000));
   timer_.cancel();
+  timer_armed_ = false;
   drift_timer_.cancel();
   retry_timer_.cancel();
   health_timer_.cancel();

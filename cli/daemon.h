@@ -111,6 +111,7 @@ class Daemon {
   std::vector<HealthCheck> checks_;  ///< the definition's checks plus one per LAN interface
   CheckHealth health_;
   boost::asio::steady_timer timer_;
+  bool timer_armed_ = false;  ///< a wait on timer_ is pending, for timer_.expiry()
   boost::asio::steady_timer drift_timer_;
   boost::asio::steady_timer retry_timer_;
   boost::asio::steady_timer health_timer_;
