@@ -325,6 +325,15 @@ void Daemon::reconcile() {
   }
   const TimePoint now = std::chrono::steady_clock::now();
   const View& view = membership_->view();
+  OwnershipInput input{&def_, &view, &held_, settled(now)};
+  input.now = now;
+  input.quorum_window = def_.timing.suspect_after;
+  // Most packets repeat what was known: when nothing the decision reads has changed, the
+  // decision, the dataplane and the announced claims stay as they are. A failed apply is
+  // retried regardless.
+  if (!decided_inputs_.update(input) && !apply_failed_) {
+    return;
+  }
   for (std::size_t s = 0; s < def_.services.size(); ++s) {
     for (std::size_t m = 0; m < view.members.size(); ++m) {
       const MemberView& peer = view.members[m];
@@ -336,9 +345,6 @@ void Daemon::reconcile() {
       }
     }
   }
-  OwnershipInput input{&def_, &view, &held_, settled(now)};
-  input.now = now;
-  input.quorum_window = def_.timing.suspect_after;
   OwnershipDecision d = decideOwnership(input);
   for (std::size_t s = 0; s < def_.services.size(); ++s) {
     for (uint32_t b = 0; b < def_.services[s].buckets; ++b) {

@@ -124,6 +124,7 @@ class Daemon {
   std::vector<std::vector<int>> taken_from_;
   std::vector<std::vector<uint32_t>> applied_orphans_;
   OwnershipDecision last_;
+  OwnershipInputs decided_inputs_;  ///< what last_ was decided from
   bool have_decision_ = false;
   shoal::NodeHealth published_health_;
   bool health_published_ = false;
