@@ -1,7 +1,12 @@
 #include "dataplane/nft_session.h"
 
+#include <arpa/inet.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netlink.h>
 #include <malloc.h>
 #include <nftables/libnftables.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,10 +28,62 @@ Result<std::unique_ptr<LibNftablesSession>> LibNftablesSession::open() {
     nft_ctx_free(ctx);
     return Error{"libnftables: cannot buffer output"};
   }
-  return std::unique_ptr<LibNftablesSession>(new LibNftablesSession(ctx));
+  // Without this socket generation() says "unknown" and callers read the rules instead.
+  const int fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
+  return std::unique_ptr<LibNftablesSession>(new LibNftablesSession(ctx, fd));
 }
 
-LibNftablesSession::~LibNftablesSession() { nft_ctx_free(ctx_); }
+LibNftablesSession::~LibNftablesSession() {
+  nft_ctx_free(ctx_);
+  if (generation_fd_ >= 0) ::close(generation_fd_);
+}
+
+std::optional<uint32_t> LibNftablesSession::generation() {
+  if (generation_fd_ < 0) return std::nullopt;
+  struct {
+    nlmsghdr header;
+    nfgenmsg body;
+  } request{};
+  request.header.nlmsg_len = sizeof request;
+  request.header.nlmsg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN;
+  request.header.nlmsg_flags = NLM_F_REQUEST;
+  request.header.nlmsg_seq = ++generation_seq_;
+  request.body.nfgen_family = AF_UNSPEC;
+  request.body.version = NFNETLINK_V0;
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  if (::sendto(generation_fd_, &request, sizeof request, 0, reinterpret_cast<sockaddr*>(&kernel),
+               sizeof kernel) != static_cast<ssize_t>(sizeof request)) {
+    return std::nullopt;
+  }
+  // The kernel answers while handling the request, so the reply is queued by now; replies to
+  // earlier requests that were not read (older sequence numbers) are skipped.
+  alignas(nlmsghdr) char buffer[512];
+  for (;;) {
+    const ssize_t n = ::recv(generation_fd_, buffer, sizeof buffer, MSG_DONTWAIT);
+    if (n < static_cast<ssize_t>(NLMSG_HDRLEN)) return std::nullopt;
+    const auto* reply = reinterpret_cast<const nlmsghdr*>(buffer);
+    if (!NLMSG_OK(reply, static_cast<uint32_t>(n))) return std::nullopt;
+    if (reply->nlmsg_seq != generation_seq_) continue;
+    if (reply->nlmsg_type != ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN)) return std::nullopt;
+    const std::size_t offset = NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(nfgenmsg));
+    auto left = static_cast<int>(reply->nlmsg_len) - static_cast<int>(offset);
+    const auto* attr = reinterpret_cast<const nlattr*>(buffer + offset);
+    while (left >= static_cast<int>(sizeof(nlattr)) && attr->nla_len >= sizeof(nlattr) &&
+           attr->nla_len <= left) {
+      if ((attr->nla_type & NLA_TYPE_MASK) == NFTA_GEN_ID &&
+          attr->nla_len >= NLA_HDRLEN + sizeof(uint32_t)) {
+        uint32_t id = 0;
+        std::memcpy(&id, reinterpret_cast<const char*>(attr) + NLA_HDRLEN, sizeof id);
+        return ntohl(id);
+      }
+      const int step = static_cast<int>(NLA_ALIGN(attr->nla_len));
+      left -= step;
+      attr = reinterpret_cast<const nlattr*>(reinterpret_cast<const char*>(attr) + step);
+    }
+    return std::nullopt;
+  }
+}
 
 Result<std::string> LibNftablesSession::run(const std::string& script) {
   const int rc = nft_run_cmd_from_buffer(ctx_, script.c_str());

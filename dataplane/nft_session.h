@@ -2,7 +2,9 @@
 // Where nft scripts run: in-process through libnftables (the daemon's hot path), or through
 // the `nft` command (a baseline for the benchmark and a cross-check in tests).
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "core/result.h"
@@ -20,6 +22,10 @@ class NftSession {
   /// Runs `script` (nft syntax, several commands allowed) and returns what it printed
   /// (listings). Errors carry nft's own message.
   virtual Result<std::string> run(const std::string& script) = 0;
+  /// The kernel's nftables ruleset generation in this network namespace: it changes with
+  /// every committed transaction, whoever commits it, so equal generations mean unchanged
+  /// rules. nullopt when it cannot be read (callers then read the rules themselves).
+  virtual std::optional<uint32_t> generation() { return std::nullopt; }
 };
 
 /// Runs scripts in-process with one libnftables context. The context keeps one netlink
@@ -38,10 +44,15 @@ class LibNftablesSession final : public NftSession {
 
   const char* name() const override { return "libnftables"; }
   Result<std::string> run(const std::string& script) override;
+  /// One NFT_MSG_GETGEN request on a netlink socket of its own (a few microseconds; the
+  /// ruleset is not read).
+  std::optional<uint32_t> generation() override;
 
  private:
-  explicit LibNftablesSession(::nft_ctx* ctx) : ctx_(ctx) {}
+  LibNftablesSession(::nft_ctx* ctx, int generation_fd) : ctx_(ctx), generation_fd_(generation_fd) {}
   ::nft_ctx* ctx_;
+  int generation_fd_;  ///< NETLINK_NETFILTER socket for generation(); -1 if none
+  uint32_t generation_seq_ = 0;
 };
 
 /// Runs each script with `nft -f -` (fork and exec; the script goes to its stdin). Every run

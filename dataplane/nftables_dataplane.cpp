@@ -150,7 +150,7 @@ Status NftablesDataplane::rebuild(const DesiredState& desired) {
   }
   auto script = fullScript(desired, interface_macs, options_.ruleset);
   if (!script) return script.error();
-  auto done = session_->run(*script);
+  auto done = runCommit(*script);
   if (!done) return done.error();
   ++full_rebuilds_;
   applied_ = desired;
@@ -174,7 +174,7 @@ Status NftablesDataplane::apply(const DesiredState& desired) {
       }
     }
     if (script.empty()) return Ok{};
-    auto done = session_->run(script);
+    auto done = runCommit(script);
     if (!done) return done.error();
     applied_ = desired;
     return Ok{};
@@ -251,6 +251,22 @@ Result<std::vector<std::string>> NftablesDataplane::ensureTcpLoose() {
   return std::vector<std::string>{"set " + options_.tcp_loose_path + " to 0 (was '" + value + "')"};
 }
 
+Result<std::string> NftablesDataplane::runCommit(const std::string& script) {
+  const std::optional<uint32_t> before = session_->generation();
+  auto done = session_->run(script);
+  const std::optional<uint32_t> after = session_->generation();
+  // A successful run is one commit (an empty one commits nothing and is not counted), a failed
+  // one none. When exactly that happened since the rules were last found intact, nobody else
+  // touched them: they hold what was applied, so the next check need not list them.
+  const uint32_t ours = done ? 1 : 0;
+  if (before && after && before == intact_generation_ && *after - *before == ours) {
+    intact_generation_ = after;
+  } else {
+    intact_generation_.reset();
+  }
+  return done;
+}
+
 Result<std::vector<std::string>> NftablesDataplane::listTables() {
   std::vector<std::string> out;
   for (const auto& command : listCommands(options_.ruleset)) {
@@ -266,7 +282,11 @@ Result<DriftReport> NftablesDataplane::checkAndRepair() {
   if (!applied_) return report;
   const DesiredState desired = *applied_;
   bool rebuild_needed = false;
-  const auto commands = listCommands(options_.ruleset);
+  // Listing the tables makes libnftables build its whole cache (most of a check's cost). When
+  // nobody committed anything since the last check found the rules intact, they still are.
+  const std::optional<uint32_t> generation = session_->generation();
+  const bool rules_unchanged = generation.has_value() && generation == intact_generation_;
+  const auto commands = rules_unchanged ? std::vector<std::string>{} : listCommands(options_.ruleset);
   for (std::size_t t = 0; t < commands.size(); ++t) {
     auto listed = session_->run(commands[t]);
     if (!listed) {
@@ -293,6 +313,9 @@ Result<DriftReport> NftablesDataplane::checkAndRepair() {
       }
     }
   }
+  // Read before the listing: a commit made after it changes the generation, so the next
+  // check lists again. A rebuild is a commit of its own, checked the same way next time.
+  intact_generation_ = rebuild_needed ? std::nullopt : generation;
   if (rebuild_needed) {
     if (Status st = rebuild(desired); !st) return Error{"repair failed: " + st.error().message};
   }
@@ -321,7 +344,7 @@ Status NftablesDataplane::teardown() {
       }
     }
   }
-  auto done = session_->run(teardownScript(options_.ruleset));
+  auto done = runCommit(teardownScript(options_.ruleset));
   if (!done && first_error.empty()) first_error = done.error().message;
   applied_.reset();
   structure_.clear();

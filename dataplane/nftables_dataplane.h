@@ -51,7 +51,8 @@ class NftablesDataplane final : public Dataplane {
   /// without its rules). Validation errors name the service and field.
   Status apply(const DesiredState& desired) override;
   /// Lists shoal's tables and compares them (structure and bucket sets) with the last applied
-  /// state; checks the VIPs, MAC joins and the conntrack sysctl; rebuilds what differs.
+  /// state, unless the session's ruleset generation shows no commit since they were last
+  /// found intact; checks the VIPs, MAC joins and the conntrack sysctl; rebuilds what differs.
   Result<DriftReport> checkAndRepair() override;
   /// Removes the VIPs it added, leaves the MACs, deletes all of shoal's tables.
   Status teardown() override;
@@ -74,6 +75,9 @@ class NftablesDataplane final : public Dataplane {
   /// Sets the sysctl if it is not 0; returns a line if it had to.
   Result<std::vector<std::string>> ensureTcpLoose();
   Result<std::vector<std::string>> listTables();
+  /// Runs a script that changes the rules, keeping track of whether the kernel's rules are
+  /// still known intact (intact_generation_) across this node's own commits.
+  Result<std::string> runCommit(const std::string& script);
 
   std::unique_ptr<NftSession> session_;
   std::unique_ptr<VipAddresses> vips_;
@@ -81,6 +85,9 @@ class NftablesDataplane final : public Dataplane {
   NftablesOptions options_;
   std::optional<DesiredState> applied_;  ///< what the kernel holds, if apply() succeeded
   std::vector<std::string> structure_;   ///< listings after the last rebuild, sets emptied
+  /// The ruleset generation at which the tables were known to hold what was applied: found
+  /// intact by a check, or changed since only by this object's own commits.
+  std::optional<uint32_t> intact_generation_;
   std::vector<std::string> warnings_;
   uint64_t repairs_total_ = 0;
   uint64_t full_rebuilds_ = 0;

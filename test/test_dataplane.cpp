@@ -57,6 +57,7 @@ class FakeSession final : public NftSession {
   const char* name() const override { return "fake"; }
   Result<std::string> run(const std::string& script) override {
     if (script.rfind("list ", 0) == 0) {
+      ++lists;
       auto it = listings.find(script);
       if (it == listings.end()) return Error{"No such file or directory"};
       return it->second;
@@ -73,9 +74,16 @@ class FakeSession final : public NftSession {
       fail_next = false;
       return Error{"Error: Could not process rule: Operation not supported"};
     }
+    // A commit moves the generation; so does anyone else's that lands meanwhile.
+    if (kernel_generation) *kernel_generation += 1 + foreign_commits_next_run;
+    foreign_commits_next_run = 0;
     return std::string();
   }
+  std::optional<uint32_t> generation() override { return kernel_generation; }
   std::vector<std::string> scripts;
+  int lists = 0;
+  std::optional<uint32_t> kernel_generation;  ///< nullopt: the session cannot tell
+  uint32_t foreign_commits_next_run = 0;       ///< other processes' commits during the next run
   std::map<std::string, std::string> listings;
   std::map<std::string, std::string> defaults;  ///< what a full script makes each table list
   bool fail_next = false;
@@ -400,6 +408,54 @@ TEST_CASE("drift: a missing table, changed sets and a removed VIP are repaired a
   CHECK(contains(all, "missing: table inet shoal_guard"));
   CHECK(contains(all, "bucket sets changed"));
   CHECK(contains(all, "added VIP 10.0.0.100"));
+}
+
+TEST_CASE("drift: tables are listed again only after someone else's commit") {
+  Rig rig;
+  rig.session->kernel_generation = 7;
+  rig.kernelHolds({0, 3});
+  REQUIRE(rig.dp->apply(stateWith({0, 3})).ok());
+  REQUIRE(rig.dp->checkAndRepair()->repaired == 0);
+  int listed = rig.session->lists;
+  CHECK(listed > 0);
+  // No commit since the rules were found intact: nothing is listed, the VIP is still checked.
+  rig.vips->present.clear();
+  auto quiet = rig.dp->checkAndRepair();
+  REQUIRE(quiet.ok());
+  CHECK(rig.session->lists == listed);
+  CHECK(quiet->repaired == 1);
+  // This node's own bucket move is one commit it knows: still nothing to list.
+  rig.kernelHolds({0});
+  REQUIRE(rig.dp->apply(stateWith({0})).ok());
+  REQUIRE(rig.dp->checkAndRepair()->repaired == 0);
+  CHECK(rig.session->lists == listed);
+  // Someone else committed during the next move: the tables are listed again.
+  rig.session->foreign_commits_next_run = 1;
+  rig.kernelHolds({0, 3});
+  REQUIRE(rig.dp->apply(stateWith({0, 3})).ok());
+  REQUIRE(rig.dp->checkAndRepair()->repaired == 0);
+  CHECK(rig.session->lists > listed);
+  listed = rig.session->lists;
+  REQUIRE(rig.dp->checkAndRepair()->repaired == 0);
+  CHECK(rig.session->lists == listed);
+  // Someone else's commit changed a set: listed, found and repaired.
+  rig.kernelHolds({0});
+  *rig.session->kernel_generation += 1;
+  auto report = rig.dp->checkAndRepair();
+  REQUIRE(report.ok());
+  CHECK(rig.session->lists > listed);
+  CHECK(report->repaired == 1);
+  // The repair is checked by listing once more.
+  listed = rig.session->lists;
+  rig.kernelHolds({0, 3});
+  REQUIRE(rig.dp->checkAndRepair()->repaired == 0);
+  CHECK(rig.session->lists > listed);
+  // A session that cannot tell its generation lists on every check.
+  rig.session->kernel_generation.reset();
+  listed = rig.session->lists;
+  REQUIRE(rig.dp->checkAndRepair().ok());
+  REQUIRE(rig.dp->checkAndRepair().ok());
+  CHECK(rig.session->lists >= listed + 2);
 }
 
 TEST_CASE("teardown removes the VIP before it deletes the rules") {
