@@ -49,7 +49,8 @@ class LibNftablesSession final : public NftSession {
   std::optional<uint32_t> generation() override;
 
  private:
-  LibNftablesSession(::nft_ctx* ctx, int generation_fd) : ctx_(ctx), generation_fd_(generation_fd) {}
+  LibNftablesSession(::nft_ctx* ctx, int generation_fd)
+      : ctx_(ctx), generation_fd_(generation_fd) {}
   ::nft_ctx* ctx_;
   int generation_fd_;  ///< NETLINK_NETFILTER socket for generation(); -1 if none
   uint32_t generation_seq_ = 0;

@@ -286,7 +286,8 @@ Result<DriftReport> NftablesDataplane::checkAndRepair() {
   // nobody committed anything since the last check found the rules intact, they still are.
   const std::optional<uint32_t> generation = session_->generation();
   const bool rules_unchanged = generation.has_value() && generation == intact_generation_;
-  const auto commands = rules_unchanged ? std::vector<std::string>{} : listCommands(options_.ruleset);
+  const auto commands =
+      rules_unchanged ? std::vector<std::string>{} : listCommands(options_.ruleset);
   for (std::size_t t = 0; t < commands.size(); ++t) {
     auto listed = session_->run(commands[t]);
     if (!listed) {

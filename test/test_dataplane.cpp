@@ -83,7 +83,7 @@ class FakeSession final : public NftSession {
   std::vector<std::string> scripts;
   int lists = 0;
   std::optional<uint32_t> kernel_generation;  ///< nullopt: the session cannot tell
-  uint32_t foreign_commits_next_run = 0;       ///< other processes' commits during the next run
+  uint32_t foreign_commits_next_run = 0;      ///< other processes' commits during the next run
   std::map<std::string, std::string> listings;
   std::map<std::string, std::string> defaults;  ///< what a full script makes each table list
   bool fail_next = false;
