@@ -1,5 +1,7 @@
 #include "cli/daemon.h"
 
+#include <malloc.h>
+
 #include <boost/asio/post.hpp>
 #include <chrono>
 #include <random>
@@ -600,6 +602,11 @@ void Daemon::scheduleDriftCheck() {
         events_.add("drift", line);
       }
     }
+    // libnftables builds a cache of a few MiB per run, and the process keeps freed heap
+    // memory for the next run (nft_session.h raises glibc's trim threshold so runs stay
+    // fast). Between bucket moves those pages would only sit in the daemon's RSS: give them
+    // back. Costs a few system calls when there is nothing to give.
+    malloc_trim(0);
     scheduleDriftCheck();
   });
 }
