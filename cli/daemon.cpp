@@ -1,5 +1,7 @@
 #include "cli/daemon.h"
 
+#include <malloc.h>
+
 #include <boost/asio/post.hpp>
 #include <chrono>
 #include <random>
@@ -291,12 +293,17 @@ void Daemon::armTimer(TimePoint when) {
       when = std::min(when, grace);
     }
   }
-  if (when == TimePoint::max()) {
+  // Most packets leave the next wake-up where it was: re-arming the timer anyway would cancel
+  // the pending wait (one more handler run) and reprogram the timerfd (one more system call)
+  // per packet.
+  if (when == TimePoint::max() || (timer_armed_ && when == timer_.expiry())) {
     return;
   }
   timer_.expires_at(when);
+  timer_armed_ = true;
   timer_.async_wait([this](const boost::system::error_code& ec) {
     if (!ec) {
+      timer_armed_ = false;
       onTimer();
     }
   });
@@ -419,6 +426,15 @@ void Daemon::reconcile() {
     log(LogLevel::Notice, "heard every peer again after the lease lapse: taking buckets");
     events_.add("lease", "heard every peer again after the lapse");
   }
+  OwnershipInput input{&def_, &view, &held_, settled(now)};
+  input.now = now;
+  input.quorum_window = def_.timing.suspect_after;
+  // Most packets repeat what was known: when nothing the decision reads has changed, the
+  // decision, the dataplane and the announced claims stay as they are. A failed apply is
+  // retried regardless.
+  if (!decided_inputs_.update(input) && !apply_failed_) {
+    return;
+  }
   for (std::size_t s = 0; s < def_.services.size(); ++s) {
     for (std::size_t m = 0; m < view.members.size(); ++m) {
       const MemberView& peer = view.members[m];
@@ -430,9 +446,6 @@ void Daemon::reconcile() {
       }
     }
   }
-  OwnershipInput input{&def_, &view, &held_, settled(now)};
-  input.now = now;
-  input.quorum_window = def_.timing.suspect_after;
   OwnershipDecision d = decideOwnership(input);
   for (std::size_t s = 0; s < def_.services.size(); ++s) {
     for (uint32_t b = 0; b < def_.services[s].buckets; ++b) {
@@ -687,6 +700,11 @@ void Daemon::scheduleDriftCheck() {
         events_.add("drift", line);
       }
     }
+    // libnftables builds a cache of a few MiB per run, and the process keeps freed heap
+    // memory for the next run (nft_session.h raises glibc's trim threshold so runs stay
+    // fast). Between bucket moves those pages would only sit in the daemon's RSS: give them
+    // back. Costs a few system calls when there is nothing to give.
+    malloc_trim(0);
     scheduleDriftCheck();
   });
 }
@@ -739,6 +757,7 @@ void Daemon::gracefulLeave() {
   hooks_->drain(milliseconds(2000));
   drain_saver_->flush();
   timer_.cancel();
+  timer_armed_ = false;
   drift_timer_.cancel();
   retry_timer_.cancel();
   health_timer_.cancel();

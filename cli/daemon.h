@@ -126,6 +126,7 @@ class Daemon {
   std::vector<HealthCheck> checks_;  ///< the definition's checks plus one per LAN interface
   CheckHealth health_;
   boost::asio::steady_timer timer_;
+  bool timer_armed_ = false;  ///< a wait on timer_ is pending, for timer_.expiry()
   boost::asio::steady_timer drift_timer_;
   boost::asio::steady_timer retry_timer_;
   boost::asio::steady_timer health_timer_;
@@ -138,6 +139,7 @@ class Daemon {
   std::vector<std::vector<int>> taken_from_;
   std::vector<std::vector<uint32_t>> applied_orphans_;
   OwnershipDecision last_;
+  OwnershipInputs decided_inputs_;  ///< what last_ was decided from
   bool have_decision_ = false;
   shoal::NodeHealth published_health_;
   bool health_published_ = false;

@@ -1,6 +1,9 @@
 #include "dataplane/nft_session.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
 #include <linux/netlink.h>
 #include <malloc.h>
 #include <nftables/libnftables.h>
@@ -22,14 +25,17 @@ namespace {
 std::set<int> netfilterSockets() {
   std::set<int> out;
   DIR* dir = opendir("/proc/self/fd");
-  if (dir == nullptr) return out;
+  if (dir == nullptr)
+    return out;
   while (const dirent* entry = readdir(dir)) {
-    if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
+    if (entry->d_name[0] < '0' || entry->d_name[0] > '9')
+      continue;
     const int fd = std::atoi(entry->d_name);
     int domain = 0;
     int protocol = 0;
     socklen_t len = sizeof domain;
-    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 || domain != AF_NETLINK) continue;
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 || domain != AF_NETLINK)
+      continue;
     len = sizeof protocol;
     if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &len) == 0 &&
         protocol == NETLINK_NETFILTER) {
@@ -40,7 +46,9 @@ std::set<int> netfilterSockets() {
   return out;
 }
 
-std::string errnoText(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
+std::string errnoText(const char* what) {
+  return std::string(what) + ": " + std::strerror(errno);
+}
 
 }  // namespace
 
@@ -52,7 +60,8 @@ Status sendNftBatch(int fd, const NftBatch& batch) {
     sent = sendto(fd, batch.bytes.data(), batch.bytes.size(), 0,
                   reinterpret_cast<const sockaddr*>(&kernel), sizeof kernel);
   } while (sent < 0 && errno == EINTR);
-  if (sent < 0) return Error{errnoText("netlink send")};
+  if (sent < 0)
+    return Error{errnoText("netlink send")};
   // The answers are normally queued before sendto() returns; the wait only bounds a kernel
   // that does not answer at all, which must not stall the heartbeat loop for long.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
@@ -60,7 +69,8 @@ Status sendNftBatch(int fd, const NftBatch& batch) {
   alignas(nlmsghdr) uint8_t buf[8192];
   for (;;) {
     const ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EINTR)
+      continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           deadline - std::chrono::steady_clock::now());
@@ -70,16 +80,21 @@ Status sendNftBatch(int fd, const NftBatch& batch) {
       }
       continue;
     }
-    if (n < 0) return Error{errnoText("netlink receive")};
+    if (n < 0)
+      return Error{errnoText("netlink receive")};
     auto messages = splitNetlink(buf, static_cast<std::size_t>(n));
-    if (!messages) return messages.error();
+    if (!messages)
+      return messages.error();
     for (const NetlinkMessage& m : *messages) {
       const bool ours = m.seq >= batch.first_seq && m.seq <= batch.last_acked_seq;
-      if (m.type != NLMSG_ERROR || !ours) continue;
-      if (m.length < NLMSG_HDRLEN + sizeof(nlmsgerr)) return Error{"netlink: short error message"};
+      if (m.type != NLMSG_ERROR || !ours)
+        continue;
+      if (m.length < NLMSG_HDRLEN + sizeof(nlmsgerr))
+        return Error{"netlink: short error message"};
       nlmsgerr e;
       std::memcpy(&e, buf + m.offset + NLMSG_HDRLEN, sizeof e);
-      if (e.error != 0 && first_error.empty()) first_error = std::strerror(-e.error);
+      if (e.error != 0 && first_error.empty())
+        first_error = std::strerror(-e.error);
       // The kernel answers in order; an error about the batch begin refuses all of it.
       if (m.seq == batch.last_acked_seq || (m.seq == batch.first_seq && e.error != 0)) {
         if (!first_error.empty()) {
@@ -100,14 +115,16 @@ Result<std::unique_ptr<LibNftablesSession>> LibNftablesSession::open() {
   mallopt(M_TRIM_THRESHOLD, 32 << 20);
   const std::set<int> before = netfilterSockets();
   nft_ctx* ctx = nft_ctx_new(NFT_CTX_DEFAULT);
-  if (ctx == nullptr) return Error{"libnftables: nft_ctx_new failed (out of memory?)"};
+  if (ctx == nullptr)
+    return Error{"libnftables: nft_ctx_new failed (out of memory?)"};
   if (nft_ctx_buffer_output(ctx) != 0 || nft_ctx_buffer_error(ctx) != 0) {
     nft_ctx_free(ctx);
     return Error{"libnftables: cannot buffer output"};
   }
   std::set<int> added;
   for (int fd : netfilterSockets()) {
-    if (!before.count(fd)) added.insert(fd);
+    if (!added.count(fd) && !before.count(fd))
+      added.insert(fd);
   }
   if (added.size() != 1) {
     nft_ctx_free(ctx);
@@ -115,10 +132,69 @@ Result<std::unique_ptr<LibNftablesSession>> LibNftablesSession::open() {
                  std::to_string(added.size()) +
                  " new netfilter sockets; is /proc mounted?): the lease renewal must use it"};
   }
-  return std::unique_ptr<LibNftablesSession>(new LibNftablesSession(ctx, *added.begin()));
+  // Without this socket generation() says "unknown" and callers read the rules instead.
+  const int generation_fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
+  return std::unique_ptr<LibNftablesSession>(
+      new LibNftablesSession(ctx, *added.begin(), generation_fd));
 }
 
-LibNftablesSession::~LibNftablesSession() { nft_ctx_free(ctx_); }
+LibNftablesSession::~LibNftablesSession() {
+  nft_ctx_free(ctx_);
+  if (generation_fd_ >= 0)
+    ::close(generation_fd_);
+}
+
+std::optional<uint32_t> LibNftablesSession::generation() {
+  if (generation_fd_ < 0)
+    return std::nullopt;
+  struct {
+    nlmsghdr header;
+    nfgenmsg body;
+  } request{};
+  request.header.nlmsg_len = sizeof request;
+  request.header.nlmsg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN;
+  request.header.nlmsg_flags = NLM_F_REQUEST;
+  request.header.nlmsg_seq = ++generation_seq_;
+  request.body.nfgen_family = AF_UNSPEC;
+  request.body.version = NFNETLINK_V0;
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  if (::sendto(generation_fd_, &request, sizeof request, 0, reinterpret_cast<sockaddr*>(&kernel),
+               sizeof kernel) != static_cast<ssize_t>(sizeof request)) {
+    return std::nullopt;
+  }
+  // The kernel answers while handling the request, so the reply is queued by now; replies to
+  // earlier requests that were not read (older sequence numbers) are skipped.
+  alignas(nlmsghdr) char buffer[512];
+  for (;;) {
+    const ssize_t n = ::recv(generation_fd_, buffer, sizeof buffer, MSG_DONTWAIT);
+    if (n < static_cast<ssize_t>(NLMSG_HDRLEN))
+      return std::nullopt;
+    const auto* reply = reinterpret_cast<const nlmsghdr*>(buffer);
+    if (!NLMSG_OK(reply, static_cast<uint32_t>(n)))
+      return std::nullopt;
+    if (reply->nlmsg_seq != generation_seq_)
+      continue;
+    if (reply->nlmsg_type != ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN))
+      return std::nullopt;
+    const std::size_t offset = NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(nfgenmsg));
+    auto left = static_cast<int>(reply->nlmsg_len) - static_cast<int>(offset);
+    const auto* attr = reinterpret_cast<const nlattr*>(buffer + offset);
+    while (left >= static_cast<int>(sizeof(nlattr)) && attr->nla_len >= sizeof(nlattr) &&
+           attr->nla_len <= left) {
+      if ((attr->nla_type & NLA_TYPE_MASK) == NFTA_GEN_ID &&
+          attr->nla_len >= NLA_HDRLEN + sizeof(uint32_t)) {
+        uint32_t id = 0;
+        std::memcpy(&id, reinterpret_cast<const char*>(attr) + NLA_HDRLEN, sizeof id);
+        return ntohl(id);
+      }
+      const int step = static_cast<int>(NLA_ALIGN(attr->nla_len));
+      left -= step;
+      attr = reinterpret_cast<const nlattr*>(reinterpret_cast<const char*>(attr) + step);
+    }
+    return std::nullopt;
+  }
+}
 
 Result<std::string> LibNftablesSession::run(const std::string& script) {
   const int rc = nft_run_cmd_from_buffer(ctx_, script.c_str());
@@ -132,16 +208,20 @@ Result<std::string> LibNftablesSession::run(const std::string& script) {
   return out;
 }
 
-Status LibNftablesSession::send(const NftBatch& batch) { return sendNftBatch(netlink_fd_, batch); }
+Status LibNftablesSession::send(const NftBatch& batch) {
+  return sendNftBatch(netlink_fd_, batch);
+}
 
 NftCommandSession::~NftCommandSession() {
-  if (netlink_fd_ >= 0) close(netlink_fd_);
+  if (netlink_fd_ >= 0)
+    close(netlink_fd_);
 }
 
 Status NftCommandSession::send(const NftBatch& batch) {
   if (netlink_fd_ < 0) {
     netlink_fd_ = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
-    if (netlink_fd_ < 0) return Error{errnoText("netfilter netlink socket")};
+    if (netlink_fd_ < 0)
+      return Error{errnoText("netfilter netlink socket")};
   }
   return sendNftBatch(netlink_fd_, batch);
 }
@@ -149,14 +229,16 @@ Status NftCommandSession::send(const NftBatch& batch) {
 Result<std::string> NftCommandSession::run(const std::string& script) {
   int in_pipe[2];
   int out_pipe[2];
-  if (pipe(in_pipe) != 0) return Error{std::string("pipe: ") + std::strerror(errno)};
+  if (pipe(in_pipe) != 0)
+    return Error{std::string("pipe: ") + std::strerror(errno)};
   if (pipe(out_pipe) != 0) {
     close(in_pipe[0]);
     close(in_pipe[1]);
     return Error{std::string("pipe: ") + std::strerror(errno)};
   }
   const pid_t pid = fork();
-  if (pid < 0) return Error{std::string("fork: ") + std::strerror(errno)};
+  if (pid < 0)
+    return Error{std::string("fork: ") + std::strerror(errno)};
   if (pid == 0) {
     dup2(in_pipe[0], 0);
     dup2(out_pipe[1], 1);
@@ -175,8 +257,10 @@ Result<std::string> NftCommandSession::run(const std::string& script) {
   std::size_t written = 0;
   while (written < script.size()) {
     const ssize_t n = write(in_pipe[1], script.data() + written, script.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      break;
     written += static_cast<std::size_t>(n);
   }
   close(in_pipe[1]);
@@ -184,8 +268,10 @@ Result<std::string> NftCommandSession::run(const std::string& script) {
   char buf[4096];
   for (;;) {
     const ssize_t n = read(out_pipe[0], buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      break;
     out.append(buf, static_cast<std::size_t>(n));
   }
   close(out_pipe[0]);

@@ -3,7 +3,9 @@
 // the `nft` command (a baseline for the benchmark and a cross-check in tests). Prebuilt
 // netlink batches (nft_batch.h, the lease renewal) go to the kernel directly.
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "core/result.h"
@@ -26,6 +28,10 @@ class NftSession {
   /// tables this session made, and waits for the kernel's answer to it. Errors carry the
   /// kernel's reason (e.g. "No such file or directory" once the table was deleted).
   virtual Status send(const NftBatch& batch) = 0;
+  /// The kernel's nftables ruleset generation in this network namespace: it changes with
+  /// every committed transaction, whoever commits it, so equal generations mean unchanged
+  /// rules. nullopt when it cannot be read (callers then read the rules themselves).
+  virtual std::optional<uint32_t> generation() { return std::nullopt; }
 };
 
 /// Runs scripts in-process with one libnftables context. The context keeps one netlink
@@ -53,11 +59,17 @@ class LibNftablesSession final : public NftSession {
   const char* name() const override { return "libnftables"; }
   Result<std::string> run(const std::string& script) override;
   Status send(const NftBatch& batch) override;
+  /// One NFT_MSG_GETGEN request on a netlink socket of its own (a few microseconds; the
+  /// ruleset is not read).
+  std::optional<uint32_t> generation() override;
 
  private:
-  LibNftablesSession(::nft_ctx* ctx, int netlink_fd) : ctx_(ctx), netlink_fd_(netlink_fd) {}
+  LibNftablesSession(::nft_ctx* ctx, int netlink_fd, int generation_fd)
+      : ctx_(ctx), netlink_fd_(netlink_fd), generation_fd_(generation_fd) {}
   ::nft_ctx* ctx_;
-  int netlink_fd_;  ///< the context's socket (owned by the context)
+  int netlink_fd_;     ///< the context's socket (owned by the context)
+  int generation_fd_;  ///< NETLINK_NETFILTER socket for generation(); -1 if none
+  uint32_t generation_seq_ = 0;
 };
 
 /// Runs each script with `nft -f -` (fork and exec; the script goes to its stdin). Every run

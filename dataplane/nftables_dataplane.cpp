@@ -12,7 +12,8 @@ namespace {
 
 bool sortedUniqueBelow(const std::vector<uint32_t>& v, uint32_t limit) {
   for (std::size_t i = 0; i < v.size(); ++i) {
-    if (v[i] >= limit || (i > 0 && v[i] <= v[i - 1])) return false;
+    if (v[i] >= limit || (i > 0 && v[i] <= v[i - 1]))
+      return false;
   }
   return true;
 }
@@ -26,15 +27,20 @@ bool sameService(const Service& a, const Service& b) {
 
 bool sameStructure(const DesiredState& a, const DesiredState& b) {
   // Switching a lease on or off rewrites the live element (with or without a timeout).
-  if (a.lease.has_value() != b.lease.has_value()) return false;
-  if (a.services.size() != b.services.size()) return false;
+  if (a.lease.has_value() != b.lease.has_value())
+    return false;
+  if (a.services.size() != b.services.size())
+    return false;
   for (std::size_t i = 0; i < a.services.size(); ++i) {
-    if (!sameService(a.services[i].service, b.services[i].service)) return false;
+    if (!sameService(a.services[i].service, b.services[i].service))
+      return false;
   }
   return true;
 }
 
-std::string describe(const Service& s) { return "service '" + s.name + "'"; }
+std::string describe(const Service& s) {
+  return "service '" + s.name + "'";
+}
 
 // The listed live set against what was written: equal, or with a lease also empty (the
 // element expired; the renewal brings it back).
@@ -53,8 +59,8 @@ Status validateDesiredState(const DesiredState& desired, uint32_t max_buckets) {
   for (const auto& a : desired.services) {
     const Service& s = a.service;
     if (s.buckets < 1 || s.buckets > max_buckets) {
-      return Error{describe(s) + ": buckets is " + std::to_string(s.buckets) +
-                   ", expected 1.." + std::to_string(max_buckets)};
+      return Error{describe(s) + ": buckets is " + std::to_string(s.buckets) + ", expected 1.." +
+                   std::to_string(max_buckets)};
     }
     if (!sortedUniqueBelow(a.owned, s.buckets)) {
       return Error{describe(s) + ": owned buckets must be sorted, unique and below " +
@@ -72,7 +78,8 @@ Status validateDesiredState(const DesiredState& desired, uint32_t max_buckets) {
       return Error{describe(s) + ": cluster MAC " + s.cluster_mac.toString() +
                    " must be a multicast address (first byte odd), not broadcast"};
     }
-    if (s.interface.empty()) return Error{describe(s) + ": no interface given"};
+    if (s.interface.empty())
+      return Error{describe(s) + ": no interface given"};
     if (!vips.insert(s.vip).second) {
       return Error{describe(s) + ": VIP " + s.vip.toString() + " is used by two services"};
     }
@@ -86,17 +93,21 @@ std::string withoutElements(const std::string& listing) {
   const std::string key = "elements = {";
   for (;;) {
     const std::size_t at = listing.find(key, pos);
-    if (at == std::string::npos) break;
+    if (at == std::string::npos)
+      break;
     const std::size_t close = listing.find('}', at);
-    if (close == std::string::npos) break;
+    if (close == std::string::npos)
+      break;
     // Drop the whole line: an empty set prints no elements line at all.
     std::size_t line_start = at;
-    while (line_start > pos && (listing[line_start - 1] == '\t' || listing[line_start - 1] == ' ')) {
+    while (line_start > pos &&
+           (listing[line_start - 1] == '\t' || listing[line_start - 1] == ' ')) {
       --line_start;
     }
     out.append(listing, pos, line_start - pos);
     pos = close + 1;
-    if (pos < listing.size() && listing[pos] == '\n') ++pos;
+    if (pos < listing.size() && listing[pos] == '\n')
+      ++pos;
   }
   out.append(listing, pos, std::string::npos);
   return out;
@@ -105,11 +116,13 @@ std::string withoutElements(const std::string& listing) {
 std::optional<std::vector<uint32_t>> setElements(const std::string& listing,
                                                  const std::string& set_name) {
   const std::size_t at = listing.find("set " + set_name + " {");
-  if (at == std::string::npos) return std::nullopt;
+  if (at == std::string::npos)
+    return std::nullopt;
   const std::size_t end = listing.find("\n\t}", at);  // the set block's closing brace
   const std::size_t el = listing.find("elements = {", at);
   std::vector<uint32_t> out;
-  if (el == std::string::npos || (end != std::string::npos && el > end)) return out;
+  if (el == std::string::npos || (end != std::string::npos && el > end))
+    return out;
   const std::size_t close = listing.find('}', el);
   const std::string body = listing.substr(el + 12, close - el - 12);
   // Elements are comma-separated; each is a value or an "a-b" range, possibly followed by
@@ -117,16 +130,20 @@ std::optional<std::vector<uint32_t>> setElements(const std::string& listing,
   std::size_t p = 0;
   while (p < body.size()) {
     std::size_t comma = body.find(',', p);
-    if (comma == std::string::npos) comma = body.size();
+    if (comma == std::string::npos)
+      comma = body.size();
     std::size_t q = p;
-    while (q < comma && std::isspace(static_cast<unsigned char>(body[q]))) ++q;
+    while (q < comma && std::isspace(static_cast<unsigned char>(body[q])))
+      ++q;
     if (q < comma) {
       std::size_t used = 0;
       const std::string item = body.substr(q, comma - q);
       const unsigned long first = std::stoul(item, &used, 0);
       unsigned long last = first;
-      if (used < item.size() && item[used] == '-') last = std::stoul(item.substr(used + 1), nullptr, 0);
-      for (unsigned long v = first; v <= last; ++v) out.push_back(static_cast<uint32_t>(v));
+      if (used < item.size() && item[used] == '-')
+        last = std::stoul(item.substr(used + 1), nullptr, 0);
+      for (unsigned long v = first; v <= last; ++v)
+        out.push_back(static_cast<uint32_t>(v));
     }
     p = comma + 1;
   }
@@ -136,19 +153,21 @@ std::optional<std::vector<uint32_t>> setElements(const std::string& listing,
 
 Result<std::unique_ptr<NftablesDataplane>> NftablesDataplane::open(NftablesOptions options) {
   auto session = LibNftablesSession::open();
-  if (!session) return session.error();
+  if (!session)
+    return session.error();
   auto vips = NetlinkVipAddresses::open(options.vip_ledger);
-  if (!vips) return vips.error();
+  if (!vips)
+    return vips.error();
   auto macs = PacketSocketMemberships::open();
-  if (!macs) return macs.error();
+  if (!macs)
+    return macs.error();
   return std::make_unique<NftablesDataplane>(std::move(session).value(), std::move(vips).value(),
                                              std::move(macs).value(), std::move(options));
 }
 
 NftablesDataplane::NftablesDataplane(std::unique_ptr<NftSession> session,
                                      std::unique_ptr<VipAddresses> vips,
-                                     std::unique_ptr<MacMemberships> macs,
-                                     NftablesOptions options)
+                                     std::unique_ptr<MacMemberships> macs, NftablesOptions options)
     : session_(std::move(session)),
       vips_(std::move(vips)),
       macs_(std::move(macs)),
@@ -158,27 +177,35 @@ NftablesDataplane::NftablesDataplane(std::unique_ptr<NftSession> session,
 Status NftablesDataplane::rebuild(const DesiredState& desired) {
   std::map<std::string, MacAddress> interface_macs;
   for (const auto& a : desired.services) {
-    if (a.service.vip.isV4() || interface_macs.count(a.service.interface)) continue;
+    if (a.service.vip.isV4() || interface_macs.count(a.service.interface))
+      continue;
     auto mac = macs_->hardwareAddress(a.service.interface);
-    if (!mac) return Error{describe(a.service) + ": " + mac.error().message};
+    if (!mac)
+      return Error{describe(a.service) + ": " + mac.error().message};
     interface_macs[a.service.interface] = *mac;
   }
   auto script = fullScript(desired, interface_macs, options_.ruleset);
-  if (!script) return script.error();
-  auto done = session_->run(*script);
-  if (!done) return done.error();
+  if (!script)
+    return script.error();
+  auto done = runCommit(*script);
+  if (!done)
+    return done.error();
   ++full_rebuilds_;
   applied_ = desired;
-  if (desired.lease) lease_expiry_ = options_.clock() + *desired.lease;
+  if (desired.lease)
+    lease_expiry_ = options_.clock() + *desired.lease;
   auto listings = listTables();
-  if (!listings) return Error{"rules loaded but cannot be listed: " + listings.error().message};
+  if (!listings)
+    return Error{"rules loaded but cannot be listed: " + listings.error().message};
   structure_.clear();
-  for (const auto& l : *listings) structure_.push_back(withoutElements(l));
+  for (const auto& l : *listings)
+    structure_.push_back(withoutElements(l));
   return Ok{};
 }
 
 Status NftablesDataplane::apply(const DesiredState& desired) {
-  if (Status valid = validateDesiredState(desired, kMaxBuckets); !valid) return valid;
+  if (Status valid = validateDesiredState(desired, kMaxBuckets); !valid)
+    return valid;
   if (applied_ && sameStructure(*applied_, desired)) {
     // The hot path: only bucket sets change, one small transaction.
     std::string script;
@@ -194,20 +221,25 @@ Status NftablesDataplane::apply(const DesiredState& desired) {
       return Ok{};
     }
     // The live element is not touched: an apply never extends the lease.
-    auto done = session_->run(script);
-    if (!done) return done.error();
+    auto done = runCommit(script);
+    if (!done)
+      return done.error();
     applied_ = desired;
     return Ok{};
   }
   const std::optional<DesiredState> previous = applied_;
-  if (Status st = rebuild(desired); !st) return st;
+  if (Status st = rebuild(desired); !st)
+    return st;
   if (previous) {
-    if (Status st = releaseUnused(*previous, desired); !st) return st;
+    if (Status st = releaseUnused(*previous, desired); !st)
+      return st;
   }
   auto linked = ensureLinkLayer(desired);
-  if (!linked) return linked.error();
+  if (!linked)
+    return linked.error();
   auto loose = ensureTcpLoose();
-  if (!loose) return loose.error();
+  if (!loose)
+    return loose.error();
   return Ok{};
 }
 
@@ -216,14 +248,18 @@ Result<std::vector<std::string>> NftablesDataplane::ensureLinkLayer(const Desire
   for (const auto& a : desired.services) {
     const Service& s = a.service;
     auto joined = macs_->present(s.interface, s.cluster_mac);
-    if (!joined) return joined.error();
+    if (!joined)
+      return joined.error();
     if (Status st = macs_->join(s.interface, s.cluster_mac); !st) {
       return Error{describe(s) + ": " + st.error().message};
     }
-    if (!*joined) done.push_back("joined cluster MAC " + s.cluster_mac.toString() + " on " + s.interface);
+    if (!*joined)
+      done.push_back("joined cluster MAC " + s.cluster_mac.toString() + " on " + s.interface);
     auto added = vips_->ensure(s.interface, s.vip);
-    if (!added) return Error{describe(s) + ": " + added.error().message};
-    if (*added) done.push_back("added VIP " + s.vip.toString() + " on " + s.interface);
+    if (!added)
+      return Error{describe(s) + ": " + added.error().message};
+    if (*added)
+      done.push_back("added VIP " + s.vip.toString() + " on " + s.interface);
   }
   return done;
 }
@@ -238,23 +274,27 @@ Status NftablesDataplane::releaseUnused(const DesiredState& previous, const Desi
   for (const auto& a : previous.services) {
     const Service& s = a.service;
     if (!keep_vips.count({s.interface, s.vip})) {
-      if (Status st = vips_->remove(s.interface, s.vip); !st) return st;
+      if (Status st = vips_->remove(s.interface, s.vip); !st)
+        return st;
     }
     if (!keep_macs.count({s.interface, s.cluster_mac})) {
-      if (Status st = macs_->leave(s.interface, s.cluster_mac); !st) return st;
+      if (Status st = macs_->leave(s.interface, s.cluster_mac); !st)
+        return st;
     }
   }
   return Ok{};
 }
 
 Result<std::vector<std::string>> NftablesDataplane::ensureTcpLoose() {
-  if (!options_.set_tcp_loose) return std::vector<std::string>{};
+  if (!options_.set_tcp_loose)
+    return std::vector<std::string>{};
   std::string value;
   {
     std::ifstream in(options_.tcp_loose_path);
     in >> value;
   }
-  if (value == "0") return std::vector<std::string>{};
+  if (value == "0")
+    return std::vector<std::string>{};
   std::ofstream out(options_.tcp_loose_path);
   out << "0\n";
   out.close();
@@ -271,11 +311,32 @@ Result<std::vector<std::string>> NftablesDataplane::ensureTcpLoose() {
   return std::vector<std::string>{"set " + options_.tcp_loose_path + " to 0 (was '" + value + "')"};
 }
 
+Result<std::string> NftablesDataplane::runCommit(const std::string& script) {
+  const std::optional<uint32_t> before = session_->generation();
+  auto done = session_->run(script);
+  noteCommit(before, done.ok());
+  return done;
+}
+
+void NftablesDataplane::noteCommit(std::optional<uint32_t> before, bool committed) {
+  const std::optional<uint32_t> after = session_->generation();
+  // A successful run is one commit (an empty one commits nothing and is not counted), a failed
+  // one none. When exactly that happened since the rules were last found intact, nobody else
+  // touched them: they hold what was applied, so the next check need not list them.
+  const uint32_t ours = committed ? 1 : 0;
+  if (before && after && before == intact_generation_ && *after - *before == ours) {
+    intact_generation_ = after;
+  } else {
+    intact_generation_.reset();
+  }
+}
+
 Result<std::vector<std::string>> NftablesDataplane::listTables() {
   std::vector<std::string> out;
   for (const auto& command : listCommands(options_.ruleset)) {
     auto listed = session_->run(command);
-    if (!listed) return Error{command + ": " + listed.error().message};
+    if (!listed)
+      return Error{command + ": " + listed.error().message};
     out.push_back(*listed);
   }
   return out;
@@ -283,11 +344,17 @@ Result<std::vector<std::string>> NftablesDataplane::listTables() {
 
 Result<DriftReport> NftablesDataplane::checkAndRepair() {
   DriftReport report;
-  if (!applied_) return report;
+  if (!applied_)
+    return report;
   const DesiredState desired = *applied_;
   const bool leased = desired.lease.has_value();
   bool rebuild_needed = false;
-  const auto commands = listCommands(options_.ruleset);
+  // Listing the tables makes libnftables build its whole cache (most of a check's cost). When
+  // nobody committed anything since the last check found the rules intact, they still are.
+  const std::optional<uint32_t> generation = session_->generation();
+  const bool rules_unchanged = generation.has_value() && generation == intact_generation_;
+  const auto commands =
+      rules_unchanged ? std::vector<std::string>{} : listCommands(options_.ruleset);
   for (std::size_t t = 0; t < commands.size(); ++t) {
     auto listed = session_->run(commands[t]);
     if (!listed) {
@@ -305,8 +372,10 @@ Result<DriftReport> NftablesDataplane::checkAndRepair() {
         auto owned = setElements(*listed, ownedSetName(i));
         auto reset = setElements(*listed, resetSetName(i));
         std::vector<uint32_t> want_owned, want_reset;
-        for (uint32_t b : a.owned) want_owned.push_back(kMarkBase + b);
-        for (uint32_t b : a.reset_orphans) want_reset.push_back(kMarkBase + b);
+        for (uint32_t b : a.owned)
+          want_owned.push_back(kMarkBase + b);
+        for (uint32_t b : a.reset_orphans)
+          want_reset.push_back(kMarkBase + b);
         if (!owned || !reset || *owned != want_owned || *reset != want_reset) {
           report.details.push_back("bucket sets changed: " + describe(a.service));
           rebuild_needed = true;
@@ -319,6 +388,9 @@ Result<DriftReport> NftablesDataplane::checkAndRepair() {
       }
     }
   }
+  // Read before the listing: a commit made after it changes the generation, so the next
+  // check lists again. A rebuild is a commit of its own, checked the same way next time.
+  intact_generation_ = rebuild_needed ? std::nullopt : generation;
   if (rebuild_needed) {
     DesiredState again = desired;
     if (leased) {
@@ -329,29 +401,40 @@ Result<DriftReport> NftablesDataplane::checkAndRepair() {
     Status st = rebuild(again);
     // The intent stays what the caller applied; the kernel holds what is left of its lease.
     applied_ = desired;
-    if (!st) return Error{"repair failed: " + st.error().message};
+    if (!st)
+      return Error{"repair failed: " + st.error().message};
   }
   auto linked = ensureLinkLayer(desired);
-  if (!linked) return Error{"repair failed: " + linked.error().message};
-  for (auto& line : *linked) report.details.push_back("restored: " + line);
+  if (!linked)
+    return Error{"repair failed: " + linked.error().message};
+  for (auto& line : *linked)
+    report.details.push_back("restored: " + line);
   auto loose = ensureTcpLoose();
-  if (!loose) return loose.error();
-  for (auto& line : *loose) report.details.push_back("restored: " + line);
+  if (!loose)
+    return loose.error();
+  for (auto& line : *loose)
+    report.details.push_back("restored: " + line);
   report.repaired = static_cast<uint32_t>(report.details.size());
   repairs_total_ += report.repaired;
   return report;
 }
 
 Status NftablesDataplane::renew(Millis lease) {
-  if (lease.count() < 1) return Error{"lease renewal of " + std::to_string(lease.count()) +
-                                      " ms: expected at least 1 ms"};
-  if (!applied_) return Ok{};
+  if (lease.count() < 1)
+    return Error{"lease renewal of " + std::to_string(lease.count()) +
+                 " ms: expected at least 1 ms"};
+  if (!applied_)
+    return Ok{};
   if (!applied_->lease) {
     return Error{"renewal of a state applied without a lease: apply one with a lease first"};
   }
   const NftBatch& batch = live_renewal_.prepare(lease, next_seq_);
   next_seq_ += ElementRenewal::kMessages;
-  if (Status st = session_->send(batch); !st) return Error{"lease renewal: " + st.error().message};
+  const std::optional<uint32_t> before = session_->generation();
+  const Status sent = session_->send(batch);
+  noteCommit(before, sent.ok());  // a renewal is a commit of ours too
+  if (!sent)
+    return Error{"lease renewal: " + sent.error().message};
   applied_->lease = lease;
   lease_expiry_ = options_.clock() + lease;
   return Ok{};
@@ -362,7 +445,8 @@ Status NftablesDataplane::teardown() {
   std::string first_error;
   if (applied_) {
     for (const auto& a : applied_->services) {
-      if (Status st = vips_->remove(a.service.interface, a.service.vip); !st && first_error.empty()) {
+      if (Status st = vips_->remove(a.service.interface, a.service.vip);
+          !st && first_error.empty()) {
         first_error = st.error().message;
       }
       if (Status st = macs_->leave(a.service.interface, a.service.cluster_mac);
@@ -371,11 +455,13 @@ Status NftablesDataplane::teardown() {
       }
     }
   }
-  auto done = session_->run(teardownScript(options_.ruleset));
-  if (!done && first_error.empty()) first_error = done.error().message;
+  auto done = runCommit(teardownScript(options_.ruleset));
+  if (!done && first_error.empty())
+    first_error = done.error().message;
   applied_.reset();
   structure_.clear();
-  if (!first_error.empty()) return Error{"teardown incomplete: " + first_error};
+  if (!first_error.empty())
+    return Error{"teardown incomplete: " + first_error};
   return Ok{};
 }
 

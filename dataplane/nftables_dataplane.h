@@ -56,10 +56,11 @@ class NftablesDataplane final : public Dataplane {
   /// leaves the live element alone; a rebuild writes it to expire after `desired.lease`.
   Status apply(const DesiredState& desired) override;
   /// Lists shoal's tables and compares them (structure and bucket sets) with the last applied
-  /// state; checks the VIPs, MAC joins and the conntrack sysctl; rebuilds what differs. With
-  /// a lease, a missing live element is not drift (it may have expired: the renewal brings
-  /// it back); a rebuild writes it with what is left of the lease, or not at all once it has
-  /// run out: a repair never extends a lease.
+  /// state, unless the session's ruleset generation shows no commit since they were last
+  /// found intact; checks the VIPs, MAC joins and the conntrack sysctl; rebuilds what differs.
+  /// With a lease, a missing live element is not drift (it may have expired: the renewal
+  /// brings it back); a rebuild writes it with what is left of the lease, or not at all once
+  /// it has run out: a repair never extends a lease.
   Result<DriftReport> checkAndRepair() override;
   /// Removes the VIPs it added, leaves the MACs, deletes all of shoal's tables.
   Status teardown() override;
@@ -89,6 +90,12 @@ class NftablesDataplane final : public Dataplane {
   /// Sets the sysctl if it is not 0; returns a line if it had to.
   Result<std::vector<std::string>> ensureTcpLoose();
   Result<std::vector<std::string>> listTables();
+  /// Runs a script that changes the rules, keeping track of whether the kernel's rules are
+  /// still known intact (intact_generation_) across this node's own commits.
+  Result<std::string> runCommit(const std::string& script);
+  /// After a commit of this node's (a script or a renewal batch) that began when the
+  /// generation was `before`: keeps intact_generation_ if nobody else committed meanwhile.
+  void noteCommit(std::optional<uint32_t> before, bool committed);
 
   std::unique_ptr<NftSession> session_;
   std::unique_ptr<VipAddresses> vips_;
@@ -99,7 +106,10 @@ class NftablesDataplane final : public Dataplane {
   uint32_t next_seq_ = 1;                ///< netlink sequence numbers of the renewals
   /// When the live element written last expires (with a lease).
   std::chrono::steady_clock::time_point lease_expiry_{};
-  std::vector<std::string> structure_;   ///< listings after the last rebuild, sets emptied
+  std::vector<std::string> structure_;  ///< listings after the last rebuild, sets emptied
+  /// The ruleset generation at which the tables were known to hold what was applied: found
+  /// intact by a check, or changed since only by this object's own commits.
+  std::optional<uint32_t> intact_generation_;
   std::vector<std::string> warnings_;
   uint64_t repairs_total_ = 0;
   uint64_t full_rebuilds_ = 0;

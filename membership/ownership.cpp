@@ -19,6 +19,19 @@ uint64_t viewDigest(const View& view) {
   return h;
 }
 
+namespace {
+
+// Heard on some link within `window` before `now` (always, when `window` is 0).
+bool heardWithin(const MemberView& m, TimePoint now, Duration window) {
+  bool recent = window == Duration::zero();
+  for (const LinkView& l : m.links) {
+    recent = recent || (l.heard && now - l.last_heard <= window);
+  }
+  return recent;
+}
+
+}  // namespace
+
 uint32_t quorumCount(const View& view, TimePoint now, Duration window) {
   uint32_t n = 0;
   for (std::size_t i = 0; i < view.members.size(); ++i) {
@@ -30,11 +43,7 @@ uint32_t quorumCount(const View& view, TimePoint now, Duration window) {
     if (m.state != MemberState::Alive) {
       continue;
     }
-    bool recent = window == Duration::zero();
-    for (const LinkView& l : m.links) {
-      recent = recent || (l.heard && now - l.last_heard <= window);
-    }
-    n += recent ? 1 : 0;
+    n += heardWithin(m, now, window) ? 1 : 0;
   }
   return n;
 }
@@ -99,6 +108,47 @@ OwnershipDecision decideOwnership(const OwnershipInput& in) {
     d.hold.push_back(std::move(hold));
   }
   return d;
+}
+
+OwnershipInputs::Member OwnershipInputs::factsOf(const MemberView& m, TimePoint now,
+                                                 Duration window) {
+  Member f;
+  f.state = m.state;
+  f.held_down = m.held_down;
+  f.drain = m.drain.mode;
+  f.health = m.health.status;
+  f.claims_known = m.claims_known;
+  f.recent = heardWithin(m, now, window);
+  f.claims = m.claims;
+  return f;
+}
+
+bool OwnershipInputs::update(const OwnershipInput& in) {
+  const View& view = *in.view;
+  static const std::vector<BucketSet> kNothingHeld;
+  const std::vector<BucketSet>& held = in.held != nullptr ? *in.held : kNothingHeld;
+  // Compared in place first: the common case (nothing changed) allocates nothing.
+  bool same = recorded_ && self_ == view.self && settled_ == in.settled && held_ == held &&
+              members_.size() == view.members.size();
+  for (std::size_t i = 0; same && i < view.members.size(); ++i) {
+    const MemberView& m = view.members[i];
+    const Member& r = members_[i];
+    same = r.state == m.state && r.held_down == m.held_down && r.drain == m.drain.mode &&
+           r.health == m.health.status && r.claims_known == m.claims_known &&
+           r.recent == heardWithin(m, in.now, in.quorum_window) && r.claims == m.claims;
+  }
+  if (same) {
+    return false;
+  }
+  recorded_ = true;
+  self_ = view.self;
+  settled_ = in.settled;
+  held_ = held;
+  members_.clear();
+  for (const MemberView& m : view.members) {
+    members_.push_back(factsOf(m, in.now, in.quorum_window));
+  }
+  return true;
 }
 
 }  // namespace shoal

@@ -80,4 +80,33 @@ uint32_t quorumCount(const View& view, TimePoint now, Duration window);
 /// Whether a node seeing `alive` of `configured` nodes may serve under `policy`.
 bool hasQuorum(PartitionPolicy policy, uint32_t alive, uint32_t configured);
 
+/// The facts of an OwnershipInput that decideOwnership() reads, kept from one call to the
+/// next so a caller can skip deciding again when none changed: the daemon reconciles on every
+/// packet, and almost every heartbeat repeats what was already known.
+class OwnershipInputs {
+ public:
+  /// Records the facts of `input` (the definition is taken as fixed). Returns false when they
+  /// equal the recorded ones, in which case decideOwnership(input) equals the decision for
+  /// the input recorded last; true on the first call and after any change.
+  bool update(const OwnershipInput& input);
+
+ private:
+  struct Member {
+    MemberState state = MemberState::Unknown;
+    bool held_down = false;
+    DrainMode drain = DrainMode::None;
+    HealthStatus health = HealthStatus::Unstated;
+    bool claims_known = false;
+    bool recent = false;  ///< heard within the quorum window
+    std::vector<BucketSet> claims;
+  };
+  static Member factsOf(const MemberView& m, TimePoint now, Duration window);
+
+  bool recorded_ = false;
+  uint32_t self_ = 0;
+  bool settled_ = false;
+  std::vector<BucketSet> held_;
+  std::vector<Member> members_;
+};
+
 }  // namespace shoal

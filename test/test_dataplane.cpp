@@ -2,12 +2,12 @@
 // backend's logic driven through fake kernel parts (no root, no kernel).
 
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <unistd.h>
 #include <map>
 #include <random>
 #include <set>
@@ -29,7 +29,7 @@ Service makeService(const std::string& vip, HashMode hash = HashMode::SourceIp) 
   s.vip = *IpAddress::parse(vip);
   s.interface = "eth0";
   s.cluster_mac = *MacAddress::parse(vip.find(':') != std::string::npos ? "33:33:00:00:01:00"
-                                                                         : "01:00:5e:00:00:64");
+                                                                        : "01:00:5e:00:00:64");
   s.hash = hash;
   s.buckets = 16;
   s.seed = 0x5eed;
@@ -43,8 +43,10 @@ bool contains(const std::string& text, const std::string& part) {
 // Ones' complement sum of 16-bit big-endian words (the Internet checksum before inversion).
 uint16_t onesSum(const std::vector<uint8_t>& bytes) {
   uint32_t sum = 0;
-  for (std::size_t i = 0; i + 1 < bytes.size(); i += 2) sum += (bytes[i] << 8) | bytes[i + 1];
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  for (std::size_t i = 0; i + 1 < bytes.size(); i += 2)
+    sum += (bytes[i] << 8) | bytes[i + 1];
+  while (sum >> 16)
+    sum = (sum & 0xffff) + (sum >> 16);
   return static_cast<uint16_t>(sum);
 }
 
@@ -59,14 +61,17 @@ class FakeSession final : public NftSession {
   const char* name() const override { return "fake"; }
   Result<std::string> run(const std::string& script) override {
     if (script.rfind("list ", 0) == 0) {
+      ++lists;
       auto it = listings.find(script);
-      if (it == listings.end()) return Error{"No such file or directory"};
+      if (it == listings.end())
+        return Error{"No such file or directory"};
       return it->second;
     }
     scripts.push_back(script);
     // A full script re-creates every table: missing listings come back.
     if (contains(script, "chain")) {
-      for (const auto& [command, listing] : defaults) listings.try_emplace(command, listing);
+      for (const auto& [command, listing] : defaults)
+        listings.try_emplace(command, listing);
     }
     log_.events.push_back(contains(script, "delete table") && !contains(script, "chain")
                               ? "nft teardown"
@@ -75,17 +80,28 @@ class FakeSession final : public NftSession {
       fail_next = false;
       return Error{"Error: Could not process rule: Operation not supported"};
     }
+    // A commit moves the generation; so does anyone else's that lands meanwhile.
+    if (kernel_generation)
+      *kernel_generation += 1 + foreign_commits_next_run;
+    foreign_commits_next_run = 0;
     return std::string();
   }
   Status send(const NftBatch& batch) override {
     batches.push_back(batch);
     log_.events.push_back("netlink batch");
-    if (fail_send) return Error{"nftables refused the change: No such file or directory"};
+    if (fail_send)
+      return Error{"nftables refused the change: No such file or directory"};
+    if (kernel_generation)
+      *kernel_generation += 1;  // a renewal is a commit
     return Ok{};
   }
+  std::optional<uint32_t> generation() override { return kernel_generation; }
   std::vector<std::string> scripts;
   std::vector<NftBatch> batches;
   bool fail_send = false;
+  int lists = 0;
+  std::optional<uint32_t> kernel_generation;  ///< nullopt: the session cannot tell
+  uint32_t foreign_commits_next_run = 0;      ///< other processes' commits during the next run
   std::map<std::string, std::string> listings;
   std::map<std::string, std::string> defaults;  ///< what a full script makes each table list
   bool fail_next = false;
@@ -98,7 +114,8 @@ class FakeVips final : public VipAddresses {
  public:
   explicit FakeVips(Log& log) : log_(log) {}
   Result<bool> ensure(const std::string& interface, const IpAddress& vip) override {
-    if (!present.insert({interface, vip}).second) return false;
+    if (!present.insert({interface, vip}).second)
+      return false;
     log_.events.push_back("add " + vip.toString());
     return true;
   }
@@ -118,7 +135,8 @@ class FakeMacs final : public MacMemberships {
  public:
   explicit FakeMacs(Log& log) : log_(log) {}
   Status join(const std::string& interface, const MacAddress& mac) override {
-    if (joined.insert({interface, mac}).second) log_.events.push_back("join " + mac.toString());
+    if (joined.insert({interface, mac}).second)
+      log_.events.push_back("join " + mac.toString());
     return Ok{};
   }
   Status leave(const std::string& interface, const MacAddress& mac) override {
@@ -144,7 +162,8 @@ class FakeMacs final : public MacMemberships {
 std::string inetListing(const std::vector<uint32_t>& owned, const std::vector<uint32_t>& reset,
                         bool live = true, const std::string& suffix = "") {
   auto elements = [](const std::vector<uint32_t>& marks, const std::string& after) {
-    if (marks.empty()) return std::string();
+    if (marks.empty())
+      return std::string();
     std::string out = "\t\telements = { ";
     for (std::size_t i = 0; i < marks.size(); ++i) {
       char buf[16];
@@ -155,7 +174,8 @@ std::string inetListing(const std::vector<uint32_t>& owned, const std::vector<ui
   };
   auto marks = [](const std::vector<uint32_t>& buckets) {
     std::vector<uint32_t> out;
-    for (uint32_t b : buckets) out.push_back(kMarkBase + b);
+    for (uint32_t b : buckets)
+      out.push_back(kMarkBase + b);
     return out;
   };
   const std::string head = "\t\ttype mark\n";
@@ -173,7 +193,8 @@ struct Rig {
   FakeMacs* macs;
   std::string loose_path;
   std::unique_ptr<NftablesDataplane> dp;
-  std::chrono::steady_clock::time_point now = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+  std::chrono::steady_clock::time_point now =
+      std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
 
   Rig() {
     auto s = std::make_unique<FakeSession>(log);
@@ -192,7 +213,8 @@ struct Rig {
     options.tcp_loose_path = loose_path;
     options.clock = [this] { return now; };
     dp = std::make_unique<NftablesDataplane>(std::move(s), std::move(v), std::move(m), options);
-    for (const auto& c : listCommands(options.ruleset)) session->defaults[c] = c + "\n";
+    for (const auto& c : listCommands(options.ruleset))
+      session->defaults[c] = c + "\n";
     session->listings = session->defaults;
   }
   ~Rig() { std::remove(loose_path.c_str()); }
@@ -202,7 +224,8 @@ struct Rig {
   }
 };
 
-DesiredState stateWith(const std::vector<uint32_t>& owned, const std::vector<uint32_t>& reset = {}) {
+DesiredState stateWith(const std::vector<uint32_t>& owned,
+                       const std::vector<uint32_t>& reset = {}) {
   return DesiredState{{ServiceAssignment{makeService("10.0.0.100"), owned, reset}}};
 }
 
@@ -271,19 +294,24 @@ TEST_CASE("the ND checksum compensation keeps the ICMPv6 checksum valid for any 
   std::mt19937 rng(3);
   for (int round = 0; round < 200; ++round) {
     MacAddress from, to;
-    for (auto& b : from.bytes) b = static_cast<uint8_t>(rng());
-    for (auto& b : to.bytes) b = static_cast<uint8_t>(rng());
+    for (auto& b : from.bytes)
+      b = static_cast<uint8_t>(rng());
+    for (auto& b : to.bytes)
+      b = static_cast<uint8_t>(rng());
     // A neighbour advertisement: type, code, checksum, flags+reserved, target, TLLA option.
     std::vector<uint8_t> na(32, 0);
     na[0] = 136;
     na[4] = 0x60;
-    for (int i = 8; i < 24; ++i) na[static_cast<std::size_t>(i)] = static_cast<uint8_t>(rng());
+    for (int i = 8; i < 24; ++i)
+      na[static_cast<std::size_t>(i)] = static_cast<uint8_t>(rng());
     na[24] = 2;
     na[25] = 1;
-    for (int i = 0; i < 6; ++i) na[26 + static_cast<std::size_t>(i)] = from.bytes[static_cast<std::size_t>(i)];
+    for (int i = 0; i < 6; ++i)
+      na[26 + static_cast<std::size_t>(i)] = from.bytes[static_cast<std::size_t>(i)];
     const uint16_t before = onesSum(na);
     const uint16_t fix = checksumCompensation(from, to);
-    for (int i = 0; i < 6; ++i) na[26 + static_cast<std::size_t>(i)] = to.bytes[static_cast<std::size_t>(i)];
+    for (int i = 0; i < 6; ++i)
+      na[26 + static_cast<std::size_t>(i)] = to.bytes[static_cast<std::size_t>(i)];
     na[6] = static_cast<uint8_t>(fix >> 8);
     na[7] = static_cast<uint8_t>(fix & 0xff);
     const uint16_t after = onesSum(na);
@@ -292,9 +320,10 @@ TEST_CASE("the ND checksum compensation keeps the ICMPv6 checksum valid for any 
   }
 }
 
-TEST_CASE("the full script owns its tables, hashes with the explicit seed and lists owned buckets") {
-  DesiredState d{{ServiceAssignment{makeService("10.0.0.100", HashMode::SourceIpSourcePortDestPort),
-                                    {1, 4}, {4}}}};
+TEST_CASE(
+    "the full script owns its tables, hashes with the explicit seed and lists owned buckets") {
+  DesiredState d{{ServiceAssignment{
+      makeService("10.0.0.100", HashMode::SourceIpSourcePortDestPort), {1, 4}, {4}}}};
   auto script = fullScript(d, {}, NftRulesetOptions{});
   REQUIRE(script.ok());
   CHECK(contains(*script, "table inet shoal {\n  flags owner"));
@@ -325,7 +354,9 @@ TEST_CASE("an IPv6 service needs its interface's MAC for the neighbour discovery
 TEST_CASE("a set update replaces only the bucket sets") {
   const auto a = ServiceAssignment{makeService("10.0.0.100"), {2, 3}, {}};
   const std::string script = setUpdateScript(0, a, NftRulesetOptions{});
-  CHECK(contains(script, "flush set inet shoal s0_owned\nadd element inet shoal s0_owned { 0x53480002, 0x53480003 }"));
+  CHECK(contains(
+      script,
+      "flush set inet shoal s0_owned\nadd element inet shoal s0_owned { 0x53480002, 0x53480003 }"));
   CHECK(contains(script, "flush set inet shoal s0_reset\n"));
   CHECK_FALSE(contains(script, "add element inet shoal s0_reset"));
   CHECK_FALSE(contains(script, "table"));
@@ -347,7 +378,8 @@ TEST_CASE("validation names what is wrong with a desired state") {
 TEST_CASE("set elements are read back from a listing, ranges expanded, order ignored") {
   const std::string listing =
       "table inet shoal {\n\tset s0_owned {\n\t\ttype mark\n\t\telements = { 0x53480005, "
-      "0x53480001-0x53480003,\n\t\t\t     0x53480000 }\n\t}\n\tset s0_reset {\n\t\ttype mark\n\t}\n}\n";
+      "0x53480001-0x53480003,\n\t\t\t     0x53480000 }\n\t}\n\tset s0_reset {\n\t\ttype "
+      "mark\n\t}\n}\n";
   auto owned = setElements(listing, "s0_owned");
   REQUIRE(owned);
   CHECK(*owned == std::vector<uint32_t>{kMarkBase, kMarkBase + 1, kMarkBase + 2, kMarkBase + 3,
@@ -369,8 +401,8 @@ TEST_CASE("first apply loads the rules before it joins the MAC and adds the VIP"
   REQUIRE(rig.dp->apply(stateWith({0, 3})).ok());
   REQUIRE(rig.session->scripts.size() == 1);
   CHECK(contains(rig.session->scripts[0], "table inet shoal {"));
-  CHECK(rig.log.events == std::vector<std::string>{"nft run", "join 01:00:5e:00:00:64",
-                                                   "add 10.0.0.100"});
+  CHECK(rig.log.events ==
+        std::vector<std::string>{"nft run", "join 01:00:5e:00:00:64", "add 10.0.0.100"});
   std::string loose;
   std::ifstream(rig.loose_path) >> loose;
   CHECK(loose == "0");
@@ -420,10 +452,79 @@ TEST_CASE("drift: a missing table, changed sets and a removed VIP are repaired a
   CHECK(rig.dp->fullRebuilds() == 2);
   CHECK(rig.vips->present.size() == 1);
   std::string all;
-  for (const auto& d : report->details) all += d + "\n";
+  for (const auto& d : report->details)
+    all += d + "\n";
   CHECK(contains(all, "missing: table inet shoal_guard"));
   CHECK(contains(all, "bucket sets changed"));
   CHECK(contains(all, "added VIP 10.0.0.100"));
+}
+
+TEST_CASE("drift: the node's own lease renewals do not make the tables be listed again") {
+  Rig rig;
+  rig.session->kernel_generation = 3;
+  rig.kernelHolds({0, 3});
+  DesiredState d = stateWith({0, 3});
+  d.lease = Millis{146};
+  REQUIRE(rig.dp->apply(d).ok());
+  REQUIRE(rig.dp->checkAndRepair()->repaired == 0);
+  const int listed = rig.session->lists;
+  REQUIRE(rig.dp->renew(Millis{146}).ok());
+  REQUIRE(rig.dp->renew(Millis{146}).ok());
+  REQUIRE(rig.dp->checkAndRepair().ok());
+  CHECK(rig.session->lists == listed);
+  // Someone else's commit between two renewals does.
+  *rig.session->kernel_generation += 1;
+  REQUIRE(rig.dp->renew(Millis{146}).ok());
+  REQUIRE(rig.dp->checkAndRepair().ok());
+  CHECK(rig.session->lists > listed);
+}
+
+TEST_CASE("drift: tables are listed again only after someone else's commit") {
+  Rig rig;
+  rig.session->kernel_generation = 7;
+  rig.kernelHolds({0, 3});
+  REQUIRE(rig.dp->apply(stateWith({0, 3})).ok());
+  REQUIRE(rig.dp->checkAndRepair()->repaired == 0);
+  int listed = rig.session->lists;
+  CHECK(listed > 0);
+  // No commit since the rules were found intact: nothing is listed, the VIP is still checked.
+  rig.vips->present.clear();
+  auto quiet = rig.dp->checkAndRepair();
+  REQUIRE(quiet.ok());
+  CHECK(rig.session->lists == listed);
+  CHECK(quiet->repaired == 1);
+  // This node's own bucket move is one commit it knows: still nothing to list.
+  rig.kernelHolds({0});
+  REQUIRE(rig.dp->apply(stateWith({0})).ok());
+  REQUIRE(rig.dp->checkAndRepair()->repaired == 0);
+  CHECK(rig.session->lists == listed);
+  // Someone else committed during the next move: the tables are listed again.
+  rig.session->foreign_commits_next_run = 1;
+  rig.kernelHolds({0, 3});
+  REQUIRE(rig.dp->apply(stateWith({0, 3})).ok());
+  REQUIRE(rig.dp->checkAndRepair()->repaired == 0);
+  CHECK(rig.session->lists > listed);
+  listed = rig.session->lists;
+  REQUIRE(rig.dp->checkAndRepair()->repaired == 0);
+  CHECK(rig.session->lists == listed);
+  // Someone else's commit changed a set: listed, found and repaired.
+  rig.kernelHolds({0});
+  *rig.session->kernel_generation += 1;
+  auto report = rig.dp->checkAndRepair();
+  REQUIRE(report.ok());
+  CHECK(rig.session->lists > listed);
+  CHECK(report->repaired == 1);
+  // The repair is checked by listing once more.
+  listed = rig.session->lists;
+  rig.kernelHolds({0, 3});
+  REQUIRE(rig.dp->checkAndRepair()->repaired == 0);
+  CHECK(rig.session->lists > listed);
+  // A session that cannot tell its generation lists on every check.
+  rig.session->kernel_generation.reset();
+  listed = rig.session->lists;
+  REQUIRE(rig.dp->checkAndRepair().ok());
+  REQUIRE(rig.dp->checkAndRepair().ok());
+  CHECK(rig.session->lists >= listed + 2);
 }
 
 TEST_CASE("teardown removes the VIP before it deletes the rules") {
@@ -432,8 +533,8 @@ TEST_CASE("teardown removes the VIP before it deletes the rules") {
   REQUIRE(rig.dp->apply(stateWith({0})).ok());
   rig.log.events.clear();
   REQUIRE(rig.dp->teardown().ok());
-  CHECK(rig.log.events == std::vector<std::string>{"remove 10.0.0.100", "leave 01:00:5e:00:00:64",
-                                                   "nft teardown"});
+  CHECK(rig.log.events ==
+        std::vector<std::string>{"remove 10.0.0.100", "leave 01:00:5e:00:00:64", "nft teardown"});
   CHECK(rig.vips->present.empty());
   CHECK(rig.macs->joined.empty());
 }
@@ -459,7 +560,8 @@ TEST_CASE("a tcp_loose sysctl that cannot be written becomes a warning, not a fa
   options.tcp_loose_path = "/nonexistent-dir/nf_conntrack_tcp_loose";
   Log log;
   auto session = std::make_unique<FakeSession>(log);
-  for (const auto& c : listCommands(options.ruleset)) session->listings[c] = c + "\n";
+  for (const auto& c : listCommands(options.ruleset))
+    session->listings[c] = c + "\n";
   NftablesDataplane dp(std::move(session), std::make_unique<FakeVips>(log),
                        std::make_unique<FakeMacs>(log), options);
   REQUIRE(dp.apply(stateWith({0})).ok());
@@ -470,19 +572,22 @@ TEST_CASE("a tcp_loose sysctl that cannot be written becomes a warning, not a fa
 // How often `part` occurs in `text`.
 std::size_t occurrences(const std::string& text, const std::string& part) {
   std::size_t n = 0;
-  for (std::size_t at = text.find(part); at != std::string::npos; at = text.find(part, at + 1)) ++n;
+  for (std::size_t at = text.find(part); at != std::string::npos; at = text.find(part, at + 1))
+    ++n;
   return n;
 }
 
 // Index of the first line of `script` that contains `part` (npos if none).
 std::size_t lineOf(const std::string& script, const std::string& part) {
   const std::size_t at = script.find(part);
-  if (at == std::string::npos) return at;
+  if (at == std::string::npos)
+    return at;
   return static_cast<std::size_t>(std::count(script.begin(), script.begin() + at, '\n'));
 }
 
-TEST_CASE("with a lease only the live element expires, and the lease gates everything the "
-          "node answers") {
+TEST_CASE(
+    "with a lease only the live element expires, and the lease gates everything the "
+    "node answers") {
   DesiredState d = stateWith({1, 4}, {4});
   d.lease = Millis{146};
   auto script = fullScript(d, {}, NftRulesetOptions{});
@@ -491,8 +596,9 @@ TEST_CASE("with a lease only the live element expires, and the lease gates every
   CHECK(contains(*script,
                  "set s0_owned {\n    type mark\n    elements = { 0x53480001, 0x53480004 }"));
   CHECK(contains(*script, "set s0_reset {\n    type mark\n    elements = { 0x53480004 }"));
-  CHECK(contains(*script, "set live {\n    type mark\n    flags timeout\n    elements = { "
-                          "0x53480000 timeout 146ms }"));
+  CHECK(contains(*script,
+                 "set live {\n    type mark\n    flags timeout\n    elements = { "
+                 "0x53480000 timeout 146ms }"));
   CHECK(occurrences(*script, "timeout 146ms") == 1);
   // The gate comes after the node's own traffic and before all it answers for its buckets.
   const std::string gate = "meta mark & 0xffff0000 != @live drop";
@@ -503,8 +609,8 @@ TEST_CASE("with a lease only the live element expires, and the lease gates every
   CHECK(lineOf(*script, gate) < lineOf(*script, "reject with tcp reset"));
   CHECK(lineOf(*script, gate) < lineOf(*script, "meta mark != @s0_owned drop"));
   CHECK(lineOf(*script, "meta mark set jhash") < lineOf(*script, gate));
-  CHECK(contains(*script,
-                 "ct state established,related ct mark & 0x80000000 == 0x80000000 accept"));
+  CHECK(
+      contains(*script, "ct state established,related ct mark & 0x80000000 == 0x80000000 accept"));
   // Without a lease: the same sets, the live element permanent.
   auto plain = fullScript(stateWith({1, 4}, {4}), {}, NftRulesetOptions{});
   REQUIRE(plain);
@@ -520,9 +626,9 @@ TEST_CASE("with a lease only the live element expires, and the lease gates every
 
 TEST_CASE("every service gets the lease gate") {
   const Service second = makeService("10.0.0.101", HashMode::SourceIpSourcePort);
-  DesiredState d{{ServiceAssignment{makeService("10.0.0.100"), {0}, {}},
-                  ServiceAssignment{second, {}, {}}},
-                 Millis{146}};
+  DesiredState d{
+      {ServiceAssignment{makeService("10.0.0.100"), {0}, {}}, ServiceAssignment{second, {}, {}}},
+      Millis{146}};
   auto script = fullScript(d, {}, NftRulesetOptions{});
   REQUIRE(script);
   CHECK(occurrences(*script, "meta mark & 0xffff0000 != @live drop") == 2);
@@ -540,7 +646,8 @@ std::multimap<uint16_t, std::vector<uint8_t>> attributes(const uint8_t* at, std:
     REQUIRE(p + len <= size);
     if (type & 0x8000) {  // NLA_F_NESTED: none of ours is empty
       REQUIRE(len > 4);
-      for (auto& kv : attributes(at + p + 4, len - 4)) out.insert(kv);
+      for (auto& kv : attributes(at + p + 4, len - 4))
+        out.insert(kv);
     } else {
       out.emplace(type, std::vector<uint8_t>(at + p + 4, at + p + len));
     }
@@ -554,7 +661,8 @@ std::vector<uint8_t> payload(const std::multimap<uint16_t, std::vector<uint8_t>>
                              uint16_t type, std::size_t size) {
   std::vector<std::vector<uint8_t>> found;
   for (auto [it, end] = attrs.equal_range(type); it != end; ++it) {
-    if (it->second.size() == size) found.push_back(it->second);
+    if (it->second.size() == size)
+      found.push_back(it->second);
   }
   REQUIRE(found.size() == 1);
   return found[0];
@@ -567,7 +675,7 @@ TEST_CASE("the renewal batch is a flush and re-add of the live element in one tr
   REQUIRE(messages.ok());
   REQUIRE(messages->size() == ElementRenewal::kMessages);
   const auto& m = *messages;
-  constexpr uint16_t kBatchBegin = 0x10, kBatchEnd = 0x11;     // NFNL_MSG_BATCH_*
+  constexpr uint16_t kBatchBegin = 0x10, kBatchEnd = 0x11;  // NFNL_MSG_BATCH_*
   constexpr uint16_t kNewSetElem = (10 << 8) | 12, kDelSetElem = (10 << 8) | 14;
   constexpr uint16_t kAck = 0x04, kCreate = 0x400;
   CHECK(m[0].type == kBatchBegin);
@@ -576,7 +684,8 @@ TEST_CASE("the renewal batch is a flush and re-add of the live element in one tr
   CHECK(m[3].type == kBatchEnd);
   CHECK((m[1].flags & kAck) != 0);
   CHECK((m[2].flags & (kAck | kCreate)) == (kAck | kCreate));
-  for (uint32_t i = 0; i < 4; ++i) CHECK(m[i].seq == 100 + i);
+  for (uint32_t i = 0; i < 4; ++i)
+    CHECK(m[i].seq == 100 + i);
   CHECK(batch.first_seq == 100);
   CHECK(batch.last_acked_seq == 102);
   // The flush names the table and the set and carries no element.
@@ -594,7 +703,8 @@ TEST_CASE("the renewal batch is a flush and re-add of the live element in one tr
   auto timeout = [&](const NftBatch& b) {
     auto attrs = attributes(b.bytes.data() + m[2].offset + kHeaders, m[2].length - kHeaders);
     uint64_t v = 0;
-    for (uint8_t byte : payload(attrs, 4, 8)) v = (v << 8) | byte;  // NFTA_SET_ELEM_TIMEOUT
+    for (uint8_t byte : payload(attrs, 4, 8))
+      v = (v << 8) | byte;  // NFTA_SET_ELEM_TIMEOUT
     return v;
   };
   CHECK(timeout(batch) == 146);
@@ -654,8 +764,9 @@ TEST_CASE("renew() sends the prebuilt batch, never a script, and only with a lea
   CHECK(contains(validateDesiredState(zero, 16).error().message, "at least 1 ms"));
 }
 
-TEST_CASE("drift with a lease: an expired live element is not drift, bucket changes are, and "
-          "a repair never extends the lease") {
+TEST_CASE(
+    "drift with a lease: an expired live element is not drift, bucket changes are, and "
+    "a repair never extends the lease") {
   Rig rig;
   rig.kernelHolds({0, 3});
   DesiredState d = stateWith({0, 3});

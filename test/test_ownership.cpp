@@ -1,10 +1,11 @@
 // The hand-off rule from membership view to the buckets this node holds.
 
-#include "membership/ownership.h"
-
 #include <doctest/doctest.h>
 
+#include <random>
+
 #include "core/rebalance.h"
+#include "membership/ownership.h"
 
 namespace {
 
@@ -221,4 +222,130 @@ TEST_CASE("quorum counts only peers heard within the window, whatever their stat
   in.quorum_window = std::chrono::milliseconds(150);
   CHECK_FALSE(shoal::decideOwnership(in).quorum);  // cut off: let go before being declared dead
   CHECK(shoal::quorumCount(f.view, now, shoal::Duration::zero()) == 3);
+}
+
+namespace {
+
+bool sameDecision(const shoal::OwnershipDecision& a, const shoal::OwnershipDecision& b) {
+  return a.quorum == b.quorum && a.serving_mask == b.serving_mask && a.targets == b.targets &&
+         a.hold == b.hold && a.waiting == b.waiting;
+}
+
+}  // namespace
+
+TEST_CASE("recorded ownership inputs: unchanged facts mean an unchanged decision") {
+  // A random walk over views: every step changes one fact, relevant to the decision or not.
+  // Whenever the record says nothing changed, deciding again must give the same decision;
+  // facts the decision does not read (incarnation, digest, link flags) must not count.
+  Fixture f(1, 5);
+  for (auto& m : f.view.members) {
+    m.links.assign(2, shoal::LinkView{});
+  }
+  std::mt19937 rng(20240607);
+  shoal::TimePoint now{std::chrono::seconds(100)};
+  bool settled = true;
+  shoal::OwnershipInputs record;
+  auto input = [&] {
+    shoal::OwnershipInput in{&f.def, &f.view, &f.held, settled};
+    in.now = now;
+    in.quorum_window = std::chrono::milliseconds(150);
+    return in;
+  };
+  // Claims and holdings matter only on buckets this node is the target of: mostly those.
+  auto someBucket = [&]() -> uint32_t {
+    const auto mine = f.targetOf(static_cast<int>(f.view.self));
+    return mine.empty() || rng() % 4 == 0 ? rng() % 16 : mine[rng() % mine.size()];
+  };
+  CHECK(record.update(input()));
+  auto previous = shoal::decideOwnership(input());
+  int unchanged = 0;
+  int changed = 0;
+  int serving = 0;
+  for (int step = 0; step < 5000; ++step) {
+    auto& m = f.view.members[rng() % f.view.members.size()];
+    bool irrelevant = false;
+    switch (rng() % 12) {
+      case 0:
+        m.state = rng() % 3 != 0 ? MemberState::Alive : static_cast<MemberState>(rng() % 4);
+        break;
+      case 1:
+        m.held_down = !m.held_down;
+        break;
+      case 2:
+        m.drain.mode = static_cast<shoal::DrainMode>(rng() % 3);
+        break;
+      case 3:
+        m.health.status = static_cast<shoal::HealthStatus>(rng() % 3);
+        break;
+      case 4:  // mostly known, as in a settled cluster
+        m.claims_known = rng() % 4 != 0;
+        break;
+      case 5: {
+        const uint32_t b = someBucket();
+        m.claims[0].set(b, !m.claims[0].has(b));
+        break;
+      }
+      case 6:
+        m.claims[0] = BucketSet(16);
+        break;
+      case 7: {
+        auto& l = m.links[rng() % 2];
+        l.heard = true;
+        l.last_heard = now - std::chrono::milliseconds(rng() % 200);
+        break;
+      }
+      case 8:
+        now += std::chrono::milliseconds(rng() % 40);
+        break;
+      case 9:
+        settled = rng() % 4 != 0;
+        break;
+      case 10: {
+        const uint32_t b = someBucket();
+        f.held[0].set(b, !f.held[0].has(b));
+        break;
+      }
+      default:
+        m.incarnation += 1;
+        m.view_digest = rng();
+        m.links[0].up = !m.links[0].up;
+        irrelevant = true;
+        break;
+    }
+    const bool moved = record.update(input());
+    const auto d = shoal::decideOwnership(input());
+    if (irrelevant) {
+      CHECK_FALSE(moved);
+    }
+    serving += d.quorum && settled ? 1 : 0;
+    if (!moved) {
+      ++unchanged;
+      CHECK(sameDecision(d, previous));
+    } else {
+      ++changed;
+    }
+    previous = d;
+  }
+  // Both outcomes occur often, and the node often serves, so the walk tests something.
+  CHECK(unchanged > 1000);
+  CHECK(changed > 1000);
+  CHECK(serving > 1000);
+}
+
+TEST_CASE("recorded ownership inputs notice time passing the quorum window") {
+  Fixture f(0);
+  const shoal::TimePoint now{std::chrono::seconds(10)};
+  for (auto& m : f.view.members) {
+    m.links.assign(1, shoal::LinkView{true, true, now});
+  }
+  shoal::OwnershipInputs record;
+  shoal::OwnershipInput in{&f.def, &f.view, &f.held, true};
+  in.now = now;
+  in.quorum_window = std::chrono::milliseconds(150);
+  CHECK(record.update(in));
+  in.now = now + std::chrono::milliseconds(100);
+  CHECK_FALSE(record.update(in));  // still heard within the window
+  in.now = now + std::chrono::milliseconds(200);
+  CHECK(record.update(in));  // nobody heard lately: quorum may be gone
+  CHECK_FALSE(shoal::decideOwnership(in).quorum);
 }

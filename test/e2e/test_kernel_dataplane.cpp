@@ -151,11 +151,33 @@ TEST_CASE("nftables dataplane: owned tables vanish with the process, the guard s
     auto again = (*dp)->checkAndRepair();
     REQUIRE(again.ok());
     CHECK(again->repaired == 0);
+    // With no commit since, the next check trusts the generation; a flush is a commit and is
+    // repaired as the first one was.
+    REQUIRE(shell("nft flush ruleset"));
+    auto after_flush = (*dp)->checkAndRepair();
+    REQUIRE(after_flush.ok());
+    CHECK(after_flush->repaired == report->repaired);
   }
   // The dataplane (and its netlink socket) is gone without teardown, as after kill -9.
   CHECK_FALSE(shell("nft list table inet shoal >/dev/null 2>&1"));
   CHECK_FALSE(shell("nft list table arp shoal >/dev/null 2>&1"));
   CHECK(shell("nft list table inet shoal_guard | grep -q '10.9.0.100'"));
+}
+
+TEST_CASE("ruleset generation: steady without commits, moved by anyone's commit") {
+  freshNamespace();
+  auto session = LibNftablesSession::open();
+  REQUIRE(session.ok());
+  const auto first = (*session)->generation();
+  REQUIRE(first.has_value());
+  REQUIRE((*session)->run("list ruleset").ok());  // reading is not a commit
+  CHECK((*session)->generation() == first);
+  REQUIRE(shell("nft add table ip shoal_generation_probe"));
+  const auto second = (*session)->generation();
+  REQUIRE(second.has_value());
+  CHECK(*second != *first);
+  REQUIRE((*session)->run("delete table ip shoal_generation_probe").ok());
+  CHECK((*session)->generation() != second);
 }
 
 TEST_CASE("nftables dataplane: teardown removes every table and the VIP it added") {
