@@ -407,7 +407,7 @@ void Membership::tick(TimePoint now) {
           local_health_.worse(now);
         }
         setState(now, n, MemberState::Suspect, m.incarnation);
-        accuse(now, n);
+        accuse(n);
         ++counters_.suspicions;
       }
     } else if (m.state == MemberState::Suspect) {
@@ -416,7 +416,7 @@ void Membership::tick(TimePoint now) {
         // Heard of the suspicion while its own probe ran, and that probe failed too: an
         // independent accusation.
         p.probing = false;
-        accuse(now, n);
+        accuse(n);
       } else if (!p.probing && !accused && now >= p.last_heard + suspect_after) {
         // Told of a suspicion of a member this node has not heard from either: check for
         // itself, so that its word counts as a confirmation (or the member answers).
@@ -930,8 +930,7 @@ void Membership::queueGossip(uint32_t node) {
   peers_[node].gossip_left = kGossipRounds;
 }
 
-void Membership::accuse(TimePoint now, uint32_t node) {
-  (void)now;
+void Membership::accuse(uint32_t node) {
   Peer& p = peers_[node];
   p.accusers |= uint64_t{1} << self_;
   p.suspected_at = std::min(p.suspected_at, p.probe_started);

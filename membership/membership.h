@@ -171,7 +171,7 @@ class Membership {
   void setHealth(uint32_t node, const NodeHealth& health);
   void maybeCorrect(TimePoint now, uint32_t node, uint32_t link, uint64_t claimed);
   void queueGossip(uint32_t node);
-  void accuse(TimePoint now, uint32_t node);
+  void accuse(uint32_t node);
   void mergeAccusers(uint32_t node, uint64_t accusers);
   void updateSuspicionDeadline(uint32_t node);
 
