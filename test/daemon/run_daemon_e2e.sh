@@ -46,6 +46,21 @@ if wait_converged 1 3 15; then pass "three nodes start and converge"; else
 fi
 ctl 1 status
 
+# status --watch follows the cluster: a whole frame per interval until SIGINT, then exit 0.
+"$SHOALCTL" status --watch --json --interval 200 --socket "$WORK/n1/shoald.sock" \
+  >"$WORK/watch.json" 2>"$WORK/watch.err" &
+watch_pid=$!
+sleep 1.1
+kill -INT "$watch_pid"
+for _ in $(seq 20); do kill -0 "$watch_pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$watch_pid" 2>/dev/null; then kill -9 "$watch_pid"; fi
+wait "$watch_pid"; watch_rc=$?
+frames=$(jq -s 'map(select((.nodes | length) == 3)) | length' "$WORK/watch.json" 2>/dev/null)
+echo "status --watch: ${frames:-no} frames in 1.1 s, exit $watch_rc"
+expect "status --watch --json: a whole frame every 200 ms (3 to 7 in 1.1 s)" \
+  test "${frames:-0}" -ge 3 -a "${frames:-0}" -le 7
+expect "status --watch: SIGINT ends it cleanly (exit 0)" test "$watch_rc" = 0
+
 # Steady state: every request answered exactly once.
 start_prober udp
 sleep 2
