@@ -75,7 +75,7 @@ Daemon::Daemon(asio::io_context& io, DaemonOptions options, ClusterDefinition de
       options_(std::move(options)),
       def_(std::move(def)),
       self_(self),
-      health_({}, options_.health_hold_down),
+      health_({}, holdDown()),
       timer_(io),
       drift_timer_(io),
       retry_timer_(io),
@@ -132,7 +132,7 @@ Result<std::unique_ptr<Daemon>> Daemon::create(asio::io_context& io, DaemonOptio
       d->checks_.push_back(c);
     }
   }
-  d->health_ = CheckHealth(d->checks_, d->options_.health_hold_down);
+  d->health_ = CheckHealth(d->checks_, d->holdDown());
 
   dataplane::DataplaneSettings settings;
   settings.backend = d->options_.backend;
@@ -190,7 +190,7 @@ Result<std::unique_ptr<Daemon>> Daemon::create(asio::io_context& io, DaemonOptio
     return control.error();
   }
   d->control_ = std::move(control.value());
-  d->hooks_ = std::make_unique<HookRunner>(d->options_.notify_scripts, kHookTimeout);
+  d->hooks_ = std::make_unique<HookRunner>(d->hookScripts(), kHookTimeout);
   d->drain_saver_ = std::make_unique<StateSaver>(
       d->options_.state_dir + "/drain.state", [](const std::string& message) {
         log(LogLevel::Error, "cannot save the drain state: %s", message.c_str());
@@ -767,7 +767,7 @@ void Daemon::gracefulLeave() {
 }
 
 void Daemon::reload() {
-  log(LogLevel::Notice, "reloading keys and health checks");
+  log(LogLevel::Notice, "reloading keys, health checks and notify hooks");
   auto loaded = loadClusterDefinition(options_.config_path);
   if (!loaded.ok()) {
     log(LogLevel::Error, "reload refused, the definition has errors:\n%s",
@@ -803,6 +803,7 @@ void Daemon::reload() {
       }()) {
     health_runner_.reset();
     def_.health_checks = loaded.definition->health_checks;
+    def_.health_hold_down = loaded.definition->health_hold_down;
     std::vector<HealthCheck> lan;
     for (const HealthCheck& c : checks_) {
       if (c.name.rfind("lan:", 0) == 0) {
@@ -811,7 +812,7 @@ void Daemon::reload() {
     }
     checks_ = def_.health_checks;
     checks_.insert(checks_.end(), lan.begin(), lan.end());
-    health_ = CheckHealth(checks_, options_.health_hold_down);
+    health_ = CheckHealth(checks_, holdDown());
     const TimePoint now = std::chrono::steady_clock::now();
     for (std::size_t i = 0; i < checks_.size(); ++i) {
       if (checks_[i].kind == HealthCheck::Kind::Link) {
@@ -823,8 +824,22 @@ void Daemon::reload() {
       asio::post(io_, [this, r = std::move(r)]() mutable { onCheckResult(std::move(r)); });
     });
     publishHealth();
+  } else if (loaded.definition->health_hold_down != def_.health_hold_down) {
+    def_.health_hold_down = loaded.definition->health_hold_down;
+    health_.setHoldDown(holdDown());
+    publishHealth();
   }
-  events_.add("reload", "keys and health checks reloaded");
+  if (loaded.definition->notify_hooks != def_.notify_hooks) {
+    def_.notify_hooks = loaded.definition->notify_hooks;
+    hooks_->setScripts(hookScripts());
+  }
+  events_.add("reload", "keys, health checks and notify hooks reloaded");
+}
+
+std::vector<std::string> Daemon::hookScripts() const {
+  std::vector<std::string> scripts = def_.notify_hooks;
+  scripts.insert(scripts.end(), options_.notify_scripts.begin(), options_.notify_scripts.end());
+  return scripts;
 }
 
 control::Response Daemon::onControl(const control::Request& request) {

@@ -42,10 +42,12 @@ struct DaemonOptions {
   std::string socket_path = "/run/shoal/shoald.sock";
   std::string state_dir = "/var/lib/shoal";
   std::optional<Backend> backend;  ///< overrides the definition's dataplane
-  /// Scripts run on bucket and node changes (notify_hooks.h).
+  /// Scripts run on bucket and node changes (notify_hooks.h), after the definition's
+  /// notify_hooks.
   std::vector<std::string> notify_scripts;
-  /// How long a node whose checks recovered stays out (against flapping health).
-  Millis health_hold_down{10000};
+  /// Overrides the definition's health_hold_down_ms (how long a node whose checks recovered
+  /// stays out, against flapping health).
+  std::optional<Millis> health_hold_down;
 };
 
 class Daemon {
@@ -87,6 +89,10 @@ class Daemon {
   void onCheckResult(CheckResult r);
   void onLinkChange(const std::string& interface, std::optional<bool> up);
   void publishHealth();
+  // The definition's hold-down unless --health-hold-down-ms overrides it.
+  Millis holdDown() const { return options_.health_hold_down.value_or(def_.health_hold_down); }
+  // The definition's notify hooks, then the ones given with --notify.
+  std::vector<std::string> hookScripts() const;
 
   // Control socket.
   control::Response onControl(const control::Request& request);

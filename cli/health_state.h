@@ -56,6 +56,8 @@ class CheckHealth {
   std::optional<Clock::time_point> nextChange(Clock::time_point now) const;
   /// "name: detail" for every check that is failing or has not reported, for status output.
   std::vector<std::string> failing() const;
+  /// Changes the hold-down (a reload); a hold-down that runs ends by the new length.
+  void setHoldDown(Millis hold_down) { hold_down_ = hold_down; }
 
  private:
   struct Entry {

@@ -29,12 +29,20 @@ HookRunner::~HookRunner() {
   }
 }
 
-void HookRunner::post(HookEvent event) {
-  if (scripts_.empty()) {
-    return;
+void HookRunner::setScripts(std::vector<std::string> scripts) {
+  std::lock_guard lock(mu_);
+  scripts_ = std::move(scripts);
+  if (!scripts_.empty() && !thread_.joinable()) {
+    thread_ = std::thread([this] { worker(); });
   }
+}
+
+void HookRunner::post(HookEvent event) {
   {
     std::lock_guard lock(mu_);
+    if (scripts_.empty()) {
+      return;
+    }
     if (queue_.size() >= kMaxQueued) {
       ++dropped_;
       return;
@@ -62,6 +70,7 @@ uint64_t HookRunner::failed() const {
 void HookRunner::worker() {
   for (;;) {
     HookEvent event;
+    std::vector<std::string> scripts;
     {
       std::unique_lock lock(mu_);
       cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
@@ -71,8 +80,9 @@ void HookRunner::worker() {
       event = std::move(queue_.front());
       queue_.pop_front();
       busy_ = true;
+      scripts = scripts_;
     }
-    for (const std::string& script : scripts_) {
+    for (const std::string& script : scripts) {
       runOne(script, event);
     }
     {

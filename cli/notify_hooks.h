@@ -38,6 +38,8 @@ class HookRunner {
   HookRunner(const HookRunner&) = delete;
   HookRunner& operator=(const HookRunner&) = delete;
 
+  /// Replaces the scripts (a reload); events queued from now on run the new ones.
+  void setScripts(std::vector<std::string> scripts);
   /// Queues an event; never blocks. Past kMaxQueued waiting events, the event is dropped and
   /// counted.
   void post(HookEvent event);

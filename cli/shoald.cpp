@@ -2,7 +2,9 @@
 // and runs its event loop until a graceful leave or a fatal error.
 
 #include <boost/asio/io_context.hpp>
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <string_view>
@@ -24,10 +26,13 @@ int usage(FILE* to) {
       "  --socket PATH     control socket for shoalctl (default /run/shoal/shoald.sock)\n"
       "  --state-dir DIR   drain state and boot id (default /var/lib/shoal)\n"
       "  --dataplane B     override the definition's dataplane backend on this node\n"
-      "  --notify SCRIPT   run SCRIPT on bucket and node changes (repeatable)\n"
+      "  --notify SCRIPT   run SCRIPT on bucket and node changes (repeatable), after the\n"
+      "                    definition's notify_hooks\n"
+      "  --health-hold-down-ms MS\n"
+      "                    override the definition's health_hold_down_ms on this node\n"
       "\n"
       "Signals: SIGTERM/SIGINT leave the cluster gracefully (buckets are handed over first);\n"
-      "SIGHUP reloads the keys and health checks.\n",
+      "SIGHUP reloads the keys, health checks, hold-down and notify hooks.\n",
       to);
   return to == stdout ? 0 : 2;
 }
@@ -56,9 +61,22 @@ int main(int argc, char** argv) {
     } else if (a == "--state-dir") {
       options.state_dir = v;
     } else if (a == "--notify") {
+      if (v.empty() || v[0] != '/') {
+        std::fprintf(stderr, "shoald: --notify needs the absolute path of a script, got %s\n",
+                     v.c_str());
+        return 2;
+      }
       options.notify_scripts.push_back(v);
     } else if (a == "--health-hold-down-ms") {
-      options.health_hold_down = shoal::Millis(std::strtol(v.c_str(), nullptr, 10));
+      char* end = nullptr;
+      errno = 0;
+      const long ms = std::strtol(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0' || errno != 0 || ms < 0 || ms > 3600000) {
+        std::fprintf(stderr, "shoald: --health-hold-down-ms must be 0..3600000 (ms), got %s\n",
+                     v.c_str());
+        return 2;
+      }
+      options.health_hold_down = shoal::Millis(ms);
     } else if (a == "--dataplane") {
       if (v == "auto") {
         options.backend = shoal::Backend::Auto;

@@ -103,6 +103,12 @@ struct ClusterDefinition {
   Backend backend = Backend::Auto;
   PartitionPolicy partition_policy = PartitionPolicy::Majority;
   std::vector<HealthCheck> health_checks;
+  /// How long a node whose failed checks recovered stays drained before it serves again
+  /// (against flapping health). Local policy: not part of the fingerprint, reloaded on SIGHUP.
+  Millis health_hold_down{10000};
+  /// Scripts (absolute paths) run on every node on bucket and node changes, in order
+  /// (cli/notify_hooks.h). Local policy: not part of the fingerprint, reloaded on SIGHUP.
+  std::vector<std::string> notify_hooks;
   /// UDP port of the heartbeat sockets, the same on every node and link. 7400 is unassigned
   /// by IANA, above the privileged range and below the ephemeral range (32768+), so no
   /// outgoing connection of the host is ever given it by chance.

@@ -416,6 +416,7 @@ class Validator {
                                      Backend backend);
   std::vector<Node> checkNodes(const Fields& root);
   std::vector<HealthCheck> checkHealthChecks(const Fields& root);
+  std::vector<std::string> checkNotifyHooks(const Fields& root);
   void checkAddressesUnique();
 
   struct AddressUse {
@@ -978,6 +979,33 @@ std::vector<HealthCheck> Validator::checkHealthChecks(const Fields& root) {
   return checks;
 }
 
+std::vector<std::string> Validator::checkNotifyHooks(const Fields& root) {
+  std::vector<std::string> hooks;
+  const auto items = listField(root, "notify_hooks", false,
+                               "a list of absolute script paths, e.g. [/etc/shoal/notify.sh]");
+  std::map<std::string, const YNode*> seen;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const YNode* item = items[i];
+    const std::string field = indexed("notify_hooks", i);
+    if (item->kind != YNode::Kind::Scalar || item->value.empty() || item->value[0] != '/' ||
+        item->value.find('\0') != std::string::npos) {
+      report(item, field,
+             "expected the absolute path of a script, got " +
+                 (item->kind == YNode::Kind::Scalar ? quote(item->value)
+                                                    : std::string(kindName(item))));
+      continue;
+    }
+    if (auto [it, inserted] = seen.emplace(item->value, item); !inserted) {
+      report(item, field,
+             "the script " + quote(item->value) + " is already listed at line " +
+                 std::to_string(it->second->line) + "; it would run twice per event");
+      continue;
+    }
+    hooks.push_back(item->value);
+  }
+  return hooks;
+}
+
 void Validator::checkAddressesUnique() {
   // Report the later use of each address, in file order, whichever sections they are in.
   std::stable_sort(addresses_.begin(), addresses_.end(),
@@ -1008,7 +1036,8 @@ std::optional<ClusterDefinition> Validator::validate(const YNode* root,
   }
   const Fields f = checkMap(root, "",
                             {"cluster", "key_file", "port", "dataplane", "partition_policy",
-                             "timing", "services", "nodes", "health_checks"},
+                             "timing", "services", "nodes", "health_checks",
+                             "health_hold_down_ms", "notify_hooks"},
                             "a cluster definition with cluster, key_file, services and nodes");
   if (!f.is_map) {
     return std::nullopt;
@@ -1044,6 +1073,10 @@ std::optional<ClusterDefinition> Validator::validate(const YNode* root,
   def.nodes = checkNodes(f);
   checkAddressesUnique();
   def.health_checks = checkHealthChecks(f);
+  if (auto v = integerField(f, "health_hold_down_ms", 0, 3600000, "ms")) {
+    def.health_hold_down = Millis{static_cast<int64_t>(*v)};
+  }
+  def.notify_hooks = checkNotifyHooks(f);
   if (const YNode* k = scalarField(f, "key_file", true,
                                    "the path of the cluster key, absolute or relative to this "
                                    "file's folder")) {

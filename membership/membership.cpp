@@ -517,7 +517,7 @@ void Membership::handleEnvelope(TimePoint now, const wire::Envelope& env, uint32
   const uint32_t sender = env.sender();
   switch (env.body_case()) {
     case wire::Envelope::kHeartbeat:
-      handleHeartbeat(now, sender, link, env.heartbeat());
+      handleHeartbeat(now, env, link);
       break;
     case wire::Envelope::kAck:
       handleAck(now, sender, link, env.ack());
@@ -541,23 +541,37 @@ void Membership::handleEnvelope(TimePoint now, const wire::Envelope& env, uint32
   }
 }
 
-void Membership::handleHeartbeat(TimePoint now, uint32_t sender, uint32_t link,
-                                 const wire::Heartbeat& hb) {
+void Membership::handleHeartbeat(TimePoint now, const wire::Envelope& in, uint32_t link) {
+  const uint32_t sender = in.sender();
+  const wire::Heartbeat& hb = in.heartbeat();
   heardFrom(now, sender, link);
   selfReport(now, sender, hb.incarnation(), fromWire(hb.health()));
   for (const wire::MemberUpdate& u : hb.updates()) {
     applyUpdate(now, u);
   }
+  // Claims and view digest only from a heartbeat newer than the one they came from. The
+  // replay window accepts packets out of order (a heartbeat round goes out once per link, and
+  // the links need not be equally fast), and a claim that comes back after its release was
+  // heard would make the taker wait another round: a longer gap for the bucket.
+  Peer& p = peers_[sender];
   MemberView& peer = view_.members[sender];
-  peer.claims.clear();
-  for (std::size_t s = 0; s < def_.services.size(); ++s) {
-    peer.claims.push_back(BucketSet::fromBytes(
-        s < static_cast<std::size_t>(hb.claims_size()) ? hb.claims(static_cast<int>(s)) : "",
-        def_.services[s].buckets));
+  const bool newer = in.boot_id() > p.claims_boot ||
+                     (in.boot_id() == p.claims_boot && in.sequence() > p.claims_sequence);
+  if (newer) {
+    p.claims_boot = in.boot_id();
+    p.claims_sequence = in.sequence();
+    peer.claims.clear();
+    for (std::size_t s = 0; s < def_.services.size(); ++s) {
+      peer.claims.push_back(BucketSet::fromBytes(
+          s < static_cast<std::size_t>(hb.claims_size()) ? hb.claims(static_cast<int>(s)) : "",
+          def_.services[s].buckets));
+    }
+    peer.view_digest = hb.view_digest();
+    peer.claims_known = true;
+    peer.claims_heard = now;
+  } else {
+    ++counters_.stale_claims;
   }
-  peer.view_digest = hb.view_digest();
-  peer.claims_known = true;
-  peer.claims_heard = now;
   if (hb.probe_id() != 0) {
     wire::Envelope env;
     wire::Ack* ack = env.mutable_ack();

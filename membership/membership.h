@@ -135,6 +135,10 @@ class Membership {
     TimePoint next_correction{};
     uint32_t gossip_left = 0;
     TimePoint hold_ended{};  // when this node last saw the member's hold-down end
+    // (boot id, sequence) of the heartbeat its claims came from: a heartbeat delayed past a
+    // newer one (reordered, or sent on a slower link) must not bring older claims back.
+    uint64_t claims_boot = 0;
+    uint64_t claims_sequence = 0;
     FlapDamper flap;
   };
   // A probe this node runs for another member (it was asked through an IndirectProbe).
@@ -153,7 +157,7 @@ class Membership {
   Output finish(TimePoint now);
 
   void handleEnvelope(TimePoint now, const wire::Envelope& env, uint32_t link);
-  void handleHeartbeat(TimePoint now, uint32_t sender, uint32_t link, const wire::Heartbeat& hb);
+  void handleHeartbeat(TimePoint now, const wire::Envelope& in, uint32_t link);
   void handleAck(TimePoint now, uint32_t sender, uint32_t link, const wire::Ack& ack);
   void handleIndirectProbe(TimePoint now, uint32_t sender, uint32_t link,
                            const wire::IndirectProbe& probe);

@@ -195,6 +195,7 @@ struct Counters {
   uint64_t refutations = 0;  ///< times this node refuted a suspicion or death of itself
   uint64_t state_exchanges_sent = 0;
   uint64_t late_wakeups = 0;  ///< calls that found this node had stalled
+  uint64_t stale_claims = 0;  ///< heartbeats older than the claims already heard (kept those)
 };
 
 const char* toString(MemberState state);

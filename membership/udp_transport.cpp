@@ -1,11 +1,15 @@
 #include "membership/udp_transport.h"
 
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 #include <cerrno>
+#include <cstring>
 
 #include "core/wire_codec.h"
 
@@ -47,6 +51,35 @@ IpAddress fromAsio(const asio::ip::address& address) {
   return out;
 }
 
+namespace {
+
+// IPv6 link-local (fe80::/10): meaningful only together with an interface (its scope).
+bool isLinkLocal(const IpAddress& address) {
+  return !address.isV4() && address.bytes[0] == 0xfe && (address.bytes[1] & 0xc0) == 0x80;
+}
+
+// The index of the interface that holds `address` on this host, 0 if none does.
+unsigned scopeOf(const IpAddress& address) {
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) {
+    return 0;
+  }
+  unsigned scope = 0;
+  for (const ifaddrs* i = list; i != nullptr && scope == 0; i = i->ifa_next) {
+    if (i->ifa_addr == nullptr || i->ifa_addr->sa_family != AF_INET6) {
+      continue;
+    }
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(i->ifa_addr);
+    if (std::memcmp(a->sin6_addr.s6_addr, address.bytes.data(), 16) == 0) {
+      scope = a->sin6_scope_id != 0 ? a->sin6_scope_id : ::if_nametoindex(i->ifa_name);
+    }
+  }
+  ::freeifaddrs(list);
+  return scope;
+}
+
+}  // namespace
+
 UdpTransport::UdpTransport(const ClusterDefinition& def, Receive on_receive)
     : on_receive_(std::move(on_receive)) {
   link_count_ = def.nodes.empty() ? 0 : def.nodes[0].addresses.size();
@@ -74,9 +107,15 @@ Result<std::unique_ptr<UdpTransport>> UdpTransport::open(asio::io_context& io,
   const Node& me = def.nodes[self];
   for (std::size_t l = 0; l < me.addresses.size(); ++l) {
     auto link = std::make_unique<Link>(io);
-    const udp::endpoint local(toAsio(me.addresses[l]), def.port);
+    udp::endpoint local(toAsio(me.addresses[l]), def.port);
     const std::string where = "link " + std::to_string(l) + ": ";
     const std::string what = Endpoint{me.addresses[l], def.port}.toString();
+    if (Status scoped = t->scopeLink(def, l); !scoped.ok()) {
+      return Error{where + scoped.error().message};
+    }
+    if (isLinkLocal(me.addresses[l])) {
+      local = t->peers_[self * t->link_count_ + l];
+    }
     boost::system::error_code ec;
     link->socket.open(local.protocol(), ec);
     if (!ec && !local.address().is_v4()) {
@@ -101,6 +140,39 @@ Result<std::unique_ptr<UdpTransport>> UdpTransport::open(asio::io_context& io,
     t->receiveNext(l);
   }
   return t;
+}
+
+Status UdpTransport::scopeLink(const ClusterDefinition& def, std::size_t link) {
+  // A link-local address names an interface only together with it: the link's interface is
+  // the one that holds this node's own address, and every peer on the link is reached
+  // through it. A link cannot mix link-local and other addresses (no interface to take the
+  // scope from, or a scope that a routed address must not carry).
+  const IpAddress& own = def.nodes[self_].addresses[link];
+  bool any_link_local = false;
+  bool all_link_local = true;
+  for (const Node& n : def.nodes) {
+    any_link_local = any_link_local || isLinkLocal(n.addresses.at(link));
+    all_link_local = all_link_local && isLinkLocal(n.addresses.at(link));
+  }
+  if (!any_link_local) {
+    return Ok{};
+  }
+  if (!all_link_local) {
+    return Error{"mixes IPv6 link-local (fe80::/10) and other addresses; use link-local "
+                 "addresses for every node of a link or for none"};
+  }
+  const unsigned scope = scopeOf(own);
+  if (scope == 0) {
+    return Error{"no interface of this host has the link-local address " + own.toString() +
+                 " (ip -6 addr shows which ones it has)"};
+  }
+  for (std::size_t n = 0; n < def.nodes.size(); ++n) {
+    udp::endpoint& peer = peers_[n * link_count_ + link];
+    asio::ip::address_v6 scoped = peer.address().to_v6();
+    scoped.scope_id(scope);
+    peer.address(scoped);
+  }
+  return Ok{};
 }
 
 void UdpTransport::receiveNext(std::size_t index) {

@@ -3,7 +3,8 @@
 // management address of that link and the cluster port, IPv4 or IPv6. The only code of the
 // membership layer that touches the network; the daemon wires it to the core
 // (membership/membership.h): received datagrams go to Membership::onPacket, Output::send
-// goes to send().
+// goes to send(). IPv6 link-local management addresses (fe80::/10) work: a link's scope is
+// the interface that holds this node's own address on it.
 
 #include <array>
 #include <boost/asio/io_context.hpp>
@@ -65,6 +66,8 @@ class UdpTransport {
   UdpTransport(const ClusterDefinition& def, Receive on_receive);
   void receiveNext(std::size_t link);
   void sendToAll(const Datagram& datagram);
+  // Gives the peers of a link of IPv6 link-local addresses their scope (the interface).
+  Status scopeLink(const ClusterDefinition& def, std::size_t link);
 
   std::vector<boost::asio::ip::udp::endpoint> peers_;  // [node * links + link]
   std::size_t link_count_ = 0;

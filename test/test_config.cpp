@@ -162,6 +162,29 @@ TEST_CASE("the commented example etc/cluster.yaml is a valid definition") {
   CHECK(d.health_checks.size() == 5);
   CHECK((d.health_checks[2].kind == HealthCheck::Kind::Load));
   CHECK(d.health_checks[2].threshold == doctest::Approx(8.0));
+  CHECK(d.health_hold_down == Millis{10000});
+  CHECK(d.notify_hooks.empty());
+}
+
+TEST_CASE("health hold-down and notify hooks are read, and are not part of the fingerprint") {
+  TempDir dir;
+  const fs::path plain = dir.path / "plain.yaml";
+  const fs::path local = dir.path / "local.yaml";
+  writeFile(plain, kMinimal, 0644);
+  writeFile(local,
+            std::string(kMinimal) +
+                "health_hold_down_ms: 2500\nnotify_hooks: [/etc/shoal/a.sh, /usr/local/bin/b]\n",
+            0644);
+  const LoadResult a = loadClusterDefinition(plain.string(), noKeyCheck());
+  const LoadResult b = loadClusterDefinition(local.string(), noKeyCheck());
+  REQUIRE_MESSAGE(b.ok(), allErrors(b));
+  REQUIRE(a.ok());
+  CHECK(a.definition->health_hold_down == Millis{10000});
+  CHECK(a.definition->notify_hooks.empty());
+  CHECK(b.definition->health_hold_down == Millis{2500});
+  CHECK(b.definition->notify_hooks ==
+        std::vector<std::string>{"/etc/shoal/a.sh", "/usr/local/bin/b"});
+  CHECK(fingerprintHex(*a.definition) == fingerprintHex(*b.definition));
 }
 
 TEST_CASE("the example's written-out timing equals the default preset (same fingerprint)") {

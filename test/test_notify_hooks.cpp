@@ -55,6 +55,26 @@ TEST_CASE("hooks see the event's variables, in the order events were posted") {
   CHECK(runner.failed() == 0);
 }
 
+TEST_CASE("replaced scripts (a reload) run for the events posted after, also from none") {
+  TempDir dir;
+  const std::string out = dir.path + "/out";
+  const auto first = writeScript(dir.path, "first.sh", "echo \"first $SHOAL_NODE\" >> " + out);
+  const auto second = writeScript(dir.path, "second.sh", "echo \"second $SHOAL_NODE\" >> " + out);
+  shoal::daemon::HookRunner runner({}, std::chrono::milliseconds(5000));
+  runner.post({{{"SHOAL_NODE", "a"}}});  // no scripts yet: nothing runs
+  runner.setScripts({first});
+  runner.post({{{"SHOAL_NODE", "b"}}});
+  runner.drain(std::chrono::milliseconds(10000));
+  runner.setScripts({second, first});
+  runner.post({{{"SHOAL_NODE", "c"}}});
+  runner.drain(std::chrono::milliseconds(10000));
+  runner.setScripts({});
+  runner.post({{{"SHOAL_NODE", "d"}}});
+  runner.drain(std::chrono::milliseconds(10000));
+  CHECK(slurp(out) == "first b\nsecond c\nfirst c\n");
+  CHECK(runner.failed() == 0);
+}
+
 TEST_CASE("a failing hook and a hung hook are counted, and the hung one is killed") {
   TempDir dir;
   const auto failing = writeScript(dir.path, "fail.sh", "exit 3");

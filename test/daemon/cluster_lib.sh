@@ -108,7 +108,8 @@ cluster_setup() {
       echo "    addresses: [10.51.0.$k, 10.52.0.$k]"
     done
     # With CLUSTER_HEALTH_SCRIPT=1: a script health check that fails on node K while
-    # $WORK/unhealthy-nK exists (the script finds its node from its network namespace).
+    # $WORK/unhealthy-nK exists (the script finds its node from its network namespace), and
+    # a hold-down of 1 s after it passes again.
     if [ "${CLUSTER_HEALTH_SCRIPT:-0}" = 1 ]; then
       echo "health_checks:"
       echo "  - name: app"
@@ -118,6 +119,7 @@ cluster_setup() {
       echo "    timeout_ms: 100"
       echo "    rise: 2"
       echo "    fall: 2"
+      echo "health_hold_down_ms: 1000"
     fi
   } >"$WORK/cluster.yaml"
   printf '#!/bin/sh\nns=$(ip netns identify $$)\n[ ! -e "%s/unhealthy-${ns#%s}" ]\n' \

@@ -40,11 +40,26 @@ show_logs() {
 }
 
 CLUSTER_HEALTH_SCRIPT=1 cluster_setup 3 default majority
-for k in 1 2 3; do start_node "$k" --health-hold-down-ms 1000; done
+for k in 1 2 3; do start_node "$k"; done
 if wait_converged 1 3 15; then pass "three nodes start and converge"; else
   fail "three nodes start and converge"; show_logs; exit 1
 fi
 ctl 1 status
+
+# status --watch follows the cluster: a whole frame per interval until SIGINT, then exit 0.
+"$SHOALCTL" status --watch --json --interval 200 --socket "$WORK/n1/shoald.sock" \
+  >"$WORK/watch.json" 2>"$WORK/watch.err" &
+watch_pid=$!
+sleep 1.1
+kill -INT "$watch_pid"
+for _ in $(seq 20); do kill -0 "$watch_pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$watch_pid" 2>/dev/null; then kill -9 "$watch_pid"; fi
+wait "$watch_pid"; watch_rc=$?
+frames=$(jq -s 'map(select((.nodes | length) == 3)) | length' "$WORK/watch.json" 2>/dev/null)
+echo "status --watch: ${frames:-no} frames in 1.1 s, exit $watch_rc"
+expect "status --watch --json: a whole frame every 200 ms (3 to 7 in 1.1 s)" \
+  test "${frames:-0}" -ge 3 -a "${frames:-0}" -le 7
+expect "status --watch: SIGINT ends it cleanly (exit 0)" test "$watch_rc" = 0
 
 # Steady state: every request answered exactly once.
 start_prober udp
@@ -77,7 +92,12 @@ expect "failing health check: n2 reports failing" test "$(jq -r '.nodes[1].healt
 expect "failing health check: n2 owns no bucket" \
   test "$(jq '[.services[0].owners[] | select(. == "n2")] | length' <<<"$s")" = 0
 rm -f "$WORK/unhealthy-n2"
+t_healthy=$(now_ms)
 until_true 15 owns_some n2
+back_ms=$(($(now_ms) - t_healthy))
+echo "n2 serves again ${back_ms} ms after its check passes (definition: health_hold_down_ms 1000)"
+expect "the definition's health_hold_down_ms (1 s, not the 10 s default) holds n2 out" \
+  test "$back_ms" -ge 1000 -a "$back_ms" -lt 6000
 sleep 0.5
 s=$(ctl 1 status --json)
 stop_prober; r=$R
@@ -110,7 +130,7 @@ echo "kill -9 of n3's daemon: $r"
 expect "daemon crash: no request answered twice" test "$(result_field "$r" duplicates)" = 0
 expect "daemon crash: survivors answer every bucket" \
   test "$(ctl 1 status --json | jq '[.services[0].owners[] | select(. == "n1" or . == "n2")] | length')" = 16
-start_node 3 --health-hold-down-ms 1000
+start_node 3
 wait_converged 1 3 15 || fail "n3 rejoins"
 
 # Stalled daemon (SIGSTOP for about a second, kernel alive): its lease runs out before the
@@ -149,7 +169,7 @@ expect "node crash: survivors answer all buckets afterwards" \
   test "$(ctl 1 status --json | jq '[.services[0].owners[] | select(. == "n1" or . == "n3")] | length')" = 16
 expect "node crash: outage under 1 s" test "$(result_field "$r" max_outage_ms)" -lt 1000
 in_ns n2 ip link set lan0 up
-start_node 2 --health-hold-down-ms 1000
+start_node 2
 wait_converged 1 3 15 || fail "n2 rejoins"
 
 # Graceful leave (SIGTERM): no lost request.
@@ -160,7 +180,7 @@ sleep 1.5
 stop_prober; r=$R
 echo "graceful leave of n1 (tcp): $r"
 expect "graceful leave loses no request" test "$(result_field "$r" lost)" = 0
-start_node 1 --health-hold-down-ms 1000
+start_node 1
 wait_converged 2 3 15 || fail "n1 rejoins"
 
 # All heartbeat links lost while the LAN is up: the majority policy stops every isolated
@@ -219,7 +239,7 @@ wait_converged 1 3 15 && pass "n3 rejoins with the right definition" || fail "n3
 # SIGHUP reloads keys; a changed cluster definition is refused with a message.
 "$SHOALCTL" keygen --add "$WORK/cluster.key" >/dev/null
 kill -HUP "${SHOALD_PID[1]}"
-expect "SIGHUP reloads the keys" until_true 10 events_have "keys and health checks reloaded"
+expect "SIGHUP reloads the keys" until_true 10 events_have "keys, health checks and notify hooks reloaded"
 cp "$WORK/cluster.yaml" "$WORK/cluster.yaml.orig"
 sed -i 's/^timing: .*/timing: fast/' "$WORK/cluster.yaml"
 kill -HUP "${SHOALD_PID[1]}"

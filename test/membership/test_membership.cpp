@@ -40,12 +40,18 @@ struct Harness {
   std::vector<bool> cut;     // node isolated: nothing to or from it is delivered
   std::vector<bool> paused;  // node stalled: datagrams to it wait until it runs again
 
-  explicit Harness(std::size_t n, std::size_t links = 2)
+  explicit Harness(std::size_t n, std::size_t links = 2, bool with_service = false)
       : def(sim::makeDefinition(n, links, *timingPreset("default"))),
         events(n),
         wake(n, TimePoint::max()),
         cut(n, false),
         paused(n, false) {
+    if (with_service) {
+      Service web;
+      web.name = "web";
+      web.buckets = 16;
+      def.services.push_back(web);
+    }
     for (uint32_t i = 0; i < n; ++i) {
       cores.push_back(std::make_unique<Membership>(def, i, sim::simKeyring(), 1, 42 + i));
     }
@@ -481,6 +487,39 @@ TEST_CASE("own health reaches peers at once; an unhealthy node does not serve") 
   CHECK(h.viewOf(1, 0).health.failing_checks == 0b100);
   CHECK(h.viewOf(1, 0).up());
   CHECK_FALSE(h.viewOf(1, 0).serving());
+}
+
+TEST_CASE("claims from a heartbeat older than the last one heard are not taken back") {
+  Harness h(2, 2, true);
+  h.startAll(t0);
+  h.run(t0, t0 + milliseconds(100));
+  auto claims = [](std::initializer_list<uint32_t> buckets) {
+    BucketSet set(16);
+    for (uint32_t b : buckets) set.set(b);
+    return std::vector<BucketSet>{set};
+  };
+  // Node 0 claims bucket 3, then releases it; the first announcement is held back and
+  // arrives after the second (the release) was heard.
+  h.take(0, h.cores[0]->setOwnClaims(t0 + milliseconds(101), claims({3, 4}), 7));
+  auto older = std::move(h.in_flight);
+  h.in_flight.clear();
+  h.take(0, h.cores[0]->setOwnClaims(t0 + milliseconds(102), claims({4}), 8));
+  h.step(t0 + milliseconds(102));
+  CHECK(h.viewOf(1, 0).claims == claims({4}));
+  CHECK(h.viewOf(1, 0).view_digest == 8);
+  const TimePoint heard = h.viewOf(1, 0).claims_heard;
+  h.in_flight = std::move(older);
+  h.step(t0 + milliseconds(103));
+  CHECK(h.viewOf(1, 0).claims == claims({4}));
+  CHECK(h.viewOf(1, 0).view_digest == 8);
+  CHECK(h.viewOf(1, 0).claims_heard == heard);
+  CHECK(h.cores[1]->counters().stale_claims >= 1);
+  // The older packets were authentic and fresh to the replay window: accepted, not rejected.
+  CHECK(h.cores[1]->counters().rejected.total() == 0);
+  // The next heartbeat round carries the current claims and is taken as usual.
+  h.run(t0 + milliseconds(104), t0 + milliseconds(150));
+  CHECK(h.viewOf(1, 0).claims == claims({4}));
+  CHECK(h.viewOf(1, 0).claims_heard > heard);
 }
 
 TEST_CASE("a node that leaves is marked left at once, not suspected") {

@@ -16,9 +16,11 @@
 #include "core/wire_codec.h"
 #include "membership/membership.h"
 #include "membership/udp_transport.h"
+#include "test/membership/live_node.h"
 #include "test/sim/sim_cluster.h"
 
 using namespace shoal;
+using namespace shoal::test;
 using std::chrono::milliseconds;
 namespace asio = boost::asio;
 
@@ -33,65 +35,6 @@ ClusterDefinition loopbackDefinition() {
   // A port of its own per run, so parallel runs on one machine do not meet.
   def.port = static_cast<uint16_t>(20000 + (::getpid() % 20000));
   return def;
-}
-
-// What the daemon will do: a core, its sockets and its timer on one io_context.
-struct LiveNode {
-  LiveNode(asio::io_context& io, const ClusterDefinition& def, uint32_t self)
-      : core(def, self, sim::simKeyring(), 1, 1000 + self), timer(io) {
-    auto t = UdpTransport::open(
-        io, def, self, [this](uint32_t link, std::span<const uint8_t> bytes, const Endpoint& from) {
-          handle(core.onPacket(std::chrono::steady_clock::now(), bytes, link, from));
-        });
-    REQUIRE_MESSAGE(t.ok(), (t.ok() ? "" : t.error().message));
-    transport = std::move(t).value();
-    handle(core.start(std::chrono::steady_clock::now()));
-  }
-  void handle(Output out) {
-    for (const Datagram& d : out.send) {
-      if (tap) {
-        tap(d);
-      }
-      transport->send(d);
-    }
-    if (out.next_wakeup == TimePoint::max()) {
-      return;
-    }
-    timer.expires_at(out.next_wakeup);
-    timer.async_wait([this](const boost::system::error_code& ec) {
-      if (!ec) {
-        handle(core.onTick(std::chrono::steady_clock::now()));
-      }
-    });
-  }
-  Membership core;
-  asio::steady_timer timer;
-  std::unique_ptr<UdpTransport> transport;
-  std::function<void(const Datagram&)> tap;
-};
-
-// Runs `io` until `done` holds or `limit` passes; returns whether it held.
-bool runUntil(asio::io_context& io, const std::function<bool()>& done, milliseconds limit) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    io.run_for(milliseconds(5));
-    if (done()) {
-      return true;
-    }
-  }
-  return false;
-}
-
-bool allAlive(const std::vector<std::unique_ptr<LiveNode>>& nodes) {
-  for (const auto& a : nodes) {
-    for (uint32_t b = 0; b < 3; ++b) {
-      if (a->core.view().members[b].state != MemberState::Alive ||
-          (b != a->core.self() && !a->core.view().members[b].reachable())) {
-        return false;
-      }
-    }
-  }
-  return true;
 }
 
 void sendRaw(const ClusterDefinition& def, const std::string& bytes) {
