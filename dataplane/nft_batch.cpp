@@ -121,6 +121,49 @@ const NftBatch& ElementRenewal::prepare(Millis timeout, uint32_t first_seq) {
   return batch_;
 }
 
+NftBatch setContentsBatch(uint8_t family, const std::string& table,
+                          const std::vector<SetContents>& sets, uint32_t first_seq) {
+  NftBatch batch;
+  Writer w(batch.bytes);
+  uint32_t seq = first_seq;
+  const auto stamp = [&](std::size_t at) {
+    std::memcpy(batch.bytes.data() + at + offsetof(nlmsghdr, nlmsg_seq), &seq, sizeof seq);
+    return seq++;
+  };
+  std::size_t m = w.begin(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, AF_UNSPEC, NFNL_SUBSYS_NFTABLES);
+  w.end(m);
+  batch.first_seq = stamp(m);
+  for (const SetContents& s : sets) {
+    m = w.begin(nftType(NFT_MSG_DELSETELEM), NLM_F_REQUEST | NLM_F_ACK, family, 0);
+    w.string(NFTA_SET_ELEM_LIST_TABLE, table);
+    w.string(NFTA_SET_ELEM_LIST_SET, s.set);
+    w.end(m);
+    batch.last_acked_seq = stamp(m);
+    for (std::size_t first = 0; first < s.keys.size(); first += kElementsPerMessage) {
+      m = w.begin(nftType(NFT_MSG_NEWSETELEM), NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK, family,
+                  0);
+      w.string(NFTA_SET_ELEM_LIST_TABLE, table);
+      w.string(NFTA_SET_ELEM_LIST_SET, s.set);
+      const std::size_t elements = w.nest(NFTA_SET_ELEM_LIST_ELEMENTS);
+      const std::size_t last = std::min(s.keys.size(), first + kElementsPerMessage);
+      for (std::size_t k = first; k < last; ++k) {
+        const std::size_t element = w.nest(NFTA_LIST_ELEM);
+        const std::size_t key_nest = w.nest(NFTA_SET_ELEM_KEY);
+        w.attr(NFTA_DATA_VALUE, &s.keys[k], sizeof s.keys[k]);
+        w.endNest(key_nest);
+        w.endNest(element);
+      }
+      w.endNest(elements);
+      w.end(m);
+      batch.last_acked_seq = stamp(m);
+    }
+  }
+  m = w.begin(NFNL_MSG_BATCH_END, NLM_F_REQUEST, AF_UNSPEC, NFNL_SUBSYS_NFTABLES);
+  w.end(m);
+  stamp(m);
+  return batch;
+}
+
 Result<std::vector<NetlinkMessage>> splitNetlink(const uint8_t* bytes, std::size_t size) {
   std::vector<NetlinkMessage> out;
   std::size_t at = 0;

@@ -234,6 +234,11 @@ std::string setUpdateScript(std::size_t index, const ServiceAssignment& assignme
   return o.str();
 }
 
+std::vector<SetContents> bucketSetContents(std::size_t index, const ServiceAssignment& assignment) {
+  return {SetContents{ownedSetName(index), asMarks(assignment.owned)},
+          SetContents{resetSetName(index), asMarks(assignment.reset_orphans)}};
+}
+
 ElementRenewal liveRenewal(const NftRulesetOptions& options) {
   return ElementRenewal(NFPROTO_INET, options.table, liveSetName(), kLiveMark);
 }

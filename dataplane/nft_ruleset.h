@@ -83,6 +83,10 @@ Result<std::string> fullScript(const DesiredState& desired,
 std::string setUpdateScript(std::size_t index, const ServiceAssignment& assignment,
                             const NftRulesetOptions& options);
 
+/// The same replacement as setUpdateScript, as set contents for setContentsBatch()
+/// (nft_batch.h): the owned and the reset set of service `index`, as marks.
+std::vector<SetContents> bucketSetContents(std::size_t index, const ServiceAssignment& assignment);
+
 /// The lease renewal: the live set's element replaced by itself with a fresh timeout, one
 /// prebuilt netlink transaction (nft_batch.h). Valid while the tables were built by
 /// fullScript with a lease.

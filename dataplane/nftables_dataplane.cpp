@@ -1,5 +1,6 @@
 #include "dataplane/nftables_dataplane.h"
 
+#include <linux/netfilter.h>
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -207,23 +208,29 @@ Status NftablesDataplane::apply(const DesiredState& desired) {
   if (Status valid = validateDesiredState(desired, kMaxBuckets); !valid)
     return valid;
   if (applied_ && sameStructure(*applied_, desired)) {
-    // The hot path: only bucket sets change, one small transaction.
-    std::string script;
+    // The hot path: only bucket sets change, one small transaction, sent as a prebuilt
+    // netlink batch (nft_batch.h) on the context's socket: no parser, no ruleset cache.
+    std::vector<SetContents> sets;
     for (std::size_t i = 0; i < desired.services.size(); ++i) {
       const auto& now = applied_->services[i];
       const auto& next = desired.services[i];
       if (now.owned != next.owned || now.reset_orphans != next.reset_orphans) {
-        script += setUpdateScript(i, next, options_.ruleset);
+        for (SetContents& c : bucketSetContents(i, next)) sets.push_back(std::move(c));
       }
     }
-    if (script.empty()) {
+    if (sets.empty()) {
       applied_ = desired;
       return Ok{};
     }
     // The live element is not touched: an apply never extends the lease.
-    auto done = runCommit(script);
-    if (!done)
-      return done.error();
+    const NftBatch batch = setContentsBatch(NFPROTO_INET, options_.ruleset.table, sets, next_seq_);
+    next_seq_ = batch.last_acked_seq + 2;  // past the batch end
+    const std::optional<uint32_t> before = session_->generation();
+    const Status sent = session_->send(batch);
+    noteCommit(before, sent.ok());
+    if (!sent)
+      return Error{"bucket sets: " + sent.error().message};
+    ++set_updates_;
     applied_ = desired;
     return Ok{};
   }

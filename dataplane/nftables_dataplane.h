@@ -78,6 +78,8 @@ class NftablesDataplane final : public Dataplane {
   uint64_t repairsTotal() const { return repairs_total_; }
   /// Number of whole-table rebuilds (first apply, service changes, repairs).
   uint64_t fullRebuilds() const { return full_rebuilds_; }
+  /// Bucket moves applied as a set-contents batch (the hot path, no rebuild).
+  uint64_t setUpdates() const { return set_updates_; }
   /// The session the rules go through.
   NftSession& session() { return *session_; }
 
@@ -113,6 +115,7 @@ class NftablesDataplane final : public Dataplane {
   std::vector<std::string> warnings_;
   uint64_t repairs_total_ = 0;
   uint64_t full_rebuilds_ = 0;
+  uint64_t set_updates_ = 0;
 };
 
 /// Checks what every backend requires of a DesiredState: bucket counts in 1..max_buckets,

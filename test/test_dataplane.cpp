@@ -91,8 +91,14 @@ class FakeSession final : public NftSession {
     log_.events.push_back("netlink batch");
     if (fail_send)
       return Error{"nftables refused the change: No such file or directory"};
+    if (fail_next) {
+      fail_next = false;
+      return Error{"nftables refused the change: Operation not supported"};
+    }
+    // A renewal or a bucket move is a commit; so is anyone else's that lands meanwhile.
     if (kernel_generation)
-      *kernel_generation += 1;  // a renewal is a commit
+      *kernel_generation += 1 + foreign_commits_next_run;
+    foreign_commits_next_run = 0;
     return Ok{};
   }
   std::optional<uint32_t> generation() override { return kernel_generation; }
@@ -408,18 +414,24 @@ TEST_CASE("first apply loads the rules before it joins the MAC and adds the VIP"
   CHECK(loose == "0");
 }
 
-TEST_CASE("a bucket move is one transaction that touches only the bucket sets") {
+TEST_CASE("a bucket move is one netlink transaction that touches only the bucket sets") {
   Rig rig;
   rig.kernelHolds({0, 3});
   REQUIRE(rig.dp->apply(stateWith({0, 3})).ok());
   REQUIRE(rig.dp->apply(stateWith({3, 5})).ok());
-  REQUIRE(rig.session->scripts.size() == 2);
-  CHECK(contains(rig.session->scripts[1], "flush set inet shoal s0_owned"));
-  CHECK_FALSE(contains(rig.session->scripts[1], "table"));
+  CHECK(rig.session->scripts.size() == 1);  // the first apply's full script only
+  REQUIRE(rig.session->batches.size() == 1);
+  const NftBatch& b = rig.session->batches[0];
+  const std::string bytes(b.bytes.begin(), b.bytes.end());
+  CHECK(contains(bytes, std::string("s0_owned", 9)));
+  CHECK(contains(bytes, std::string("s0_reset", 9)));
+  CHECK_FALSE(contains(bytes, std::string("live", 5)));
   CHECK(rig.dp->fullRebuilds() == 1);
+  CHECK(rig.dp->setUpdates() == 1);
   // Applying the same state again changes nothing.
   REQUIRE(rig.dp->apply(stateWith({3, 5})).ok());
-  CHECK(rig.session->scripts.size() == 2);
+  CHECK(rig.session->batches.size() == 1);
+  CHECK(rig.session->scripts.size() == 1);
 }
 
 TEST_CASE("a rejected change returns the error and is retried by the next apply") {
@@ -431,7 +443,8 @@ TEST_CASE("a rejected change returns the error and is retried by the next apply"
   REQUIRE_FALSE(st.ok());
   CHECK(contains(st.error().message, "Operation not supported"));
   REQUIRE(rig.dp->apply(stateWith({1})).ok());
-  CHECK(rig.session->scripts.size() == 3);
+  CHECK(rig.session->batches.size() == 2);  // refused, then sent again
+  CHECK(rig.dp->setUpdates() == 1);
 }
 
 TEST_CASE("drift: a missing table, changed sets and a removed VIP are repaired and counted") {
@@ -717,6 +730,44 @@ TEST_CASE("the renewal batch is a flush and re-add of the live element in one tr
   CHECK(timeout(renewal.prepare(Millis{0}, 1)) == 1);
 }
 
+TEST_CASE("the bucket set batch: flush and add per set, split every 512 elements, one transaction") {
+  std::vector<uint32_t> many;
+  for (uint32_t i = 0; i < 1100; ++i) many.push_back(kMarkBase + i);
+  const std::vector<SetContents> sets{{"s0_owned", many}, {"s0_reset", {}}};
+  const NftBatch b = setContentsBatch(1 /* NFPROTO_INET */, "shoal", sets, 40);
+  auto messages = splitNetlink(b.bytes.data(), b.bytes.size());
+  REQUIRE(messages.ok());
+  const auto& m = *messages;
+  constexpr uint16_t kBatchBegin = 0x10, kBatchEnd = 0x11;  // NFNL_MSG_BATCH_*
+  constexpr uint16_t kNewSetElem = (10 << 8) | 12, kDelSetElem = (10 << 8) | 14;
+  // begin, flush + 3 adds (512 + 512 + 76) for s0_owned, flush for s0_reset, end
+  REQUIRE(m.size() == 7);
+  CHECK(m[0].type == kBatchBegin);
+  CHECK(m[1].type == kDelSetElem);
+  CHECK(m[2].type == kNewSetElem);
+  CHECK(m[3].type == kNewSetElem);
+  CHECK(m[4].type == kNewSetElem);
+  CHECK(m[5].type == kDelSetElem);
+  CHECK(m[6].type == kBatchEnd);
+  for (uint32_t i = 0; i < m.size(); ++i)
+    CHECK(m[i].seq == 40 + i);
+  CHECK(b.first_seq == 40);
+  CHECK(b.last_acked_seq == 45);
+  // Every element is there once, in order, as a 4-byte mark.
+  constexpr std::size_t kHeaders = 16 + 4;  // nlmsghdr + nfgenmsg
+  std::vector<uint32_t> seen;
+  for (int i = 2; i <= 4; ++i) {
+    auto add = attributes(b.bytes.data() + m[i].offset + kHeaders, m[i].length - kHeaders);
+    for (auto [it, end] = add.equal_range(1); it != end; ++it) {  // NFTA_DATA_VALUE
+      if (it->second.size() != 4) continue;
+      uint32_t key;
+      std::memcpy(&key, it->second.data(), 4);
+      seen.push_back(key);
+    }
+  }
+  CHECK(seen == many);
+}
+
 TEST_CASE("set elements with timeouts are read back without them") {
   const std::string listing = inetListing({1, 5}, {5}, true, " timeout 146ms expires 97ms");
   auto owned = setElements(listing, "s0_owned");
@@ -747,8 +798,10 @@ TEST_CASE("renew() sends the prebuilt batch, never a script, and only with a lea
   DesiredState moved = stateWith({0, 5});
   moved.lease = Millis{100};
   REQUIRE(rig.dp->apply(moved).ok());
-  CHECK_FALSE(contains(rig.session->scripts.back(), "live"));
-  CHECK_FALSE(contains(rig.session->scripts.back(), "timeout"));
+  REQUIRE(rig.session->batches.size() == 3);
+  const NftBatch& move = rig.session->batches.back();
+  CHECK_FALSE(contains(std::string(move.bytes.begin(), move.bytes.end()), std::string("live", 5)));
+  CHECK(move.bytes.size() != rig.session->batches[0].bytes.size());
   // The kernel refuses (the table was deleted): the error says it was the renewal.
   rig.session->fail_send = true;
   auto refused = rig.dp->renew(Millis{146});
