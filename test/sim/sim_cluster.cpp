@@ -3,6 +3,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <cstring>
 #include <stdexcept>
 
 #include "membership/drain_snapshot.h"
@@ -171,6 +172,9 @@ void SimCluster::apply(uint32_t node, Output out) {
   bool view_changed = false;
   bool persist = false;
   for (const Event& e : out.events) {
+    trace(now_.time_since_epoch().count());
+    trace((static_cast<uint64_t>(node) << 40) | (static_cast<uint64_t>(e.kind) << 32) |
+          (static_cast<uint64_t>(e.node) << 8) | static_cast<uint64_t>(e.state));
     if (observer_) {
       observer_(Observed{now_, node, e});
     }
@@ -256,6 +260,13 @@ void SimCluster::deliver(uint32_t node, uint32_t link, uint32_t from, const std:
     return;
   }
   ++n.stats.packets_received;
+  trace(now_.time_since_epoch().count());
+  trace((static_cast<uint64_t>(node) << 40) | (static_cast<uint64_t>(link) << 32) | from);
+  // The last bytes of a sealed datagram are its MAC: a digest of its content.
+  uint64_t tail = bytes.size();
+  std::memcpy(&tail, bytes.data() + bytes.size() - std::min<std::size_t>(8, bytes.size()),
+              std::min<std::size_t>(8, bytes.size()));
+  trace(tail ^ bytes.size());
   const Endpoint source{def_.nodes[from].addresses[link], def_.port};
   call(node, [&](Membership& m) {
     return m.onPacket(

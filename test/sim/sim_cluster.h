@@ -124,6 +124,11 @@ class SimCluster {
   bool agreed() const;
   /// A digest of the view of `node` as compared for agreement.
   uint64_t viewDigest(uint32_t node) const;
+  /// A digest of the whole run so far: every delivered datagram (time, receiver, link,
+  /// sender, bytes) and every event (time, node, kind, member, state). Two runs with the same
+  /// seed have the same digest; a change to the simulator that must not change behaviour
+  /// (a faster implementation) must keep it.
+  uint64_t traceDigest() const { return trace_; }
 
  private:
   struct Node;
@@ -139,6 +144,7 @@ class SimCluster {
   template <typename F>
   void call(uint32_t node, F&& f);
   LinkConditions& path(uint32_t from, uint32_t to, uint32_t link);
+  void trace(uint64_t word) { trace_ = (trace_ ^ word) * 1099511628211ull; }
 
   ClusterDefinition def_;
   Keyring keys_;
@@ -155,6 +161,7 @@ class SimCluster {
   bool measure_cpu_ = false;
   std::optional<TimePoint> diverged_since_;
   std::vector<Duration> episodes_;
+  uint64_t trace_ = 1469598103934665603ull;
 };
 
 }  // namespace shoal::sim
