@@ -133,12 +133,13 @@ class SimCluster {
  private:
   struct Node;
   struct Item;
+  struct SimDatagram;
 
   void push(Item item);
   void apply(uint32_t node, Output out);
   void transmit(uint32_t from, uint32_t to, uint32_t link,
-                const std::shared_ptr<const std::string>& bytes);
-  void deliver(uint32_t node, uint32_t link, uint32_t from, const std::string& bytes);
+                const std::shared_ptr<const SimDatagram>& datagram);
+  void deliver(uint32_t node, uint32_t link, uint32_t from, const SimDatagram& datagram);
   void resume(uint32_t node);
   void checkAgreement();
   template <typename F>
