@@ -217,13 +217,17 @@ Output Membership::onTick(TimePoint now) {
 
 Output Membership::onPacket(TimePoint now, std::span<const uint8_t> bytes, uint32_t link,
                             const Endpoint& from) {
+  const std::string_view datagram(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  return onPacket(now, openPacket(datagram, keys_, identity_), bytes, link, from);
+}
+
+Output Membership::onPacket(TimePoint now, const Opened& opened, std::span<const uint8_t> bytes,
+                            uint32_t link, const Endpoint& from) {
   out_ = Output{};
   now_ = now;
   catchUp(now);
   ++counters_.packets_received;
   counters_.bytes_received += bytes.size();
-  const std::string_view datagram(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-  Opened opened = openPacket(datagram, keys_, identity_);
   if (!opened.ok()) {
     counters_.rejected.bump(opened.reason());
     if (opened.reason() == Rejection::OtherCluster) {

@@ -83,6 +83,15 @@ class Membership {
   /// verification is counted in counters().rejected and changes nothing else.
   Output onPacket(TimePoint now, std::span<const uint8_t> bytes, uint32_t link,
                   const Endpoint& from);
+  /// The same, for a datagram the caller has already opened: `opened` must be
+  /// openPacket(bytes, keys, identity) with this node's keyring and wireIdentity(). For a
+  /// caller that hands one datagram to several cores that share a keyring (the simulator
+  /// delivers a heartbeat sent to all peers to each of them) and verifies it once: for such
+  /// a datagram the result does not depend on the receiver.
+  Output onPacket(TimePoint now, const Opened& opened, std::span<const uint8_t> bytes,
+                  uint32_t link, const Endpoint& from);
+  /// The identity packets are opened against (cluster fingerprint, this node, node count).
+  const WireIdentity& wireIdentity() const { return identity_; }
 
   /// Runs the timers due at `now`: heartbeats, probes, suspicion and death, link state,
   /// flap hold-down, state exchanges. Call at (or after) Output::next_wakeup.

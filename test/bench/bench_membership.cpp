@@ -4,11 +4,14 @@
 // unless a line says otherwise.
 //
 // Usage: bench_membership [--quick]   (--quick: one simulated minute instead of an hour)
+//        bench_membership --soak N SECONDS   (only the default-profile soak of condition N,
+//                                             0..3, for SECONDS simulated seconds)
 // The four hour-long default-profile runs dominate: each seals and verifies some 35 million
 // datagrams (HMAC-SHA256 each way), several minutes of CPU.
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -41,12 +44,12 @@ void printSoak(const char* name, const TimingProfile& t, Adversity a, Duration d
   const SoakResult r = soak(t, 16, a, d, seed);
   std::printf(
       "no false death, %-7s, %-52s: %.0f simulated s, false deaths %llu, suspicions %llu, "
-      "refutations %llu, probes %llu, convergence p99 %.1f ms (%.1f s wall)\n",
+      "refutations %llu, probes %llu, convergence p99 %.1f ms (%.1f s wall; trace %016llx)\n",
       name, toString(a), std::chrono::duration<double>(d).count(),
       static_cast<unsigned long long>(r.false_deaths),
       static_cast<unsigned long long>(r.suspicions), static_cast<unsigned long long>(r.refutations),
       static_cast<unsigned long long>(r.probes), percentile(r.convergence_ms, 0.99),
-      r.wall_seconds);
+      r.wall_seconds, static_cast<unsigned long long>(r.trace_digest));
 }
 
 }  // namespace
@@ -57,6 +60,19 @@ int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
   const TimingProfile def = *timingPreset("default");
   const TimingProfile fast = *timingPreset("fast");
+  if (argc == 4 && std::strcmp(argv[1], "--soak") == 0) {
+    const int which = std::atoi(argv[2]);
+    const Adversity all[] = {Adversity::Loss5, Adversity::OneLinkDown, Adversity::Loss10Jitter20,
+                             Adversity::Stall3};
+    if (which < 0 || which > 3) {
+      std::fprintf(stderr, "bench_membership: --soak takes a condition 0..3\n");
+      return 2;
+    }
+    const Adversity a = all[which];
+    printSoak("default", def, a, std::chrono::seconds(std::atoi(argv[3])),
+              10 + static_cast<uint64_t>(a));
+    return 0;
+  }
   const Duration soak_time =
       quick ? Duration(std::chrono::minutes(1)) : Duration(std::chrono::hours(1));
 

@@ -156,6 +156,7 @@ SoakResult soak(const TimingProfile& timing, std::size_t nodes, Adversity advers
   for (std::size_t i = first_episode; i < episodes.size(); ++i) {
     result.convergence_ms.push_back(toMs(episodes[i]));
   }
+  result.trace_digest = sim.traceDigest();
   result.wall_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   return result;

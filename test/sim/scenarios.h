@@ -43,6 +43,7 @@ struct SoakResult {
   uint64_t probes = 0;        ///< direct probes sent, summed over nodes
   std::vector<double> convergence_ms;
   double wall_seconds = 0;  ///< real time the simulation took
+  uint64_t trace_digest = 0;  ///< SimCluster::traceDigest() at the end
 };
 
 /// Runs `nodes` nodes (two links, 1 ms delay) for `duration` of virtual time under `adversity`.

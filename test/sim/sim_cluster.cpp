@@ -3,6 +3,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <cstring>
 #include <stdexcept>
 
 #include "membership/drain_snapshot.h"
@@ -24,6 +25,17 @@ uint64_t mix(uint64_t a, uint64_t b) {
 
 }  // namespace
 
+// A datagram in flight. One sent to all peers is opened (verified and parsed) once, by its
+// first receiver, and the result handed to every other: openPacket() is a pure function of the
+// bytes, the keyring (every simulated node has the same) and the receiver's identity, which a
+// datagram addressed to all peers does not depend on. Each core still runs every check of its
+// own after that (replay window, sender, state).
+struct SimCluster::SimDatagram {
+  std::string bytes;
+  bool to_all = false;
+  mutable std::optional<Opened> opened;
+};
+
 struct SimCluster::Item {
   enum class Kind : uint8_t { Deliver, Wake, Resume, Start };
   TimePoint at{};
@@ -34,7 +46,7 @@ struct SimCluster::Item {
   uint32_t from = 0;
   uint64_t generation = 0;
   // Shared by every copy of a datagram sent to all peers.
-  std::shared_ptr<const std::string> bytes;
+  std::shared_ptr<const SimDatagram> datagram;
 };
 
 struct SimCluster::Node {
@@ -166,11 +178,17 @@ void SimCluster::apply(uint32_t node, Output out) {
     if (record_[node] != nullptr) {
       record_[node]->push_back(d);
     }
-    transmit(node, d.node, d.link, std::make_shared<const std::string>(std::move(d.bytes)));
+    auto datagram = std::make_shared<SimDatagram>();
+    datagram->bytes = std::move(d.bytes);
+    datagram->to_all = d.node == kAllPeers;
+    transmit(node, d.node, d.link, datagram);
   }
   bool view_changed = false;
   bool persist = false;
   for (const Event& e : out.events) {
+    trace(now_.time_since_epoch().count());
+    trace((static_cast<uint64_t>(node) << 40) | (static_cast<uint64_t>(e.kind) << 32) |
+          (static_cast<uint64_t>(e.node) << 8) | static_cast<uint64_t>(e.state));
     if (observer_) {
       observer_(Observed{now_, node, e});
     }
@@ -210,11 +228,11 @@ void SimCluster::apply(uint32_t node, Output out) {
 }
 
 void SimCluster::transmit(uint32_t from, uint32_t to, uint32_t link,
-                          const std::shared_ptr<const std::string>& bytes) {
+                          const std::shared_ptr<const SimDatagram>& datagram) {
   if (to == kAllPeers) {
     for (uint32_t n = 0; n < nodes_.size(); ++n) {
       if (n != from) {
-        transmit(from, n, link, bytes);
+        transmit(from, n, link, datagram);
       }
     }
     return;
@@ -245,23 +263,37 @@ void SimCluster::transmit(uint32_t from, uint32_t to, uint32_t link,
     item.node = to;
     item.link = link;
     item.from = from;
-    item.bytes = bytes;
+    item.datagram = datagram;
     push(std::move(item));
   }
 }
 
-void SimCluster::deliver(uint32_t node, uint32_t link, uint32_t from, const std::string& bytes) {
+void SimCluster::deliver(uint32_t node, uint32_t link, uint32_t from,
+                         const SimDatagram& datagram) {
   Node& n = nodes_[node];
   if (!n.running) {
     return;
   }
   ++n.stats.packets_received;
+  const std::string& bytes = datagram.bytes;
+  trace(now_.time_since_epoch().count());
+  trace((static_cast<uint64_t>(node) << 40) | (static_cast<uint64_t>(link) << 32) | from);
+  // The last bytes of a sealed datagram are its MAC: a digest of its content.
+  uint64_t tail = bytes.size();
+  std::memcpy(&tail, bytes.data() + bytes.size() - std::min<std::size_t>(8, bytes.size()),
+              std::min<std::size_t>(8, bytes.size()));
+  trace(tail ^ bytes.size());
   const Endpoint source{def_.nodes[from].addresses[link], def_.port};
+  const std::span<const uint8_t> span(reinterpret_cast<const uint8_t*>(bytes.data()),
+                                      bytes.size());
   call(node, [&](Membership& m) {
-    return m.onPacket(
-        now_,
-        std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()),
-        link, source);
+    if (!datagram.to_all) {
+      return m.onPacket(now_, span, link, source);
+    }
+    if (!datagram.opened) {
+      datagram.opened = openPacket(bytes, keys_, m.wireIdentity());
+    }
+    return m.onPacket(now_, *datagram.opened, span, link, source);
   });
 }
 
@@ -277,7 +309,7 @@ void SimCluster::resume(uint32_t node) {
     if (!n.running) {
       break;
     }
-    deliver(node, item.link, item.from, *item.bytes);
+    deliver(node, item.link, item.from, *item.datagram);
   }
   if (n.running) {
     call(node, [&](Membership& m) { return m.onTick(now_); });
@@ -390,7 +422,7 @@ void SimCluster::runUntil(TimePoint until) {
         if (n.running && n.paused) {
           n.inbox.push_back(std::move(item));
         } else {
-          deliver(item.node, item.link, item.from, *item.bytes);
+          deliver(item.node, item.link, item.from, *item.datagram);
         }
         break;
       case Item::Kind::Wake:

@@ -124,21 +124,28 @@ class SimCluster {
   bool agreed() const;
   /// A digest of the view of `node` as compared for agreement.
   uint64_t viewDigest(uint32_t node) const;
+  /// A digest of the whole run so far: every delivered datagram (time, receiver, link,
+  /// sender, bytes) and every event (time, node, kind, member, state). Two runs with the same
+  /// seed have the same digest; a change to the simulator that must not change behaviour
+  /// (a faster implementation) must keep it.
+  uint64_t traceDigest() const { return trace_; }
 
  private:
   struct Node;
   struct Item;
+  struct SimDatagram;
 
   void push(Item item);
   void apply(uint32_t node, Output out);
   void transmit(uint32_t from, uint32_t to, uint32_t link,
-                const std::shared_ptr<const std::string>& bytes);
-  void deliver(uint32_t node, uint32_t link, uint32_t from, const std::string& bytes);
+                const std::shared_ptr<const SimDatagram>& datagram);
+  void deliver(uint32_t node, uint32_t link, uint32_t from, const SimDatagram& datagram);
   void resume(uint32_t node);
   void checkAgreement();
   template <typename F>
   void call(uint32_t node, F&& f);
   LinkConditions& path(uint32_t from, uint32_t to, uint32_t link);
+  void trace(uint64_t word) { trace_ = (trace_ ^ word) * 1099511628211ull; }
 
   ClusterDefinition def_;
   Keyring keys_;
@@ -155,6 +162,7 @@ class SimCluster {
   bool measure_cpu_ = false;
   std::optional<TimePoint> diverged_since_;
   std::vector<Duration> episodes_;
+  uint64_t trace_ = 1469598103934665603ull;
 };
 
 }  // namespace shoal::sim
