@@ -6,8 +6,9 @@
 // Usage: bench_membership [--quick]   (--quick: one simulated minute instead of an hour)
 //        bench_membership --soak N SECONDS   (only the default-profile soak of condition N,
 //                                             0..3, for SECONDS simulated seconds)
-// The four hour-long default-profile runs dominate: each seals and verifies some 35 million
-// datagrams (HMAC-SHA256 each way), several minutes of CPU.
+// The four hour-long default-profile runs dominate: each delivers some 43 million datagrams
+// and seals and verifies about 3 million (HMAC-SHA256; the simulator opens a heartbeat sent
+// to all peers once for all its receivers), 7-14 s of wall time each on a 2-core machine.
 
 #include <chrono>
 #include <cstdio>
