@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Tests the CLUSTERIP backend for real inside Debian's 6.1 kernel under qemu (CLUSTERIP was
-# removed in Linux 6.3, so the host kernel cannot run it).
+# removed in Linux 6.3, so the host kernel cannot run it), and the nftables backend on that
+# same kernel, the one Debian 12 runs.
 #
 #   run_vm_test.sh --cache DIR --guest DIR [--bin PROGRAM]... [--timeout SECONDS]
 #
@@ -116,7 +117,7 @@ cp "$guest"/*.sh "$guest"/*.yaml "$root/shoal/"
 install -m 0755 "$guest/init.sh" "$root/init"
 
 # Only the modules the checks need, with their dependencies.
-modules=(ipt_CLUSTERIP iptable_filter veth bridge nf_tables nft_hash nft_ct af_packet)
+modules=(ipt_CLUSTERIP iptable_filter veth bridge nf_tables nft_hash nft_ct nft_reject_inet af_packet)
 depmod -b "$kdir" "$release"
 mapfile -t kos < <(for m in "${modules[@]}"; do
   modprobe --show-depends -d "$kdir" -S "$release" "$m" 2>/dev/null || true

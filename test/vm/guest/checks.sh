@@ -1,11 +1,11 @@
 #!/bin/sh
-# The checks inside the VM (Debian's 6.1 kernel, CLUSTERIP available). Prints one
+# The checks inside the VM (Debian's 6.1 kernel, CLUSTERIP available; nftables too). Prints one
 # "PASS: <property>" or "FAIL: <property>: <detail>" line per check; exits non-zero if any
 # check failed. Everything runs in network namespaces of the VM.
 . /shoal/lib.sh
 
 section "harness: kernel modules, namespaces, a hand-made CLUSTERIP rule"
-for m in ipt_CLUSTERIP iptable_filter veth bridge nf_tables nft_hash; do
+for m in ipt_CLUSTERIP iptable_filter veth bridge nf_tables nft_hash nft_ct nft_reject_inet; do
   check "module $m loads" modprobe "$m"
 done
 check "three nodes and a client on a bridge" make_lan 3
@@ -145,7 +145,73 @@ usleep 300000
 flows "after drift repair, teardown, kill -9 and restart: each flow answered by exactly its owner" \
   $HASH n1=0:1:2 n2=3:4:5:6:7:8:9:10
 
+section "nftables backend on 6.1: flows by the owner, a bucket move, the lease, kill -9"
+# Debian 12 runs this kernel, and there nftables is the backend most nodes get: the rules,
+# the netlink batches for bucket moves and lease renewals, and the owner and guard tables,
+# on 6.1 itself. Each agent holds a lease of 600 ms and renews it every 200 ms.
+remove_lan
+check "a fresh LAN for the nftables checks" make_lan 3
+check "the client has $SOURCES flow source addresses" add_client_sources
+for n in n1 n2 n3; do start_responder $n; done
+NOWN1=0:1:2:3:4:5 NOWN2=6:7:8:9:10 NOWN3=11:12:13:14:15
+for HASH in sourceip sourceip-sourceport; do
+  agent_up "[$HASH] agent n1 applies the nftables backend with a lease" n1 3 --backend nftables \
+    --lease-ms 600 --service "$(svc $HASH $NOWN1)"
+  agent_up "[$HASH] agent n2 applies the nftables backend with a lease" n2 4 --backend nftables \
+    --lease-ms 600 --service "$(svc $HASH $NOWN2)"
+  agent_up "[$HASH] agent n3 applies the nftables backend with a lease" n3 5 --backend nftables \
+    --lease-ms 600 --service "$(svc $HASH $NOWN3)"
+  usleep 300000
+  nft_flows "[$HASH] nftables: each flow answered by exactly its owner" $HASH \
+    n1=$NOWN1 n2=$NOWN2 n3=$NOWN3
+  if [ $HASH = sourceip ]; then
+    # The other side of the CLUSTERIP check: CLUSTERIP's hash names other owners here.
+    # shellcheck disable=SC2046
+    run_flows clusterip $HASH n1=$NOWN1 n2=$NOWN2 n3=$NOWN3
+    case $FLOWS_SUMMARY in
+      *" wrong_node=0 "* | "") fail "[$HASH] CLUSTERIP's hash mispredicts nftables flows: ${FLOWS_SUMMARY:-$FLOWS_DETAIL}" ;;
+      *) pass "[$HASH] CLUSTERIP's hash mispredicts nftables flows: $FLOWS_SUMMARY" ;;
+    esac
+  fi
+  ans=$(agent_cmd n1 3 "set web 0:1:2")
+  check_eq "[$HASH] a bucket move answers ok (n1 gives 3:4:5 away)" "ok" "${ans%% *}"
+  ans=$(agent_cmd n2 4 "set web 3:4:5:6:7:8:9:10")
+  check_eq "[$HASH] a bucket move answers ok (n2 takes 3:4:5)" "ok" "${ans%% *}"
+  nft_flows "[$HASH] after the move: the answers follow the buckets" $HASH \
+    n1=0:1:2 n2=3:4:5:6:7:8:9:10 n3=$NOWN3
+  # A stopped agent renews nothing: its node stops answering once the lease runs out, the
+  # others keep their buckets; resumed, it renews and answers again.
+  kill -STOP "$(agent_pid n1)"
+  usleep 1000000
+  nft_flows "[$HASH] n1's agent stopped past its lease: n1 answers nothing, n2 and n3 do" \
+    $HASH n2=3:4:5:6:7:8:9:10 n3=$NOWN3
+  kill -CONT "$(agent_pid n1)"
+  usleep 600000
+  nft_flows "[$HASH] n1's agent resumed: it renews and answers its buckets again" $HASH \
+    n1=0:1:2 n2=3:4:5:6:7:8:9:10 n3=$NOWN3
+  if [ $HASH = sourceip-sourceport ]; then
+    # kill -9: the owned table goes with the agent's netlink socket, the guard table stays
+    # and keeps the node from answering anything.
+    kill -KILL "$(agent_pid n1)"
+    wait "$(agent_pid n1)" 2>/dev/null
+    exec 3>&-
+    usleep 300000
+    nft_flows "[$HASH] kill -9 of n1's agent: n1 answers nothing, n2 and n3 keep theirs" \
+      $HASH n2=3:4:5:6:7:8:9:10 n3=$NOWN3
+  else
+    stop_agent n1 3
+  fi
+  stop_agent n2 4
+  stop_agent n3 5
+done
+check "responders survived the nftables checks" responders_alive
+
 section "benchmark: apply (a bucket move through /proc) until the kernel enforces it"
+# On the CLUSTERIP LAN again.
+remove_lan
+check "a fresh LAN for the benchmark" make_lan 3
+agent_up "agent n1 applies the clusterip backend for the benchmark" n1 3 --backend clusterip \
+  --service "$(svc sourceip 0:1)"
 # Each move alternates bucket 2 between n1 and nobody; the agent times dp->apply(), which
 # returns only after reading the new set back from /proc (what the packet path consults).
 : >/tmp/bench.us

@@ -152,12 +152,13 @@ run_flows() {
   FLOWS_SUMMARY=$(echo "$out" | grep '^udp flows=' | sed 's/ PASS$//; s/ FAIL$//')
   FLOWS_DETAIL=$(echo "$out" | grep -v '^udp flows=' | head -n 10)
 }
-# flows DESCRIPTION HASH OWNER...: passes when every flow is answered by exactly the owner
-# CLUSTERIP's hash names (and unowned buckets by nobody), printing the figures.
-flows() {
-  desc=$1
-  shift
-  run_flows clusterip "$@"
+# flows_by KIND DESCRIPTION HASH OWNER...: passes when every flow is answered by exactly the
+# owner KIND's hash (clusterip or nftables) names, and unowned buckets by nobody, printing the
+# figures. flows and nft_flows name the kind.
+flows_by() {
+  kind=$1 desc=$2
+  shift 2
+  run_flows "$kind" "$@"
   if [ "$FLOWS_RC" = 0 ] && [ -n "$FLOWS_SUMMARY" ]; then
     pass "$desc: $FLOWS_SUMMARY"
   else
@@ -165,6 +166,8 @@ flows() {
 $FLOWS_DETAIL"
   fi
 }
+flows() { flows_by clusterip "$@"; }
+nft_flows() { flows_by nftables "$@"; }
 
 # --- the layout the rebalance names: `shoalctl plan` on the VM's cluster definition --------
 # plan_layout FILE [--drain NODE | --down NODE]: writes FILE, one line per bucket in bucket
