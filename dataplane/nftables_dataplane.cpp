@@ -225,9 +225,8 @@ Status NftablesDataplane::apply(const DesiredState& desired) {
     // The live element is not touched: an apply never extends the lease.
     const NftBatch batch = setContentsBatch(NFPROTO_INET, options_.ruleset.table, sets, next_seq_);
     next_seq_ = batch.last_acked_seq + 2;  // past the batch end
-    const std::optional<uint32_t> before = session_->generation();
     const Status sent = session_->send(batch);
-    noteCommit(before, sent.ok());
+    noteCommit(sent.ok());
     if (!sent)
       return Error{"bucket sets: " + sent.error().message};
     ++set_updates_;
@@ -319,22 +318,19 @@ Result<std::vector<std::string>> NftablesDataplane::ensureTcpLoose() {
 }
 
 Result<std::string> NftablesDataplane::runCommit(const std::string& script) {
-  const std::optional<uint32_t> before = session_->generation();
   auto done = session_->run(script);
-  noteCommit(before, done.ok());
+  noteCommit(done.ok());
   return done;
 }
 
-void NftablesDataplane::noteCommit(std::optional<uint32_t> before, bool committed) {
-  const std::optional<uint32_t> after = session_->generation();
-  // A successful run is one commit (an empty one commits nothing and is not counted), a failed
-  // one none. When exactly that happened since the rules were last found intact, nobody else
-  // touched them: they hold what was applied, so the next check need not list them.
-  const uint32_t ours = committed ? 1 : 0;
-  if (before && after && before == intact_generation_ && *after - *before == ours) {
-    intact_generation_ = after;
-  } else {
-    intact_generation_.reset();
+void NftablesDataplane::noteCommit(bool committed) {
+  // Each commit moves the kernel's ruleset generation by one. While the tables are known
+  // intact, count this node's own commits into the generation a check expects: if the kernel
+  // is there at the next check, nobody else committed since, and nothing needs listing. A
+  // commit that failed changed nothing. (A successful run that committed nothing, or a
+  // commit whose answer was lost, leaves the count off by one: the check lists once more.)
+  if (committed && intact_generation_) {
+    *intact_generation_ += 1;
   }
 }
 
@@ -437,9 +433,8 @@ Status NftablesDataplane::renew(Millis lease) {
   }
   const NftBatch& batch = live_renewal_.prepare(lease, next_seq_);
   next_seq_ += ElementRenewal::kMessages;
-  const std::optional<uint32_t> before = session_->generation();
   const Status sent = session_->send(batch);
-  noteCommit(before, sent.ok());  // a renewal is a commit of ours too
+  noteCommit(sent.ok());  // a renewal is a commit of ours too
   if (!sent)
     return Error{"lease renewal: " + sent.error().message};
   applied_->lease = lease;

@@ -95,9 +95,9 @@ class NftablesDataplane final : public Dataplane {
   /// Runs a script that changes the rules, keeping track of whether the kernel's rules are
   /// still known intact (intact_generation_) across this node's own commits.
   Result<std::string> runCommit(const std::string& script);
-  /// After a commit of this node's (a script or a renewal batch) that began when the
-  /// generation was `before`: keeps intact_generation_ if nobody else committed meanwhile.
-  void noteCommit(std::optional<uint32_t> before, bool committed);
+  /// After a commit of this node's (a script or a batch): counts it into the generation the
+  /// next check expects (intact_generation_), without asking the kernel.
+  void noteCommit(bool committed);
 
   std::unique_ptr<NftSession> session_;
   std::unique_ptr<VipAddresses> vips_;
@@ -109,8 +109,8 @@ class NftablesDataplane final : public Dataplane {
   /// When the live element written last expires (with a lease).
   std::chrono::steady_clock::time_point lease_expiry_{};
   std::vector<std::string> structure_;  ///< listings after the last rebuild, sets emptied
-  /// The ruleset generation at which the tables were known to hold what was applied: found
-  /// intact by a check, or changed since only by this object's own commits.
+  /// The ruleset generation at which the tables hold what was applied if nobody else has
+  /// committed: the one a check found them intact at, plus this object's own commits since.
   std::optional<uint32_t> intact_generation_;
   std::vector<std::string> warnings_;
   uint64_t repairs_total_ = 0;

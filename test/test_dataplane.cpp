@@ -101,7 +101,11 @@ class FakeSession final : public NftSession {
     foreign_commits_next_run = 0;
     return Ok{};
   }
-  std::optional<uint32_t> generation() override { return kernel_generation; }
+  std::optional<uint32_t> generation() override {
+    ++generation_queries;
+    return kernel_generation;
+  }
+  int generation_queries = 0;
   std::vector<std::string> scripts;
   std::vector<NftBatch> batches;
   bool fail_send = false;
@@ -481,9 +485,13 @@ TEST_CASE("drift: the node's own lease renewals do not make the tables be listed
   REQUIRE(rig.dp->apply(d).ok());
   REQUIRE(rig.dp->checkAndRepair()->repaired == 0);
   const int listed = rig.session->lists;
+  const int queries = rig.session->generation_queries;
   REQUIRE(rig.dp->renew(Millis{146}).ok());
   REQUIRE(rig.dp->renew(Millis{146}).ok());
+  // A renewal is one round trip: the batch and its acknowledgement, no generation query.
+  CHECK(rig.session->generation_queries == queries);
   REQUIRE(rig.dp->checkAndRepair().ok());
+  CHECK(rig.session->generation_queries == queries + 1);
   CHECK(rig.session->lists == listed);
   // Someone else's commit between two renewals does.
   *rig.session->kernel_generation += 1;
