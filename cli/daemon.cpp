@@ -31,6 +31,16 @@ namespace {
 
 constexpr Millis kDriftCheckInterval{2000};
 constexpr Millis kApplyRetry{200};
+// How often the heartbeat grid is put back on the wall clock (after a clock step).
+constexpr Millis kRealignInterval{10000};
+
+// Wall clock minus monotonic clock: Membership::alignRounds() with it puts the heartbeat
+// rounds on the wall clock's grid, the same on every node whose clock is synchronised.
+Duration wallClockOffset() {
+  const auto wall = std::chrono::system_clock::now().time_since_epoch();
+  const auto mono = std::chrono::steady_clock::now().time_since_epoch();
+  return std::chrono::duration_cast<Duration>(wall) - mono;
+}
 constexpr milliseconds kHookTimeout{10000};
 
 std::string joinErrors(const std::vector<ConfigError>& errors) {
@@ -240,6 +250,8 @@ void Daemon::start() {
     asio::post(io_, [this, r = std::move(r)]() mutable { onCheckResult(std::move(r)); });
   });
 
+  membership_->alignRounds(wallClockOffset());
+  next_realign_ = now + kRealignInterval;
   handle(membership_->start(now, saved));
   publishHealth();
 
@@ -313,7 +325,12 @@ void Daemon::onTimer() {
   if (leaving_) {
     return;
   }
-  handle(membership_->onTick(std::chrono::steady_clock::now()));
+  const TimePoint now = std::chrono::steady_clock::now();
+  if (now >= next_realign_) {
+    membership_->alignRounds(wallClockOffset());
+    next_realign_ = now + kRealignInterval;
+  }
+  handle(membership_->onTick(now));
 }
 
 void Daemon::keepLease(TimePoint now) {

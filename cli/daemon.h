@@ -112,6 +112,7 @@ class Daemon {
   ClusterDefinition def_;
   uint32_t self_;
   TimePoint started_;
+  TimePoint next_realign_{};  // when the heartbeat grid is next put on the wall clock
   std::unique_ptr<Membership> membership_;
   std::unique_ptr<UdpTransport> transport_;
   std::unique_ptr<dataplane::Dataplane> dataplane_;

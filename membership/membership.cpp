@@ -320,6 +320,21 @@ Output Membership::leave(TimePoint now) {
 
 // ---- time ---------------------------------------------------------------------------------
 
+TimePoint Membership::nextRound(TimePoint now) const {
+  const Duration interval = def_.timing.heartbeat_interval;
+  if (!round_offset_) {
+    const TimePoint next = next_heartbeat_ + interval;
+    return next > now ? next : now + interval;
+  }
+  // The first grid point after `now`: (t + offset) a whole multiple of the interval.
+  const Duration shifted = now.time_since_epoch() + *round_offset_;
+  Duration past = shifted % interval;
+  if (past < Duration::zero()) {
+    past += interval;
+  }
+  return now - past + interval;
+}
+
 void Membership::catchUp(TimePoint now) {
   if (!started_ || left_ || scheduled_ == TimePoint::max()) {
     return;
@@ -436,10 +451,7 @@ void Membership::tick(TimePoint now) {
 
   if (now >= next_heartbeat_) {
     heartbeatRound(now);
-    next_heartbeat_ += def_.timing.heartbeat_interval;
-    if (next_heartbeat_ <= now) {
-      next_heartbeat_ = now + def_.timing.heartbeat_interval;
-    }
+    next_heartbeat_ = nextRound(now);
   }
   if (!joined_ && now >= next_join_) {
     sendJoin();

@@ -4,9 +4,11 @@
 // unless a line says otherwise.
 //
 // Usage: bench_membership [--quick]   (--quick: one simulated minute instead of an hour)
+// Detection and the default-profile soaks run twice: with each node's heartbeat rounds
+// following its own start, and with the rounds aligned on one grid as shoald sends them.
 //        bench_membership --soak N SECONDS   (only the default-profile soak of condition N,
 //                                             0..3, for SECONDS simulated seconds)
-// The four hour-long default-profile runs dominate: each delivers some 43 million datagrams
+// The eight hour-long default-profile runs dominate: each delivers some 43 million datagrams
 // and seals and verifies about 3 million (HMAC-SHA256; the simulator opens a heartbeat sent
 // to all peers once for all its receivers), 7-14 s of wall time each on a 2-core machine.
 
@@ -24,16 +26,22 @@ using namespace shoal::sim;
 
 namespace {
 
-void printDetection(const char* name, const TimingProfile& t, int crashes, uint64_t seed) {
+const char* label(Rounds rounds) {
+  return rounds == Rounds::Aligned ? "aligned" : "free";
+}
+
+void printDetection(const char* name, const TimingProfile& t, int crashes, uint64_t seed,
+                    Rounds rounds) {
   const auto start = std::chrono::steady_clock::now();
-  const DetectionResult r = measureDetection(t, 16, 2, crashes, seed);
+  const DetectionResult r = measureDetection(t, 16, 2, crashes, seed, rounds);
   const double wall =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf(
-      "crash detection, %-7s (heartbeat %lld ms, suspect %lld ms, suspicion %lld ms): "
+      "crash detection, %-7s, rounds %-7s (heartbeat %lld ms, suspect %lld ms, suspicion %lld "
+      "ms): "
       "p50 %.1f ms, p99 %.1f ms, max %.1f ms over %zu survivor detections of %d crashes; "
       "missed %llu, false deaths %llu; convergence p99 %.1f ms (%.1f s wall)\n",
-      name, static_cast<long long>(t.heartbeat_interval.count()),
+      name, label(rounds), static_cast<long long>(t.heartbeat_interval.count()),
       static_cast<long long>(t.suspect_after.count()),
       static_cast<long long>(t.suspicion_timeout.count()), percentile(r.detection_ms, 0.5),
       percentile(r.detection_ms, 0.99), percentile(r.detection_ms, 1.0), r.detection_ms.size(),
@@ -41,12 +49,14 @@ void printDetection(const char* name, const TimingProfile& t, int crashes, uint6
       static_cast<unsigned long long>(r.false_deaths), percentile(r.convergence_ms, 0.99), wall);
 }
 
-void printSoak(const char* name, const TimingProfile& t, Adversity a, Duration d, uint64_t seed) {
-  const SoakResult r = soak(t, 16, a, d, seed);
+void printSoak(const char* name, const TimingProfile& t, Adversity a, Duration d, uint64_t seed,
+               Rounds rounds = Rounds::Free) {
+  const SoakResult r = soak(t, 16, a, d, seed, rounds);
   std::printf(
-      "no false death, %-7s, %-52s: %.0f simulated s, false deaths %llu, suspicions %llu, "
-      "refutations %llu, probes %llu, convergence p99 %.1f ms (%.1f s wall; trace %016llx)\n",
-      name, toString(a), std::chrono::duration<double>(d).count(),
+      "no false death, %-7s, rounds %-7s, %-52s: %.0f simulated s, false deaths %llu, "
+      "suspicions %llu, refutations %llu, probes %llu, convergence p99 %.1f ms (%.1f s wall; "
+      "trace %016llx)\n",
+      name, label(rounds), toString(a), std::chrono::duration<double>(d).count(),
       static_cast<unsigned long long>(r.false_deaths),
       static_cast<unsigned long long>(r.suspicions), static_cast<unsigned long long>(r.refutations),
       static_cast<unsigned long long>(r.probes), percentile(r.convergence_ms, 0.99),
@@ -78,8 +88,12 @@ int main(int argc, char** argv) {
       quick ? Duration(std::chrono::minutes(1)) : Duration(std::chrono::hours(1));
 
   std::printf("== membership figures (simulation; 16 nodes, 2 links, 1 ms delay unless said)\n");
-  printDetection("default", def, 60, 1);
-  printDetection("fast", fast, 40, 2);
+  // Free: each node's rounds follow its start; aligned: on one grid with clock errors of up to
+  // 1 ms, as shoald sends them (Membership::alignRounds).
+  printDetection("default", def, 60, 1, Rounds::Free);
+  printDetection("fast", fast, 40, 2, Rounds::Free);
+  printDetection("default", def, 60, 5, Rounds::Aligned);
+  printDetection("fast", fast, 40, 6, Rounds::Aligned);
 
   const std::vector<double> changes = measureChangeConvergence(def, 16, 200, 3);
   std::printf(
@@ -97,6 +111,10 @@ int main(int argc, char** argv) {
   for (Adversity a :
        {Adversity::Loss5, Adversity::OneLinkDown, Adversity::Loss10Jitter20, Adversity::Stall3}) {
     printSoak("default", def, a, soak_time, 10 + static_cast<uint64_t>(a));
+  }
+  for (Adversity a :
+       {Adversity::Loss5, Adversity::OneLinkDown, Adversity::Loss10Jitter20, Adversity::Stall3}) {
+    printSoak("default", def, a, soak_time, 40 + static_cast<uint64_t>(a), Rounds::Aligned);
   }
   for (Adversity a :
        {Adversity::Loss5, Adversity::OneLinkDown, Adversity::Loss10Jitter20, Adversity::Stall3}) {

@@ -546,6 +546,69 @@ TEST_CASE("the core asks to be woken no later than its next heartbeat") {
   }
 }
 
+TEST_CASE("aligned heartbeat rounds fall on the grid of the offset, whenever a node starts") {
+  // Node 0 starts at t0 + 3 ms, node 1 at t0 + 17 ms, both on the grid of offset 7 ms: after
+  // its first round (at start), each sends when t + 7 ms is a multiple of 40 ms, so both send
+  // together. Node 2 is not aligned: its rounds follow its start.
+  Harness h(3);
+  const Duration offset = milliseconds(7);
+  const Duration interval = h.def.timing.heartbeat_interval;
+  h.cores[0]->alignRounds(offset);
+  h.cores[1]->alignRounds(offset);
+  const TimePoint starts[3] = {t0 + milliseconds(3), t0 + milliseconds(17), t0 + milliseconds(5)};
+  std::vector<std::vector<TimePoint>> rounds(3);
+  std::vector<uint64_t> sent(3, 0);
+  for (TimePoint now = t0; now < t0 + milliseconds(400); now += milliseconds(1)) {
+    for (uint32_t i = 0; i < 3; ++i) {
+      if (now == starts[i]) {
+        h.take(i, h.cores[i]->start(now));
+      }
+    }
+    h.run(now, now);
+    for (uint32_t i = 0; i < 3; ++i) {
+      const uint64_t hb = h.cores[i]->counters().heartbeats_sent;
+      if (hb != sent[i]) {
+        rounds[i].push_back(now);
+        sent[i] = hb;
+      }
+    }
+  }
+  for (uint32_t i = 0; i < 3; ++i) {
+    REQUIRE(rounds[i].size() >= 9);
+    CHECK(rounds[i][0] == starts[i]);
+  }
+  for (uint32_t i = 0; i < 2; ++i) {
+    for (std::size_t k = 1; k < rounds[i].size(); ++k) {
+      CHECK((rounds[i][k].time_since_epoch() + offset) % interval == Duration::zero());
+      CHECK(rounds[i][k] - rounds[i][k - 1] <= interval);
+    }
+  }
+  CHECK(rounds[0].back() == rounds[1].back());
+  for (std::size_t k = 1; k < rounds[2].size(); ++k) {
+    CHECK(rounds[2][k] - rounds[2][k - 1] == interval);
+  }
+  CHECK((rounds[2].back() - starts[2]) % interval == Duration::zero());
+
+  // A new offset (the wall clock was stepped) moves the grid; no gap grows beyond an interval.
+  const TimePoint before = rounds[0].back();
+  h.cores[0]->alignRounds(milliseconds(31));
+  std::vector<TimePoint> moved;
+  for (TimePoint now = t0 + milliseconds(400); now < t0 + milliseconds(600);
+       now += milliseconds(1)) {
+    h.run(now, now);
+    const uint64_t hb = h.cores[0]->counters().heartbeats_sent;
+    if (hb != sent[0]) {
+      moved.push_back(now);
+      sent[0] = hb;
+    }
+  }
+  REQUIRE(moved.size() >= 4);
+  CHECK(moved[0] - before <= interval);
+  for (std::size_t k = 1; k < moved.size(); ++k) {
+    CHECK((moved[k].time_since_epoch() + milliseconds(31)) % interval == Duration::zero());
+  }
+}
+
 TEST_CASE("a stalled node does not accuse its peers when it wakes up") {
   Harness h(3);
   h.startAll(t0);

@@ -18,6 +18,12 @@ Duration interval(const TimingProfile& t) {
   return std::chrono::duration_cast<Duration>(t.heartbeat_interval);
 }
 
+void setRounds(SimCluster& sim, Rounds rounds) {
+  if (rounds == Rounds::Aligned) {
+    sim.alignRounds(milliseconds(1));
+  }
+}
+
 }  // namespace
 
 double percentile(std::vector<double> values, double q) {
@@ -45,8 +51,9 @@ const char* toString(Adversity adversity) {
 }
 
 DetectionResult measureDetection(const TimingProfile& timing, std::size_t nodes, std::size_t links,
-                                 int crashes, uint64_t seed) {
+                                 int crashes, uint64_t seed, Rounds rounds) {
   SimCluster sim(makeDefinition(nodes, links, timing), seed);
+  setRounds(sim, rounds);
   Rng rng(seed ^ 0x5eedULL);
   DetectionResult result;
   std::vector<TimePoint> dead_at(nodes, TimePoint::max());
@@ -97,9 +104,10 @@ DetectionResult measureDetection(const TimingProfile& timing, std::size_t nodes,
 }
 
 SoakResult soak(const TimingProfile& timing, std::size_t nodes, Adversity adversity,
-                Duration duration, uint64_t seed) {
+                Duration duration, uint64_t seed, Rounds rounds) {
   const auto wall_start = std::chrono::steady_clock::now();
   SimCluster sim(makeDefinition(nodes, 2, timing), seed);
+  setRounds(sim, rounds);
   SoakResult result;
   sim.setObserver([&](const Observed& o) {
     if (o.event.kind == Event::Kind::MemberChanged && o.event.state == MemberState::Dead) {
@@ -163,8 +171,9 @@ SoakResult soak(const TimingProfile& timing, std::size_t nodes, Adversity advers
 }
 
 CostResult measureCost(const TimingProfile& timing, std::size_t nodes, std::size_t links,
-                       double seconds, uint64_t seed) {
+                       double seconds, uint64_t seed, Rounds rounds) {
   SimCluster sim(makeDefinition(nodes, links, timing), seed);
+  setRounds(sim, rounds);
   sim.startAll();
   sim.runFor(milliseconds(2000));
   sim.resetStats();

@@ -13,6 +13,12 @@ namespace shoal::sim {
 /// Value at quantile q (0..1) of `values` (nearest rank); 0 for an empty list.
 double percentile(std::vector<double> values, double q);
 
+/// When the simulated nodes send their heartbeat rounds.
+enum class Rounds {
+  Free,     ///< each node's rounds follow its own start (clocks not synchronised)
+  Aligned,  ///< on one grid, as shoald does, with clock errors of up to 1 ms (NTP on a LAN)
+};
+
 /// Crash detection: times from a crash to each survivor declaring the crashed node dead.
 struct DetectionResult {
   std::vector<double> detection_ms;    ///< one per survivor and crash
@@ -24,7 +30,7 @@ struct DetectionResult {
 /// Crashes one node at a time (`crashes` times, at a random phase of the heartbeat), restarts
 /// it after a second, on a cluster of `nodes` nodes with `links` links of 1 ms delay.
 DetectionResult measureDetection(const TimingProfile& timing, std::size_t nodes, std::size_t links,
-                                 int crashes, uint64_t seed);
+                                 int crashes, uint64_t seed, Rounds rounds = Rounds::Free);
 
 /// The adverse conditions under which no node may be declared dead.
 enum class Adversity {
@@ -48,7 +54,7 @@ struct SoakResult {
 
 /// Runs `nodes` nodes (two links, 1 ms delay) for `duration` of virtual time under `adversity`.
 SoakResult soak(const TimingProfile& timing, std::size_t nodes, Adversity adversity,
-                Duration duration, uint64_t seed);
+                Duration duration, uint64_t seed, Rounds rounds = Rounds::Free);
 
 /// Cost of one node in steady state.
 struct CostResult {
@@ -59,7 +65,7 @@ struct CostResult {
 
 /// Measures CostResult over `seconds` of virtual time after a warm-up.
 CostResult measureCost(const TimingProfile& timing, std::size_t nodes, std::size_t links,
-                       double seconds, uint64_t seed);
+                       double seconds, uint64_t seed, Rounds rounds = Rounds::Free);
 
 /// Drain and health changes: every episode until all nodes agree, in milliseconds.
 std::vector<double> measureChangeConvergence(const TimingProfile& timing, std::size_t nodes,

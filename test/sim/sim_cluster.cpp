@@ -317,6 +317,14 @@ void SimCluster::resume(uint32_t node) {
   checkAgreement();
 }
 
+void SimCluster::alignRounds(Duration clock_error) {
+  round_offsets_.assign(nodes_.size(), std::nullopt);
+  for (auto& offset : round_offsets_) {
+    offset = Duration(static_cast<Duration::rep>(
+        rng_.below(static_cast<uint64_t>(clock_error.count()) + 1)));
+  }
+}
+
 void SimCluster::startAll() {
   const auto interval = std::chrono::duration_cast<Duration>(def_.timing.heartbeat_interval);
   for (uint32_t i = 0; i < nodes_.size(); ++i) {
@@ -339,6 +347,9 @@ void SimCluster::start(uint32_t node) {
   n.inbox.clear();
   n.core =
       std::make_unique<Membership>(def_, node, keys_, n.boots, mix(seed_, node * 1000 + n.boots));
+  if (node < round_offsets_.size() && round_offsets_[node]) {
+    n.core->alignRounds(*round_offsets_[node]);
+  }
   n.running = true;
   DrainSnapshot saved;
   if (!n.state_file.empty()) {

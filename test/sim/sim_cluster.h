@@ -69,6 +69,11 @@ class SimCluster {
   /// Restores every path to the per-link conditions set with setLink().
   void heal();
 
+  /// Makes every node started from now on put its heartbeat rounds on one grid
+  /// (Membership::alignRounds), as daemons with synchronised wall clocks do: each node's clock
+  /// is off by a fixed error drawn uniformly from [0, clock_error]. Without a call, each
+  /// node's rounds follow its start.
+  void alignRounds(Duration clock_error);
   /// Starts every node, each at a random moment within one heartbeat interval from now (as
   /// real daemons never start in lockstep).
   void startAll();
@@ -150,6 +155,7 @@ class SimCluster {
   ClusterDefinition def_;
   Keyring keys_;
   Rng rng_;
+  std::vector<std::optional<Duration>> round_offsets_;  // per node; none: rounds not aligned
   uint64_t seed_;
   TimePoint now_{};
   uint64_t sequence_ = 0;
