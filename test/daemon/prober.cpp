@@ -13,6 +13,14 @@
 //   when the node's greeting arrives, fails on reset or after 5 s. Reports failures and the
 //   slowest request (a SYN dropped during a hand-off is retransmitted after 1 s).
 //
+//   prober listen --bind ADDR --port P --duration-ms D [--grid-ms G]
+//
+// listen: receives datagrams on ADDR:P for D ms (a node's heartbeat address while its
+//   shoald is down: the peers keep sending to it) and reports, for the wall-clock time each
+//   arrived, how far past a whole multiple of G ms it was: median and p90 of that phase.
+//   Heartbeat rounds aligned to the wall clock arrive just past the grid; unaligned ones
+//   are spread over the whole interval (a median near G / 2).
+//
 // Output, last line machine-readable:
 //   RESULT mode=udp requests=N answered=A lost=L duplicates=D max_outage_ms=X outages=K ...
 
@@ -28,9 +36,11 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -297,8 +307,52 @@ int runTcp(const Options& o) {
 int usage() {
   std::fprintf(stderr,
                "usage: prober udp|tcp --vip ADDR --port P --sources FIRST+COUNT "
-               "[--interval-ms 10] [--duration-ms D]\n");
+               "[--interval-ms 10] [--duration-ms D]\n"
+               "       prober listen --bind ADDR --port P --duration-ms D [--grid-ms 40]\n");
   return 2;
+}
+
+// The listen mode: phases of arrival against the wall clock's grid of `grid_ms`.
+int runListen(const shoal::IpAddress& bind, uint16_t port, long duration_ms, long grid_ms) {
+  socklen_t len = 0;
+  const sockaddr_storage ss = toSockaddr(bind, port, len);
+  const int fd = ::socket(ss.ss_family, SOCK_DGRAM, 0);
+  if (fd < 0 || ::bind(fd, reinterpret_cast<const sockaddr*>(&ss), len) != 0) {
+    std::fprintf(stderr, "prober: cannot bind %s:%u: %s\n", bind.toString().c_str(),
+                 static_cast<unsigned>(port), std::strerror(errno));
+    return 1;
+  }
+  const auto end = Clock::now() + std::chrono::milliseconds(duration_ms);
+  const int64_t grid_ns = grid_ms * 1000000;
+  std::vector<double> phases;
+  std::vector<char> buffer(65536);
+  while (!g_stop && Clock::now() < end) {
+    pollfd p{fd, POLLIN, 0};
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(end - Clock::now()).count();
+    if (::poll(&p, 1, static_cast<int>(std::max<int64_t>(1, left))) <= 0) {
+      continue;
+    }
+    if (::recv(fd, buffer.data(), buffer.size(), 0) < 0) {
+      continue;
+    }
+    const int64_t wall = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+    phases.push_back(static_cast<double>(wall % grid_ns) / 1e6);
+  }
+  ::close(fd);
+  std::sort(phases.begin(), phases.end());
+  auto at = [&](double q) {
+    if (phases.empty()) {
+      return -1.0;
+    }
+    const auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(phases.size())));
+    return phases[std::min(phases.size() - 1, rank == 0 ? 0 : rank - 1)];
+  };
+  std::printf("RESULT mode=listen datagrams=%zu grid_ms=%ld median_phase_ms=%.2f p90_phase_ms=%.2f\n",
+              phases.size(), grid_ms, at(0.5), at(0.9));
+  return 0;
 }
 
 }  // namespace
@@ -309,6 +363,33 @@ int main(int argc, char** argv) {
   }
   Options o;
   const std::string mode = argv[1];
+  if (mode == "listen") {
+    std::optional<shoal::IpAddress> bind;
+    long port = 0;
+    long duration_ms = 0;
+    long grid_ms = 40;
+    for (int i = 2; i + 1 < argc; i += 2) {
+      const std::string k = argv[i];
+      const std::string v = argv[i + 1];
+      if (k == "--bind") {
+        bind = shoal::IpAddress::parse(v);
+      } else if (k == "--port") {
+        port = std::strtol(v.c_str(), nullptr, 10);
+      } else if (k == "--duration-ms") {
+        duration_ms = std::strtol(v.c_str(), nullptr, 10);
+      } else if (k == "--grid-ms") {
+        grid_ms = std::strtol(v.c_str(), nullptr, 10);
+      } else {
+        return usage();
+      }
+    }
+    if (!bind || port <= 0 || port > 65535 || duration_ms <= 0 || grid_ms <= 0) {
+      return usage();
+    }
+    std::signal(SIGTERM, [](int) { g_stop = 1; });
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);
+    return runListen(*bind, static_cast<uint16_t>(port), duration_ms, grid_ms);
+  }
   if (mode != "udp" && mode != "tcp") {
     return usage();
   }

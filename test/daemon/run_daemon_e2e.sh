@@ -168,6 +168,16 @@ echo "node crash of n2: $r"
 expect "node crash: survivors answer all buckets afterwards" \
   test "$(ctl 1 status --json | jq '[.services[0].owners[] | select(. == "n1" or . == "n3")] | length')" = 16
 expect "node crash: outage under 1 s" test "$(result_field "$r" max_outage_ms)" -lt 1000
+# The survivors keep sending heartbeats to n2's address: their rounds sit on the wall clock's
+# 40 ms grid (default profile), so they arrive just past it, not spread over the interval.
+cport=$(sed -n 's/^port: *//p' "$WORK/cluster.yaml"); cport=${cport:-7400}
+r=$(in_ns n2 "$PROBER" listen --bind 10.51.0.2 --port "$cport" --duration-ms 2000 --grid-ms 40)
+echo "heartbeats to the crashed n2's address: $r"
+expect "survivors' heartbeat rounds are aligned: over 50 heartbeats in 2 s" \
+  test "$(result_field "$r" datagrams)" -gt 50
+expect "survivors' heartbeat rounds are aligned: median arrival within 5 ms past the grid" \
+  awk -v m="$(sed -n 's/.* median_phase_ms=\([0-9.]*\).*/\1/p' <<<"$r")" \
+  'BEGIN { exit !(m != "" && m >= 0 && m <= 5) }'
 in_ns n2 ip link set lan0 up
 start_node 2
 wait_converged 1 3 15 || fail "n2 rejoins"
