@@ -897,6 +897,10 @@ control::Status Daemon::buildStatus() const {
   s.set_dataplane(dataplane_->name());
   s.set_partition_policy(toString(def_.partition_policy));
   s.set_timing_profile(def_.timing.name);
+  for (std::size_t l = 0; l < def_.nodes[self_].addresses.size(); ++l) {
+    const IpAddress* group = def_.heartbeatGroup(l);
+    s.add_heartbeat_links(group != nullptr ? "multicast " + group->toString() : "unicast");
+  }
   s.set_quorum(last_.quorum);
   s.set_uptime_ms(static_cast<uint64_t>(msSince(now, started_)));
 

@@ -4,7 +4,9 @@
 // core/fingerprint.h digests the parts that must be identical on all nodes.
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -113,9 +115,19 @@ struct ClusterDefinition {
   /// by IANA, above the privileged range and below the ephemeral range (32768+), so no
   /// outgoing connection of the host is ever given it by chance.
   uint16_t port = 7400;
+  /// Per heartbeat link, the multicast group its heartbeats go to, or nullopt for unicast to
+  /// each peer (the default). Empty when the file sets none. Only the heartbeats of a round
+  /// use the group: probes, acks and claims stay unicast. Every node must agree (it is part
+  /// of the fingerprint): a node that sends to a group its peers have not joined is not heard.
+  std::vector<std::optional<IpAddress>> heartbeat_groups;
 
   /// Index of the node called `name`, or -1.
   int nodeIndex(const std::string& node_name) const;
+  /// The multicast group of heartbeat link `link`, or nullptr if that link is unicast.
+  const IpAddress* heartbeatGroup(std::size_t link) const {
+    return link < heartbeat_groups.size() && heartbeat_groups[link] ? &*heartbeat_groups[link]
+                                                                    : nullptr;
+  }
 };
 
 const char* toString(HashMode mode);

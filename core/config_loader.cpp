@@ -415,6 +415,8 @@ class Validator {
   std::vector<Service> checkServices(const Fields& root, const std::string& cluster_name,
                                      Backend backend);
   std::vector<Node> checkNodes(const Fields& root);
+  std::vector<std::optional<IpAddress>> checkHeartbeatMulticast(const Fields& root,
+                                                                const std::vector<Node>& nodes);
   std::vector<HealthCheck> checkHealthChecks(const Fields& root);
   std::vector<std::string> checkNotifyHooks(const Fields& root);
   void checkAddressesUnique();
@@ -866,6 +868,118 @@ std::vector<Node> Validator::checkNodes(const Fields& root) {
   return nodes;
 }
 
+// A group that every host (or every router) of a link joins anyway: heartbeats sent to it
+// would reach every machine on the link, not only the cluster's nodes.
+bool isAllNodesGroup(const IpAddress& g) {
+  if (g.isV4()) {
+    return g.bytes[0] == 224 && g.bytes[1] == 0 && g.bytes[2] == 0 && g.bytes[3] <= 2;
+  }
+  const bool low_is_one_or_two = std::all_of(g.bytes.begin() + 2, g.bytes.begin() + 15,
+                                             [](uint8_t b) { return b == 0; }) &&
+                                 (g.bytes[15] == 1 || g.bytes[15] == 2);
+  return low_is_one_or_two;
+}
+
+std::vector<std::optional<IpAddress>> Validator::checkHeartbeatMulticast(
+    const Fields& root, const std::vector<Node>& nodes) {
+  const std::string expected =
+      "a list with one entry per heartbeat link, each a multicast group or off, e.g. "
+      "[239.192.74.1, off]";
+  const auto items = listField(root, "heartbeat_multicast", false, expected);
+  if (items.empty()) {
+    return {};
+  }
+  // The link layout comes from the nodes; when no node has a valid one there is nothing to
+  // check the entries against (the nodes' own errors are reported).
+  const Node* ref = nullptr;
+  for (const Node& n : nodes) {
+    if (!n.addresses.empty() && (ref == nullptr || n.addresses.size() > ref->addresses.size())) {
+      ref = &n;
+    }
+  }
+  if (ref != nullptr && items.size() != ref->addresses.size()) {
+    report(root.value("heartbeat_multicast"), "heartbeat_multicast",
+           "has " + std::to_string(items.size()) + " entries but the nodes have " +
+               std::to_string(ref->addresses.size()) +
+               " heartbeat link(s); expected one entry per link, in the order of the nodes' "
+               "addresses (a multicast group, or off for unicast)");
+    return {};
+  }
+  std::vector<std::optional<IpAddress>> groups;
+  std::map<IpAddress, std::size_t> seen;
+  for (std::size_t j = 0; j < items.size(); ++j) {
+    const std::string field = indexed("heartbeat_multicast", j);
+    const YNode* v = items[j];
+    groups.emplace_back();
+    if (v->kind != YNode::Kind::Scalar) {
+      report(v, field, "expected a multicast group or off, got " + std::string(kindName(v)));
+      continue;
+    }
+    if (v->value == "off") {
+      continue;
+    }
+    const auto g = IpAddress::parse(v->value);
+    if (!g) {
+      report(v, field, "expected a multicast group address or off, got " + quote(v->value));
+      continue;
+    }
+    const bool multicast = g->isV4() ? (g->bytes[0] >= 224 && g->bytes[0] <= 239)
+                                     : g->bytes[0] == 0xff;
+    if (!multicast) {
+      report(v, field,
+             "expected a multicast group (224.0.0.0/4 or ff00::/8), got " + g->toString() +
+                 "; write off for unicast heartbeats on this link");
+      continue;
+    }
+    if (isAllNodesGroup(*g)) {
+      report(v, field,
+             g->toString() + " is joined by every host or router on the link; choose a group of "
+                             "the cluster's own, e.g. 239.192.x.y (IPv4) or ff12::x (IPv6)");
+      continue;
+    }
+    if (!g->isV4() && (g->bytes[1] & 0x0f) < 2) {
+      report(v, field,
+             g->toString() + " has a scope smaller than link-local (ff01::/16 never leaves the "
+                             "host); use ff02::/16 or wider");
+      continue;
+    }
+    if (ref != nullptr) {
+      const IpAddress& own = ref->addresses[j];
+      if (own.isV4() != g->isV4()) {
+        report(v, field,
+               "link " + std::to_string(j) + " is " + (own.isV4() ? "IPv4" : "IPv6") +
+                   " but the group " + g->toString() + " is " + (g->isV4() ? "IPv4" : "IPv6") +
+                   "; a link's group has the family of its addresses");
+        continue;
+      }
+      const bool loopback = std::any_of(nodes.begin(), nodes.end(), [&](const Node& n) {
+        if (j >= n.addresses.size()) {
+          return false;
+        }
+        const IpAddress& a = n.addresses[j];
+        return a.isV4() ? a.bytes[0] == 127 : a == *IpAddress::parse("::1");
+      });
+      if (loopback) {
+        report(v, field,
+               "link " + std::to_string(j) +
+                   " uses loopback addresses, which carry no multicast; write off for it");
+        continue;
+      }
+    }
+    if (auto [it, inserted] = seen.emplace(*g, j); !inserted) {
+      report(v, field,
+             "the group " + g->toString() + " is already used by link " +
+                 std::to_string(it->second) + "; every link needs a group of its own");
+      continue;
+    }
+    groups.back() = *g;
+  }
+  if (std::none_of(groups.begin(), groups.end(), [](const auto& g) { return g.has_value(); })) {
+    return {};
+  }
+  return groups;
+}
+
 std::vector<HealthCheck> Validator::checkHealthChecks(const Fields& root) {
   std::vector<HealthCheck> checks;
   if (root.value("health_checks") == nullptr ||
@@ -1036,8 +1150,8 @@ std::optional<ClusterDefinition> Validator::validate(const YNode* root,
   }
   const Fields f = checkMap(root, "",
                             {"cluster", "key_file", "port", "dataplane", "partition_policy",
-                             "timing", "services", "nodes", "health_checks",
-                             "health_hold_down_ms", "notify_hooks"},
+                             "timing", "services", "nodes", "heartbeat_multicast",
+                             "health_checks", "health_hold_down_ms", "notify_hooks"},
                             "a cluster definition with cluster, key_file, services and nodes");
   if (!f.is_map) {
     return std::nullopt;
@@ -1072,6 +1186,7 @@ std::optional<ClusterDefinition> Validator::validate(const YNode* root,
   def.services = checkServices(f, def.name, def.backend);
   def.nodes = checkNodes(f);
   checkAddressesUnique();
+  def.heartbeat_groups = checkHeartbeatMulticast(f, def.nodes);
   def.health_checks = checkHealthChecks(f);
   if (auto v = integerField(f, "health_hold_down_ms", 0, 3600000, "ms")) {
     def.health_hold_down = Millis{static_cast<int64_t>(*v)};

@@ -84,6 +84,18 @@ std::array<uint8_t, 32> clusterFingerprint(const ClusterDefinition& def) {
     }
     e.u32(n.weight);
   }
+  // Only when some link uses multicast, so that unicast clusters keep the fingerprint they had
+  // before the option existed (the node list above is length-prefixed: no ambiguity).
+  if (!def.heartbeat_groups.empty()) {
+    e.str("heartbeat-multicast");
+    e.u64(def.heartbeat_groups.size());
+    for (const auto& g : def.heartbeat_groups) {
+      e.u8(g ? 1 : 0);
+      if (g) {
+        e.ip(*g);
+      }
+    }
+  }
   std::array<uint8_t, 32> digest{};
   unsigned int len = 0;
   // SHA-256 cannot fail on in-memory input; a failure here means a broken OpenSSL.

@@ -7,9 +7,11 @@
 #include <sys/uio.h>
 
 #include <boost/asio/buffer.hpp>
+#include <boost/asio/ip/multicast.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 #include "core/wire_codec.h"
 
@@ -18,12 +20,23 @@ namespace shoal {
 namespace asio = boost::asio;
 using asio::ip::udp;
 
-struct UdpTransport::Link {
-  explicit Link(asio::io_context& io) : socket(io) {}
+struct UdpTransport::Receiver {
+  explicit Receiver(asio::io_context& io) : socket(io) {}
   udp::socket socket;
   udp::endpoint from;
   // One byte more than the largest datagram shoal accepts, so an oversized one is noticed.
   std::array<uint8_t, 65536> buffer{};
+};
+
+struct UdpTransport::Link {
+  explicit Link(asio::io_context& io) : unicast(io) {}
+  // Bound to this node's address on the link: sends everything, receives unicast.
+  Receiver unicast;
+  // On a multicast link: bound to the group, receives the peers' heartbeats.
+  std::unique_ptr<Receiver> group;
+  // On a multicast link: where a round's heartbeats go (the group and the port).
+  std::optional<udp::endpoint> group_endpoint;
+  Receiver& receiver(bool from_group) { return from_group ? *group : unicast; }
 };
 
 asio::ip::address toAsio(const IpAddress& address) {
@@ -59,23 +72,36 @@ bool isLinkLocal(const IpAddress& address) {
 }
 
 // The index of the interface that holds `address` on this host, 0 if none does.
-unsigned scopeOf(const IpAddress& address) {
+unsigned interfaceOf(const IpAddress& address) {
   ifaddrs* list = nullptr;
   if (::getifaddrs(&list) != 0) {
     return 0;
   }
-  unsigned scope = 0;
-  for (const ifaddrs* i = list; i != nullptr && scope == 0; i = i->ifa_next) {
-    if (i->ifa_addr == nullptr || i->ifa_addr->sa_family != AF_INET6) {
+  unsigned index = 0;
+  for (const ifaddrs* i = list; i != nullptr && index == 0; i = i->ifa_next) {
+    if (i->ifa_addr == nullptr) {
       continue;
     }
-    const auto* a = reinterpret_cast<const sockaddr_in6*>(i->ifa_addr);
-    if (std::memcmp(a->sin6_addr.s6_addr, address.bytes.data(), 16) == 0) {
-      scope = a->sin6_scope_id != 0 ? a->sin6_scope_id : ::if_nametoindex(i->ifa_name);
+    if (address.isV4() && i->ifa_addr->sa_family == AF_INET) {
+      const auto* a = reinterpret_cast<const sockaddr_in*>(i->ifa_addr);
+      if (std::memcmp(&a->sin_addr, address.bytes.data(), 4) == 0) {
+        index = ::if_nametoindex(i->ifa_name);
+      }
+    } else if (!address.isV4() && i->ifa_addr->sa_family == AF_INET6) {
+      const auto* a = reinterpret_cast<const sockaddr_in6*>(i->ifa_addr);
+      if (std::memcmp(a->sin6_addr.s6_addr, address.bytes.data(), 16) == 0) {
+        index = a->sin6_scope_id != 0 ? a->sin6_scope_id : ::if_nametoindex(i->ifa_name);
+      }
     }
   }
   ::freeifaddrs(list);
-  return scope;
+  return index;
+}
+
+// An IPv6 group of interface- or link-local scope (ff01::/16, ff02::/16) means something only
+// together with an interface, like a link-local address.
+bool groupNeedsScope(const IpAddress& group) {
+  return !group.isV4() && (group.bytes[1] & 0x0f) <= 2;
 }
 
 }  // namespace
@@ -117,29 +143,106 @@ Result<std::unique_ptr<UdpTransport>> UdpTransport::open(asio::io_context& io,
       local = t->peers_[self * t->link_count_ + l];
     }
     boost::system::error_code ec;
-    link->socket.open(local.protocol(), ec);
+    link->unicast.socket.open(local.protocol(), ec);
     if (!ec && !local.address().is_v4()) {
       // Only IPv6 on an IPv6 socket: the link's address family is fixed by the definition.
-      link->socket.set_option(asio::ip::v6_only(true), ec);
+      link->unicast.socket.set_option(asio::ip::v6_only(true), ec);
     }
     if (ec) {
       return Error{where + "cannot open a UDP socket for " + what + ": " + ec.message()};
     }
-    link->socket.bind(local, ec);
+    link->unicast.socket.bind(local, ec);
     if (ec) {
       return Error{where + "cannot bind " + what + ": " + ec.message() +
                    " (is the address configured on this host, and the port free?)"};
     }
-    link->socket.non_blocking(true, ec);
+    link->unicast.socket.non_blocking(true, ec);
     if (ec) {
       return Error{where + "cannot make the socket of " + what + " non-blocking: " + ec.message()};
+    }
+    if (const IpAddress* group = def.heartbeatGroup(l)) {
+      if (Status joined = joinGroup(io, *link, me.addresses[l], *group, def.port); !joined.ok()) {
+        return Error{where + joined.error().message};
+      }
     }
     t->links_.push_back(std::move(link));
   }
   for (std::size_t l = 0; l < t->links_.size(); ++l) {
-    t->receiveNext(l);
+    t->receiveNext(l, false);
+    if (t->links_[l]->group) {
+      t->receiveNext(l, true);
+    }
   }
   return t;
+}
+
+Status UdpTransport::joinGroup(asio::io_context& io, Link& link, const IpAddress& own,
+                               const IpAddress& group, uint16_t port) {
+  // The group is joined on, and sent out of, the interface that holds this node's address on
+  // the link; the datagrams keep that address as their source, so peers tell the sender by
+  // its address exactly as with unicast.
+  const std::string name = "multicast group " + group.toString();
+  const unsigned ifindex = interfaceOf(own);
+  if (ifindex == 0) {
+    return Error{"no interface of this host has the address " + own.toString() + " (needed for " +
+                 name + ")"};
+  }
+  char ifname[IF_NAMESIZE] = {};
+  const std::string on =
+      std::string(" on ") + (::if_indextoname(ifindex, ifname) != nullptr ? ifname : "?");
+  udp::endpoint to(toAsio(group), port);
+  if (groupNeedsScope(group)) {
+    asio::ip::address_v6 scoped = to.address().to_v6();
+    scoped.scope_id(ifindex);
+    to.address(scoped);
+  }
+  boost::system::error_code ec;
+  udp::socket& out = link.unicast.socket;
+  if (group.isV4()) {
+    out.set_option(asio::ip::multicast::outbound_interface(toAsio(own).to_v4()), ec);
+  } else {
+    out.set_option(asio::ip::multicast::outbound_interface(ifindex), ec);
+  }
+  // One hop (the heartbeat link is one LAN), and no copy back to this host.
+  if (!ec) {
+    out.set_option(asio::ip::multicast::hops(1), ec);
+  }
+  if (!ec) {
+    out.set_option(asio::ip::multicast::enable_loopback(false), ec);
+  }
+  if (ec) {
+    return Error{"cannot send to " + name + on + ": " + ec.message()};
+  }
+  auto in = std::make_unique<Receiver>(io);
+  in->socket.open(to.protocol(), ec);
+  if (!ec && !group.isV4()) {
+    in->socket.set_option(asio::ip::v6_only(true), ec);
+  }
+  if (ec) {
+    return Error{"cannot open a UDP socket for " + name + ": " + ec.message()};
+  }
+  in->socket.bind(to, ec);
+  if (ec) {
+    return Error{"cannot bind " + name + " port " + std::to_string(port) + on + ": " +
+                 ec.message() + " (is another shoald using the group and port on this host?)"};
+  }
+  if (group.isV4()) {
+    in->socket.set_option(
+        asio::ip::multicast::join_group(toAsio(group).to_v4(), toAsio(own).to_v4()), ec);
+  } else {
+    in->socket.set_option(asio::ip::multicast::join_group(toAsio(group).to_v6(), ifindex), ec);
+  }
+  if (ec) {
+    return Error{"cannot join " + name + on + ": " + ec.message() +
+                 " (does the interface have the MULTICAST flag? see ip link show)"};
+  }
+  in->socket.non_blocking(true, ec);
+  if (ec) {
+    return Error{"cannot make the socket of " + name + " non-blocking: " + ec.message()};
+  }
+  link.group = std::move(in);
+  link.group_endpoint = to;
+  return Ok{};
 }
 
 Status UdpTransport::scopeLink(const ClusterDefinition& def, std::size_t link) {
@@ -161,7 +264,7 @@ Status UdpTransport::scopeLink(const ClusterDefinition& def, std::size_t link) {
     return Error{"mixes IPv6 link-local (fe80::/10) and other addresses; use link-local "
                  "addresses for every node of a link or for none"};
   }
-  const unsigned scope = scopeOf(own);
+  const unsigned scope = interfaceOf(own);
   if (scope == 0) {
     return Error{"no interface of this host has the link-local address " + own.toString() +
                  " (ip -6 addr shows which ones it has)"};
@@ -175,17 +278,17 @@ Status UdpTransport::scopeLink(const ClusterDefinition& def, std::size_t link) {
   return Ok{};
 }
 
-void UdpTransport::receiveNext(std::size_t index) {
-  Link& link = *links_[index];
+void UdpTransport::receiveNext(std::size_t index, bool from_group) {
+  Receiver& r = links_[index]->receiver(from_group);
   std::weak_ptr<bool> alive = alive_;
-  link.socket.async_receive_from(
-      asio::buffer(link.buffer), link.from,
-      [this, index, alive](const boost::system::error_code& ec, std::size_t size) {
+  r.socket.async_receive_from(
+      asio::buffer(r.buffer), r.from,
+      [this, index, from_group, alive](const boost::system::error_code& ec, std::size_t size) {
         const auto guard = alive.lock();
         if (!guard || !*guard) {
           return;
         }
-        Link& l = *links_[index];
+        Receiver& l = links_[index]->receiver(from_group);
         if (ec == asio::error::operation_aborted || !l.socket.is_open()) {
           return;
         }
@@ -200,7 +303,7 @@ void UdpTransport::receiveNext(std::size_t index) {
                       from);
         }
         if (*guard && l.socket.is_open()) {
-          receiveNext(index);
+          receiveNext(index, from_group);
         }
       });
 }
@@ -212,12 +315,12 @@ void UdpTransport::send(const Datagram& datagram) {
   }
   const std::size_t slot = static_cast<std::size_t>(datagram.node) * link_count_ + datagram.link;
   if (datagram.link >= links_.size() || slot >= peers_.size() ||
-      !links_[datagram.link]->socket.is_open()) {
+      !links_[datagram.link]->unicast.socket.is_open()) {
     ++stats_.send_errors;
     return;
   }
   boost::system::error_code ec;
-  links_[datagram.link]->socket.send_to(asio::buffer(datagram.bytes.data(), datagram.bytes.size()),
+  links_[datagram.link]->unicast.socket.send_to(asio::buffer(datagram.bytes.data(), datagram.bytes.size()),
                                         peers_[slot], 0, ec);
   if (ec) {
     ++stats_.send_errors;
@@ -229,8 +332,21 @@ void UdpTransport::send(const Datagram& datagram) {
 void UdpTransport::sendToAll(const Datagram& datagram) {
   const std::size_t nodes = link_count_ == 0 ? 0 : peers_.size() / link_count_;
   const std::size_t others = nodes > 0 ? nodes - 1 : 0;
-  if (datagram.link >= links_.size() || !links_[datagram.link]->socket.is_open()) {
+  if (datagram.link >= links_.size() || !links_[datagram.link]->unicast.socket.is_open()) {
     stats_.send_errors += others;
+    return;
+  }
+  Link& link = *links_[datagram.link];
+  if (link.group_endpoint) {
+    // A multicast link: one datagram reaches every peer that joined the group.
+    boost::system::error_code ec;
+    link.unicast.socket.send_to(asio::buffer(datagram.bytes.data(), datagram.bytes.size()),
+                                *link.group_endpoint, 0, ec);
+    if (ec) {
+      ++stats_.send_errors;
+    } else {
+      ++stats_.sent;
+    }
     return;
   }
   // One system call for the whole round (sendmmsg) instead of one per peer.
@@ -251,7 +367,7 @@ void UdpTransport::sendToAll(const Datagram& datagram) {
     m.msg_hdr.msg_iovlen = 1;
     messages.push_back(m);
   }
-  const int fd = links_[datagram.link]->socket.native_handle();
+  const int fd = link.unicast.socket.native_handle();
   std::size_t done = 0;
   while (done < messages.size()) {
     const int n = ::sendmmsg(fd, messages.data() + done,
@@ -273,9 +389,11 @@ void UdpTransport::sendToAll(const Datagram& datagram) {
 
 bool UdpTransport::backlogEmpty() const {
   for (const auto& link : links_) {
-    boost::system::error_code ec;
-    if (link->socket.is_open() && link->socket.available(ec) > 0 && !ec) {
-      return false;
+    for (const Receiver* r : {&link->unicast, link->group.get()}) {
+      boost::system::error_code ec;
+      if (r != nullptr && r->socket.is_open() && r->socket.available(ec) > 0 && !ec) {
+        return false;
+      }
     }
   }
   return true;
@@ -284,7 +402,10 @@ bool UdpTransport::backlogEmpty() const {
 void UdpTransport::close() {
   for (auto& link : links_) {
     boost::system::error_code ec;
-    link->socket.close(ec);
+    link->unicast.socket.close(ec);
+    if (link->group) {
+      link->group->socket.close(ec);
+    }
   }
 }
 

@@ -1,6 +1,8 @@
 #pragma once
 // The heartbeat sockets: Boost.Asio UDP, one socket per heartbeat link, bound to this node's
-// management address of that link and the cluster port, IPv4 or IPv6. The only code of the
+// management address of that link and the cluster port, IPv4 or IPv6. A link with a multicast
+// group (ClusterDefinition::heartbeat_groups) sends a round's heartbeats once, to the group,
+// and has a second socket bound to the group that receives the peers' heartbeats. The only code of the
 // membership layer that touches the network; the daemon wires it to the core
 // (membership/membership.h): received datagrams go to Membership::onPacket, Output::send
 // goes to send(). IPv6 link-local management addresses (fe80::/10) work: a link's scope is
@@ -50,7 +52,7 @@ class UdpTransport {
   UdpTransport& operator=(const UdpTransport&) = delete;
 
   /// Sends `datagram` to its node's address on its link, or to every other node's when its
-  /// node is kAllPeers. Never blocks: a datagram the kernel cannot take now is dropped and
+  /// node is kAllPeers (one datagram to the link's multicast group, if it has one). Never blocks: a datagram the kernel cannot take now is dropped and
   /// counted (heartbeats are repeated anyway).
   void send(const Datagram& datagram);
   /// Closes every socket; pending receives end. Called by the destructor.
@@ -62,9 +64,14 @@ class UdpTransport {
   const TransportStats& stats() const { return stats_; }
 
  private:
+  struct Receiver;
   struct Link;
   UdpTransport(const ClusterDefinition& def, Receive on_receive);
-  void receiveNext(std::size_t link);
+  // Sets `link` up for the multicast group `group`: its unicast socket sends to the group out
+  // of the interface holding `own`, and a second socket bound to the group receives.
+  static Status joinGroup(boost::asio::io_context& io, Link& link, const IpAddress& own,
+                          const IpAddress& group, uint16_t port);
+  void receiveNext(std::size_t link, bool from_group);
   void sendToAll(const Datagram& datagram);
   // Gives the peers of a link of IPv6 link-local addresses their scope (the interface).
   Status scopeLink(const ClusterDefinition& def, std::size_t link);

@@ -485,6 +485,66 @@ TEST_CASE("node names, counts and weights are checked") {
   CHECK(hasError(withNode("  - gamma\n"), "nodes[2]", 13));
 }
 
+TEST_CASE("heartbeat_multicast: one multicast group or off per link, checked and located") {
+  auto with = [](const std::string& line, const std::string& second_addresses = "") {
+    std::string text = kMinimal;
+    if (!second_addresses.empty()) {
+      // The second link's address of node k is `second_addresses` with '#' replaced by k.
+      for (char k : {'1', '2'}) {
+        std::string a = second_addresses;
+        a.replace(a.find('#'), 1, 1, k);
+        const std::string first = std::string("[10.0.0.") + k + "]";
+        text.replace(text.find(first), first.size(), std::string("[10.0.0.") + k + ", " + a + "]");
+      }
+    }
+    text += line;
+    return parseClusterDefinition(text, "m.yaml", noKeyCheck());
+  };
+  // 12 lines in kMinimal: the key is on line 13.
+  const LoadResult one = with("heartbeat_multicast: [239.192.74.1]\n");
+  INFO(allErrors(one));
+  REQUIRE(one.ok());
+  REQUIRE(one.definition->heartbeatGroup(0) != nullptr);
+  CHECK(one.definition->heartbeatGroup(0)->toString() == "239.192.74.1");
+  CHECK(one.definition->heartbeatGroup(1) == nullptr);
+  CHECK(fingerprintHex(*one.definition) !=
+        fingerprintHex(*parseClusterDefinition(kMinimal, "m.yaml", noKeyCheck()).definition));
+
+  const LoadResult mixed = with("heartbeat_multicast: [off, 'ff02::74:1']\n", "'fe80::#'");
+  INFO(allErrors(mixed));
+  REQUIRE(mixed.ok());
+  CHECK(mixed.definition->heartbeatGroup(0) == nullptr);
+  CHECK(mixed.definition->heartbeatGroup(1)->toString() == "ff02::74:1");
+
+  // All off is the same cluster as no key at all (same fingerprint).
+  const LoadResult off = with("heartbeat_multicast: [off]\n");
+  REQUIRE(off.ok());
+  CHECK(off.definition->heartbeat_groups.empty());
+  CHECK(fingerprintHex(*off.definition) ==
+        fingerprintHex(*parseClusterDefinition(kMinimal, "m.yaml", noKeyCheck()).definition));
+
+  CHECK(hasError(with("heartbeat_multicast: [239.192.74.1, off]\n"), "heartbeat_multicast", 13));
+  CHECK(hasError(with("heartbeat_multicast: 239.192.74.1\n"), "heartbeat_multicast", 13));
+  CHECK(hasError(with("heartbeat_multicast: [10.0.0.9]\n"), "heartbeat_multicast[0]", 13));
+  CHECK(hasError(with("heartbeat_multicast: [on]\n"), "heartbeat_multicast[0]", 13));
+  CHECK(hasError(with("heartbeat_multicast: [224.0.0.1]\n"), "heartbeat_multicast[0]", 13));
+  CHECK(hasError(with("heartbeat_multicast: ['ff12::74:1']\n"), "heartbeat_multicast[0]", 13));
+  CHECK(hasError(with("heartbeat_multicast: [{group: 239.1.1.1}]\n"), "heartbeat_multicast[0]",
+                 13));
+  CHECK(hasError(with("heartbeat_multicast: [239.1.1.1, 'ff01::74:1']\n", "'fd00::#'"),
+                 "heartbeat_multicast[1]", 13));
+  CHECK(hasError(with("heartbeat_multicast: [239.1.1.1, 'ff02::1']\n", "'fd00::#'"),
+                 "heartbeat_multicast[1]", 13));
+  CHECK(hasError(with("heartbeat_multicast: [239.1.1.1, 239.1.1.1]\n", "10.1.0.#"),
+                 "heartbeat_multicast[1]", 13));
+  std::string loopback = kMinimal;
+  loopback.replace(loopback.find("[10.0.0.1]"), 10, "[127.0.0.1]");
+  loopback.replace(loopback.find("[10.0.0.2]"), 10, "[127.0.0.2]");
+  CHECK(hasError(parseClusterDefinition(loopback + "heartbeat_multicast: [239.1.1.1]\n", "m.yaml",
+                                        noKeyCheck()),
+                 "heartbeat_multicast[0]", 13));
+}
+
 TEST_CASE("addresses are unique across VIPs and nodes, compared as addresses, not text") {
   std::string text = kMinimal;
   text += "  - {name: gamma, addresses: ['2001:db8::1']}\n";
@@ -795,6 +855,14 @@ TEST_CASE("fingerprint: different when any fingerprinted field changes") {
       {"node added",
        [](ClusterDefinition& d) {
          d.nodes.push_back(Node{"delta", {}, 1});
+       }},
+      {"multicast on link 0",
+       [](ClusterDefinition& d) {
+         d.heartbeat_groups = {IpAddress::parse("239.192.74.1"), std::nullopt};
+       }},
+      {"multicast on link 1",
+       [](ClusterDefinition& d) {
+         d.heartbeat_groups = {std::nullopt, IpAddress::parse("239.192.74.1")};
        }},
       // Length prefixes keep a moved boundary between two names from giving the same bytes.
       {"name boundary",

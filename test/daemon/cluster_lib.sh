@@ -117,6 +117,11 @@ cluster_setup() {
       echo "  - name: n$k"
       echo "    addresses: [10.51.0.$k, 10.52.0.$k]"
     done
+    # CLUSTER_HEARTBEAT_MULTICAST="239.192.74.1, off" sends the heartbeats of link m1 to that
+    # group (the bridges flood multicast: mcast_snooping is off).
+    if [ -n "${CLUSTER_HEARTBEAT_MULTICAST:-}" ]; then
+      echo "heartbeat_multicast: [$CLUSTER_HEARTBEAT_MULTICAST]"
+    fi
     # With CLUSTER_HEALTH_SCRIPT=1: a script health check that fails on node K while
     # $WORK/unhealthy-nK exists (the script finds its node from its network namespace), and
     # a hold-down of 1 s after it passes again.
