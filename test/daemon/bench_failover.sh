@@ -22,7 +22,8 @@
 #              nothing, until it owns buckets again; same probers.
 #   usage      VmRSS (/proc/PID/status) and CPU (utime+stime of /proc/PID/stat over a
 #              measured wall interval) of every shoald in steady state, at BENCH_NODES and
-#              BENCH_BIG_NODES nodes.
+#              BENCH_BIG_NODES nodes; at BENCH_BIG_NODES also with multicast heartbeats
+#              (one link on a group, then both).
 # Baselines: measured in the same run, the detection time (crash -> first survivor declares
 # the node dead, from the daemons' event logs) and the nodes' cost at the small size against
 # the large one; as fixed references quoted from measurements made earlier on this machine
@@ -275,11 +276,21 @@ phase_failover() {
 }
 
 phase_usage() {
-  local profile
+  local profile groups label
   cluster_setup "$BIG" default majority
   for profile in $PROFILES; do
     fresh_cluster "$profile"
     usage_sample "$profile"
+  done
+  # Multicast heartbeats (heartbeat_multicast) at the default profile: link m1 on a group,
+  # then both links; recorded as profiles default+mcast1 and default+mcast2.
+  for groups in "239.192.74.1, off" "239.192.74.1, 239.192.74.2"; do
+    label=default+mcast1
+    [[ $groups == *off ]] || label=default+mcast2
+    sed -i '/^heartbeat_multicast:/d' "$WORK/cluster.yaml"
+    echo "heartbeat_multicast: [$groups]" >>"$WORK/cluster.yaml"
+    fresh_cluster default
+    usage_sample "$label"
   done
 }
 
@@ -397,6 +408,13 @@ for profile in $PROFILES; do
   read -r _ r_small _ _ _ < <(stats usage "$profile" "$SMALL" rss_kib)
   read -r _ r_big _ _ _ < <(stats usage "$profile" "$BIG" rss_kib)
   echo "    ratio, same-run baseline ($BIG nodes / $SMALL nodes): RSS $(ratio "$r_big" "$r_small"), CPU $(ratio "$c_big" "$c_small")"
+done
+echo "== multicast heartbeats (heartbeat_multicast), default profile, $BIG nodes; baseline: unicast, same run"
+read -r _ c_uni _ _ _ < <(stats usage default "$BIG" cpu_pct)
+for label in mcast1 mcast2; do
+  read -r n cmed _ _ cmax < <(stats usage "default+$label" "$BIG" cpu_pct)
+  if [ "$label" = mcast1 ]; then what="link 0 on a group, link 1 unicast"; else what="both links on groups"; fi
+  echo "  $what ($n measured): CPU median $cmed %, max $cmax % of one core (goal <= $GOAL_CPU_PCT: $(verdict "$cmax" "$GOAL_CPU_PCT")); ratio to unicast $(ratio "$cmed" "$c_uni")"
 done
 echo
 echo "raw samples: $SAMPLES"

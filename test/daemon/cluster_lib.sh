@@ -22,6 +22,31 @@ declare -A SHOALD_PID
 
 cluster_fail() { echo "FAIL: $*" >&2; exit 1; }
 
+# The tests' checks: each prints PASS or FAIL with what it checked and is counted.
+PASSED=0
+FAILED=0
+pass() { echo "PASS: $*"; PASSED=$((PASSED + 1)); }
+fail() { echo "FAIL: $*"; FAILED=$((FAILED + 1)); }
+expect() {  # expect "what" CONDITION...
+  local what=$1; shift
+  if "$@"; then pass "$what"; else fail "$what"; fi
+}
+show_logs() {  # show_logs [LINES]: the last LINES (15) lines of every node's shoald log
+  local k
+  for k in $(seq 1 "$NODES"); do
+    echo "--- n$k shoald log (last ${1:-15} lines)"
+    tail -n "${1:-15}" "$WORK/n$k/shoald.log"
+  done
+}
+until_true() {  # until_true SECONDS COMMAND...: polls every 0.1 s; 1 on time-out
+  local limit=$1; shift
+  local deadline=$((SECONDS + limit))
+  until "$@"; do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.1
+  done
+}
+
 cluster_cleanup() {
   # SHOAL_KEEP_LOGS=DIR keeps the daemons' logs for a post-mortem.
   if [ -n "${SHOAL_KEEP_LOGS:-}" ]; then

@@ -18,21 +18,6 @@ trap cluster_cleanup EXIT
 trap 'exit 1' INT TERM
 
 N=16
-PASSED=0
-FAILED=0
-pass() { echo "PASS: $*"; PASSED=$((PASSED + 1)); }
-fail() { echo "FAIL: $*"; FAILED=$((FAILED + 1)); }
-expect() {  # expect "what" CONDITION...
-  local what=$1; shift
-  if "$@"; then pass "$what"; else fail "$what"; fi
-}
-show_logs() {
-  local k
-  for k in $(seq 1 "$NODES"); do
-    echo "--- n$k shoald log (last 8 lines)"
-    tail -n 8 "$WORK/n$k/shoald.log"
-  done
-}
 
 # cluster_agrees ALIVE NODES...: every listed node sees ALIVE alive members, says the views
 # agree, owns each of the 16 buckets exactly once across the members' own claims, and every
@@ -86,7 +71,7 @@ all=$(seq 1 "$N")
 if wait_agrees 30 "$N" $all; then
   pass "16 nodes start and converge: all alive, views agree, every bucket owned exactly once"
 else
-  fail "16 nodes start and converge"; show_logs; exit 1
+  fail "16 nodes start and converge"; show_logs 8; exit 1
 fi
 echo "converged after $((SECONDS - started)) s"
 ctl 1 status | head -n 3
@@ -158,5 +143,5 @@ expect "no sanitizer report in any daemon's log${reports:+ ($reports)}" test -z 
 
 echo "took $((SECONDS - started)) s; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "$PASSED passed, $FAILED failed"
-[ "$FAILED" = 0 ] || show_logs
+[ "$FAILED" = 0 ] || show_logs 8
 [ "$FAILED" = 0 ]

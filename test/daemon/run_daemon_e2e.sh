@@ -10,34 +10,11 @@ set -u
 trap cluster_cleanup EXIT
 trap 'exit 1' INT TERM
 
-PASSED=0
-FAILED=0
-pass() { echo "PASS: $*"; PASSED=$((PASSED + 1)); }
-fail() { echo "FAIL: $*"; FAILED=$((FAILED + 1)); }
-expect() {  # expect "what" CONDITION...
-  local what=$1; shift
-  if "$@"; then pass "$what"; else fail "$what"; fi
-}
-until_true() {  # until_true SECONDS COMMAND...: polls every 0.1 s; 1 on time-out
-  local limit=$1; shift
-  local deadline=$((SECONDS + limit))
-  until "$@"; do
-    ((SECONDS < deadline)) || return 1
-    sleep 0.1
-  done
-}
 owned_by() { ctl 1 status --json 2>/dev/null | jq "[.services[0].owners[] | select(. == \"$1\")] | length"; }
 owns_none() { [ "$(owned_by "$1")" = 0 ]; }
 owns_some() { [ "$(owned_by "$1")" -gt 0 ] 2>/dev/null; }
 n1_has() { ctl 1 status --json 2>/dev/null | jq -e "$1" >/dev/null; }
 events_have() { ctl 1 events 2>/dev/null | grep -q "$1"; }
-show_logs() {
-  local k
-  for k in $(seq 1 "$NODES"); do
-    echo "--- n$k shoald log (last 15 lines)"
-    tail -n 15 "$WORK/n$k/shoald.log"
-  done
-}
 
 CLUSTER_HEALTH_SCRIPT=1 cluster_setup 3 default majority
 for k in 1 2 3; do start_node "$k"; done
