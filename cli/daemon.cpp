@@ -86,7 +86,6 @@ Daemon::Daemon(asio::io_context& io, DaemonOptions options, ClusterDefinition de
       def_(std::move(def)),
       self_(self),
       health_({}, holdDown()),
-      timer_(io),
       drift_timer_(io),
       retry_timer_(io),
       health_timer_(io),
@@ -173,6 +172,11 @@ Result<std::unique_ptr<Daemon>> Daemon::create(asio::io_context& io, DaemonOptio
       std::make_unique<Membership>(d->def_, self, std::move(keys.value()), *boot, seed);
 
   Daemon* raw = d.get();
+  auto wakeup = WakeupTimer::open(io, [raw] { raw->onTimer(); });
+  if (!wakeup.ok()) {
+    return wakeup.error();
+  }
+  d->wakeup_ = std::move(wakeup.value());
   auto transport = UdpTransport::open(
       io, d->def_, self,
       [raw](uint32_t link, std::span<const uint8_t> bytes, const Endpoint& from) {
@@ -308,17 +312,10 @@ void Daemon::armTimer(TimePoint when) {
   // Most packets leave the next wake-up where it was: re-arming the timer anyway would cancel
   // the pending wait (one more handler run) and reprogram the timerfd (one more system call)
   // per packet.
-  if (when == TimePoint::max() || (timer_armed_ && when == timer_.expiry())) {
+  if (when == TimePoint::max() || when == wakeup_->deadline()) {
     return;
   }
-  timer_.expires_at(when);
-  timer_armed_ = true;
-  timer_.async_wait([this](const boost::system::error_code& ec) {
-    if (!ec) {
-      timer_armed_ = false;
-      onTimer();
-    }
-  });
+  wakeup_->arm(when);
 }
 
 void Daemon::onTimer() {
@@ -773,8 +770,9 @@ void Daemon::gracefulLeave() {
   }
   hooks_->drain(milliseconds(2000));
   drain_saver_->flush();
-  timer_.cancel();
-  timer_armed_ = false;
+  if (wakeup_) {
+    wakeup_->cancel();
+  }
   drift_timer_.cancel();
   retry_timer_.cancel();
   health_timer_.cancel();

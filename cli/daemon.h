@@ -18,6 +18,7 @@
 #include "cli/health_state.h"
 #include "cli/notify_hooks.h"
 #include "cli/state_saver.h"
+#include "cli/wakeup_timer.h"
 #include "core/bucket_set.h"
 #include "core/cluster_definition.h"
 #include "core/result.h"
@@ -132,8 +133,7 @@ class Daemon {
   std::unique_ptr<HealthRunner> health_runner_;
   std::vector<HealthCheck> checks_;  ///< the definition's checks plus one per LAN interface
   CheckHealth health_;
-  boost::asio::steady_timer timer_;
-  bool timer_armed_ = false;  ///< a wait on timer_ is pending, for timer_.expiry()
+  std::unique_ptr<WakeupTimer> wakeup_;  ///< the membership core's next wake-up
   boost::asio::steady_timer drift_timer_;
   boost::asio::steady_timer retry_timer_;
   boost::asio::steady_timer health_timer_;
