@@ -639,6 +639,12 @@ void Daemon::onCheckResult(CheckResult r) {
 
 void Daemon::onLinkChange(const std::string& interface, std::optional<bool> up) {
   const TimePoint now = std::chrono::steady_clock::now();
+  if (up.value_or(false)) {
+    for (const auto& line : transport_->repairGroups()) {
+      log(LogLevel::Warning, "heartbeat transport: %s", line.c_str());
+      events_.add("link", line);
+    }
+  }
   for (std::size_t i = 0; i < checks_.size(); ++i) {
     if (checks_[i].kind == HealthCheck::Kind::Link && checks_[i].target == interface) {
       health_.record(now, i, up.value_or(false),
@@ -703,6 +709,10 @@ void Daemon::scheduleDriftCheck() {
   drift_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (ec || leaving_) {
       return;
+    }
+    for (const auto& line : transport_->repairGroups()) {
+      log(LogLevel::Warning, "heartbeat transport: %s", line.c_str());
+      events_.add("link", line);
     }
     auto report = dataplane_->checkAndRepair();
     if (!report.ok()) {

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 #include <optional>
+#include <string>
 
 #include "core/wire_codec.h"
 
@@ -21,7 +22,7 @@ namespace asio = boost::asio;
 using asio::ip::udp;
 
 struct UdpTransport::Receiver {
-  explicit Receiver(asio::io_context& io) : socket(io) {}
+  explicit Receiver(const asio::any_io_executor& ex) : socket(ex) {}
   udp::socket socket;
   udp::endpoint from;
   // One byte more than the largest datagram shoal accepts, so an oversized one is noticed.
@@ -29,13 +30,17 @@ struct UdpTransport::Receiver {
 };
 
 struct UdpTransport::Link {
-  explicit Link(asio::io_context& io) : unicast(io) {}
+  explicit Link(asio::io_context& io) : unicast(io.get_executor()) {}
   // Bound to this node's address on the link: sends everything, receives unicast.
   Receiver unicast;
   // On a multicast link: bound to the group, receives the peers' heartbeats.
   std::unique_ptr<Receiver> group;
   // On a multicast link: where a round's heartbeats go (the group and the port).
   std::optional<udp::endpoint> group_endpoint;
+  // On a multicast link: the interface the group was joined on.
+  unsigned group_ifindex = 0;
+  // The last error of repairGroups() on this link, so that a lasting one is reported once.
+  std::string repair_error;
   Receiver& receiver(bool from_group) { return from_group ? *group : unicast; }
 };
 
@@ -130,6 +135,12 @@ Result<std::unique_ptr<UdpTransport>> UdpTransport::open(asio::io_context& io,
   }
   std::unique_ptr<UdpTransport> t(new UdpTransport(def, std::move(on_receive)));
   t->self_ = self;
+  t->port_ = def.port;
+  t->own_ = def.nodes[self].addresses;
+  for (std::size_t l = 0; l < t->own_.size(); ++l) {
+    const IpAddress* group = def.heartbeatGroup(l);
+    t->groups_.push_back(group != nullptr ? *group : IpAddress{});
+  }
   const Node& me = def.nodes[self];
   for (std::size_t l = 0; l < me.addresses.size(); ++l) {
     auto link = std::make_unique<Link>(io);
@@ -161,7 +172,7 @@ Result<std::unique_ptr<UdpTransport>> UdpTransport::open(asio::io_context& io,
       return Error{where + "cannot make the socket of " + what + " non-blocking: " + ec.message()};
     }
     if (const IpAddress* group = def.heartbeatGroup(l)) {
-      if (Status joined = joinGroup(io, *link, me.addresses[l], *group, def.port); !joined.ok()) {
+      if (Status joined = joinGroup(*link, me.addresses[l], *group, def.port); !joined.ok()) {
         return Error{where + joined.error().message};
       }
     }
@@ -176,8 +187,8 @@ Result<std::unique_ptr<UdpTransport>> UdpTransport::open(asio::io_context& io,
   return t;
 }
 
-Status UdpTransport::joinGroup(asio::io_context& io, Link& link, const IpAddress& own,
-                               const IpAddress& group, uint16_t port) {
+Status UdpTransport::joinGroup(Link& link, const IpAddress& own, const IpAddress& group,
+                               uint16_t port) {
   // The group is joined on, and sent out of, the interface that holds this node's address on
   // the link; the datagrams keep that address as their source, so peers tell the sender by
   // its address exactly as with unicast.
@@ -213,7 +224,7 @@ Status UdpTransport::joinGroup(asio::io_context& io, Link& link, const IpAddress
   if (ec) {
     return Error{"cannot send to " + name + on + ": " + ec.message()};
   }
-  auto in = std::make_unique<Receiver>(io);
+  auto in = std::make_unique<Receiver>(out.get_executor());
   in->socket.open(to.protocol(), ec);
   if (!ec && !group.isV4()) {
     in->socket.set_option(asio::ip::v6_only(true), ec);
@@ -242,7 +253,44 @@ Status UdpTransport::joinGroup(asio::io_context& io, Link& link, const IpAddress
   }
   link.group = std::move(in);
   link.group_endpoint = to;
+  link.group_ifindex = ifindex;
   return Ok{};
+}
+
+std::vector<std::string> UdpTransport::repairGroups() {
+  std::vector<std::string> report;
+  for (std::size_t l = 0; l < links_.size(); ++l) {
+    Link& link = *links_[l];
+    if (!link.group || !link.unicast.socket.is_open()) {
+      continue;  // a unicast link, or the transport is closed
+    }
+    const IpAddress& own = own_[l];
+    const unsigned ifindex = interfaceOf(own);
+    if (ifindex == 0 || ifindex == link.group_ifindex) {
+      continue;  // the address is not back yet, or nothing changed
+    }
+    // The interface was replaced: the kernel dropped the membership with the old one, and
+    // the receiving socket of a link-local-scope group is bound to the old one. Build the
+    // group's side of the link again. The old receiving socket goes first (it holds the
+    // group and port); its pending read ends with operation_aborted.
+    boost::system::error_code ignored;
+    link.group->socket.close(ignored);
+    const std::string where = "link " + std::to_string(l) + ": ";
+    if (Status joined = joinGroup(link, own, groups_[l], port_); !joined.ok()) {
+      if (joined.error().message != link.repair_error) {
+        link.repair_error = joined.error().message;
+        report.push_back(where + joined.error().message);
+      }
+      continue;
+    }
+    link.repair_error.clear();
+    char name[IF_NAMESIZE] = {};
+    report.push_back(where + "joined multicast group " + groups_[l].toString() + " again on " +
+                     (::if_indextoname(ifindex, name) != nullptr ? name : "?") +
+                     " (the interface was replaced)");
+    receiveNext(l, true);
+  }
+  return report;
 }
 
 Status UdpTransport::scopeLink(const ClusterDefinition& def, std::size_t link) {

@@ -15,6 +15,7 @@
 #include <functional>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "core/cluster_definition.h"
@@ -61,6 +62,12 @@ class UdpTransport {
   /// was stalled uses it to tell datagrams queued during the stall from ones sent after it.
   bool backlogEmpty() const;
 
+  /// Joins each multicast link's group again if the interface holding this node's address
+  /// on that link was replaced (deleted and created again: the kernel drops the membership
+  /// with the old interface). Cheap when nothing changed (one address lookup per multicast
+  /// link); call it on link events and now and then. Returns one line per repair or error.
+  std::vector<std::string> repairGroups();
+
   const TransportStats& stats() const { return stats_; }
 
  private:
@@ -69,8 +76,8 @@ class UdpTransport {
   UdpTransport(const ClusterDefinition& def, Receive on_receive);
   // Sets `link` up for the multicast group `group`: its unicast socket sends to the group out
   // of the interface holding `own`, and a second socket bound to the group receives.
-  static Status joinGroup(boost::asio::io_context& io, Link& link, const IpAddress& own,
-                          const IpAddress& group, uint16_t port);
+  static Status joinGroup(Link& link, const IpAddress& own, const IpAddress& group,
+                          uint16_t port);
   void receiveNext(std::size_t link, bool from_group);
   void sendToAll(const Datagram& datagram);
   // Gives the peers of a link of IPv6 link-local addresses their scope (the interface).
@@ -79,6 +86,9 @@ class UdpTransport {
   std::vector<boost::asio::ip::udp::endpoint> peers_;  // [node * links + link]
   std::size_t link_count_ = 0;
   std::size_t self_ = 0;
+  uint16_t port_ = 0;
+  std::vector<IpAddress> own_;     // this node's address per link
+  std::vector<IpAddress> groups_;  // the group per link (meaningful on multicast links)
   std::vector<std::unique_ptr<Link>> links_;
   Receive on_receive_;
   TransportStats stats_;

@@ -7,7 +7,8 @@
 #
 # Checks, with link m1 on the group 239.192.74.1 and m2 unicast: the nodes join the group and
 # converge; on the wire a round leaves once to the group on m1 and once per peer on m2 (nft
-# counters in a node's namespace); either link alone keeps every node alive; a crashed node's
+# counters in a node's namespace); either link alone keeps every node alive, also after the
+# multicast link's interface was replaced (shoald joins again); a crashed node's
 # buckets are taken over; a node whose definition lacks the groups is refused as another
 # cluster. Then with both links on groups: the cluster converges, serves every request once
 # and fails over.
@@ -110,6 +111,33 @@ for down in m1 m2; do
   expect "$down of n3 down: no request lost" test "$(result_field "$r" lost)" = 0
   wait_converged 1 3 10 || fail "cluster settles after $down of n3 is back"
 done
+
+# n3's multicast interface replaced (deleted and created again, as a network reconfiguration
+# does): the kernel drops the group with the old interface, and a new one starts without it.
+# shoald joins again on the new one, and the multicast link alone keeps n3 alive.
+in_ns n3 ip link del m1
+in_ns sw ip link add m1-3 type veth peer name m1 netns "${P}n3"
+in_ns sw ip link set m1-3 master m1 up
+in_ns n3 ip addr add 10.51.0.3/24 dev m1
+in_ns n3 ip link set m1 up
+t0=$(now_ms)
+if until_true 5 sh -c "ip netns exec '${P}n3' ip maddr show dev m1 | grep -q 239.192.74.1"; then
+  pass "replaced m1 of n3: shoald joined 239.192.74.1 again on it ($(($(now_ms) - t0)) ms)"
+else
+  fail "replaced m1 of n3: shoald joined 239.192.74.1 again on it"
+fi
+expect "replaced m1 of n3: the rejoin is in its events" until_true 5 sh -c \
+  "'$SHOALCTL' events --socket '$WORK/n3/shoald.sock' | grep -q 'joined multicast group 239.192.74.1 again'"
+start_prober udp
+in_ns n3 ip link set m2 down
+sleep 2
+seen=$(alive_seen_by 1)
+stop_prober; r=$R
+in_ns n3 ip link set m2 up
+echo "replaced m1 of n3, its m2 down: n1 sees $seen alive; $r"
+expect "replaced m1 of n3, m2 down: nobody is declared dead" test "$seen" = 3
+expect "replaced m1 of n3, m2 down: no request lost" test "$(result_field "$r" lost)" = 0
+wait_converged 1 3 10 || fail "cluster settles after m2 of n3 is back"
 
 crash_test 2 1 3
 revive_machine 2
