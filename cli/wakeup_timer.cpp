@@ -54,8 +54,11 @@ void WakeupTimer::wait() {
   waiting_ = true;
   fd_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
                  [this](const boost::system::error_code& ec) {
+                   if (ec) {
+                     return;  // closed (the timer may be gone): touch nothing
+                   }
                    waiting_ = false;
-                   if (ec || deadline_ == TimePoint::max()) {
+                   if (deadline_ == TimePoint::max()) {
                      return;
                    }
                    // Readiness left from a deadline that was replaced before it was seen:

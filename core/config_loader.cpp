@@ -937,10 +937,22 @@ std::vector<std::optional<IpAddress>> Validator::checkHeartbeatMulticast(
                              "the cluster's own, e.g. 239.192.x.y (IPv4) or ff12::x (IPv6)");
       continue;
     }
-    if (!g->isV4() && (g->bytes[1] & 0x0f) < 2) {
+    if (!g->isV4() && ((g->bytes[1] & 0x0f) < 2 || (g->bytes[1] & 0x0f) == 0x0f)) {
       report(v, field,
-             g->toString() + " has a scope smaller than link-local (ff01::/16 never leaves the "
-                             "host); use ff02::/16 or wider");
+             g->toString() + " has a reserved scope or one smaller than link-local (ff01::/16 "
+                             "never leaves the host); use a scope from 2 (link) to 14 (global)");
+      continue;
+    }
+    const bool source_specific =
+        g->isV4() ? g->bytes[0] == 232
+                  : (g->bytes[1] & 0xf0) == 0x30 &&
+                        std::all_of(g->bytes.begin() + 2, g->bytes.begin() + 12,
+                                    [](uint8_t b) { return b == 0; });
+    if (source_specific) {
+      report(v, field,
+             g->toString() + " is in the source-specific range (232.0.0.0/8, ff3x::/96), which "
+                             "needs a join per sender; choose a group outside it, e.g. "
+                             "239.192.x.y or ff12::x");
       continue;
     }
     if (ref != nullptr) {

@@ -39,6 +39,9 @@ struct UdpTransport::Link {
   std::optional<udp::endpoint> group_endpoint;
   // On a multicast link: the interface the group was joined on.
   unsigned group_ifindex = 0;
+  // Counts the receiving sockets the group has had: a read started on a socket that has
+  // since been replaced must not touch the new one (its buffer, its next read).
+  uint64_t group_generation = 0;
   // The last error of repairGroups() on this link, so that a lasting one is reported once.
   std::string repair_error;
   Receiver& receiver(bool from_group) { return from_group ? *group : unicast; }
@@ -254,6 +257,7 @@ Status UdpTransport::joinGroup(Link& link, const IpAddress& own, const IpAddress
   link.group = std::move(in);
   link.group_endpoint = to;
   link.group_ifindex = ifindex;
+  ++link.group_generation;
   return Ok{};
 }
 
@@ -329,12 +333,17 @@ Status UdpTransport::scopeLink(const ClusterDefinition& def, std::size_t link) {
 void UdpTransport::receiveNext(std::size_t index, bool from_group) {
   Receiver& r = links_[index]->receiver(from_group);
   std::weak_ptr<bool> alive = alive_;
+  const uint64_t generation = from_group ? links_[index]->group_generation : 0;
   r.socket.async_receive_from(
       asio::buffer(r.buffer), r.from,
-      [this, index, from_group, alive](const boost::system::error_code& ec, std::size_t size) {
+      [this, index, from_group, generation, alive](const boost::system::error_code& ec,
+                                                   std::size_t size) {
         const auto guard = alive.lock();
         if (!guard || !*guard) {
           return;
+        }
+        if (from_group && links_[index]->group_generation != generation) {
+          return;  // started on a receiving socket that repairGroups() has replaced
         }
         Receiver& l = links_[index]->receiver(from_group);
         if (ec == asio::error::operation_aborted || !l.socket.is_open()) {

@@ -535,6 +535,11 @@ TEST_CASE("heartbeat_multicast: one multicast group or off per link, checked and
                  "heartbeat_multicast[1]", 13));
   CHECK(hasError(with("heartbeat_multicast: [239.1.1.1, 'ff02::1']\n", "'fd00::#'"),
                  "heartbeat_multicast[1]", 13));
+  CHECK(hasError(with("heartbeat_multicast: [239.1.1.1, 'ff1f::74:1']\n", "'fd00::#'"),
+                 "heartbeat_multicast[1]", 13));
+  CHECK(hasError(with("heartbeat_multicast: [232.1.1.1]\n"), "heartbeat_multicast[0]", 13));
+  CHECK(hasError(with("heartbeat_multicast: [239.1.1.1, 'ff32::74:1']\n", "'fd00::#'"),
+                 "heartbeat_multicast[1]", 13));
   CHECK(hasError(with("heartbeat_multicast: [239.1.1.1, 239.1.1.1]\n", "10.1.0.#"),
                  "heartbeat_multicast[1]", 13));
   std::string loopback = kMinimal;
