@@ -637,13 +637,17 @@ void Daemon::onCheckResult(CheckResult r) {
   publishHealth();
 }
 
+void Daemon::repairHeartbeatGroups() {
+  for (const auto& line : transport_->repairGroups()) {
+    log(LogLevel::Warning, "heartbeat transport: %s", line.c_str());
+    events_.add("link", line);
+  }
+}
+
 void Daemon::onLinkChange(const std::string& interface, std::optional<bool> up) {
   const TimePoint now = std::chrono::steady_clock::now();
   if (up.value_or(false)) {
-    for (const auto& line : transport_->repairGroups()) {
-      log(LogLevel::Warning, "heartbeat transport: %s", line.c_str());
-      events_.add("link", line);
-    }
+    repairHeartbeatGroups();
   }
   for (std::size_t i = 0; i < checks_.size(); ++i) {
     if (checks_[i].kind == HealthCheck::Kind::Link && checks_[i].target == interface) {
@@ -710,10 +714,7 @@ void Daemon::scheduleDriftCheck() {
     if (ec || leaving_) {
       return;
     }
-    for (const auto& line : transport_->repairGroups()) {
-      log(LogLevel::Warning, "heartbeat transport: %s", line.c_str());
-      events_.add("link", line);
-    }
+    repairHeartbeatGroups();
     auto report = dataplane_->checkAndRepair();
     if (!report.ok()) {
       log(LogLevel::Error, "dataplane check: %s", report.error().message.c_str());

@@ -72,6 +72,8 @@ class Daemon {
   void handle(Output out);
   void armTimer(TimePoint when);
   void onTimer();
+  /// Joins multicast heartbeat groups again on replaced interfaces; logs what it did.
+  void repairHeartbeatGroups();
   void onLinkReadable(const boost::system::error_code& ec);
   void onEvent(const Event& e);
 

@@ -53,20 +53,20 @@ std::string renderStatusText(const control::Status& s) {
   for (const auto& n : s.nodes()) {
     up += (n.state() == "alive" || n.state() == "suspect") ? 1 : 0;
   }
-  append(out, "views agree: %s   quorum: %s (%d of %d nodes up, policy %s)   uptime %s\n\n",
+  append(out, "views agree: %s   quorum: %s (%d of %d nodes up, policy %s)   uptime %s\n",
          s.views_agree() ? "yes" : "NO", s.quorum() ? "yes" : "NO", up, s.nodes_size(),
          s.partition_policy().c_str(), heard(static_cast<int64_t>(s.uptime_ms())).c_str());
   if (std::any_of(s.heartbeat_links().begin(), s.heartbeat_links().end(),
                   [](const std::string& l) { return l != "unicast"; })) {
     // Only shown when some link uses multicast: unicast is the default.
-    out.pop_back();
     std::string links;
     for (int l = 0; l < s.heartbeat_links_size(); ++l) {
       links += (l == 0 ? "" : ", ") + std::string("link ") + std::to_string(l) + " " +
                s.heartbeat_links(l);
     }
-    append(out, "heartbeats: %s\n\n", links.c_str());
+    append(out, "heartbeats: %s\n", links.c_str());
   }
+  out += "\n";
 
   if (s.has_lease()) {
     const auto& l = s.lease();

@@ -353,12 +353,11 @@ bool isUsableNodeAddress(const IpAddress& a) {
         a.bytes[0] == 0 && a.bytes[1] == 0 && a.bytes[2] == 0 && a.bytes[3] == 0;
     const bool broadcast =
         a.bytes[0] == 255 && a.bytes[1] == 255 && a.bytes[2] == 255 && a.bytes[3] == 255;
-    const bool multicast = a.bytes[0] >= 224 && a.bytes[0] <= 239;
-    return !unspecified && !broadcast && !multicast;
+    return !unspecified && !broadcast && !a.isMulticast();
   }
   const bool unspecified =
       std::all_of(a.bytes.begin(), a.bytes.end(), [](uint8_t b) { return b == 0; });
-  return !unspecified && a.bytes[0] != 0xff;
+  return !unspecified && !a.isMulticast();
 }
 
 // A mapping whose keys have been checked against the schema.
@@ -923,9 +922,7 @@ std::vector<std::optional<IpAddress>> Validator::checkHeartbeatMulticast(
       report(v, field, "expected a multicast group address or off, got " + quote(v->value));
       continue;
     }
-    const bool multicast = g->isV4() ? (g->bytes[0] >= 224 && g->bytes[0] <= 239)
-                                     : g->bytes[0] == 0xff;
-    if (!multicast) {
+    if (!g->isMulticast()) {
       report(v, field,
              "expected a multicast group (224.0.0.0/4 or ff00::/8), got " + g->toString() +
                  "; write off for unicast heartbeats on this link");
@@ -965,11 +962,7 @@ std::vector<std::optional<IpAddress>> Validator::checkHeartbeatMulticast(
         continue;
       }
       const bool loopback = std::any_of(nodes.begin(), nodes.end(), [&](const Node& n) {
-        if (j >= n.addresses.size()) {
-          return false;
-        }
-        const IpAddress& a = n.addresses[j];
-        return a.isV4() ? a.bytes[0] == 127 : a == *IpAddress::parse("::1");
+        return j < n.addresses.size() && n.addresses[j].isLoopback();
       });
       if (loopback) {
         report(v, field,

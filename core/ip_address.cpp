@@ -30,19 +30,33 @@ std::string IpAddress::toString() const {
   return buf;
 }
 
-bool IpAddress::isUnusableAsVip() const {
+bool IpAddress::isMulticast() const {
+  return isV4() ? bytes[0] >= 224 && bytes[0] <= 239 : bytes[0] == 0xff;
+}
+
+bool IpAddress::isLoopback() const {
   if (isV4()) {
-    const uint8_t b0 = bytes[0];
-    const bool unspecified = bytes[0] == 0 && bytes[1] == 0 && bytes[2] == 0 && bytes[3] == 0;
-    const bool broadcast = bytes[0] == 255 && bytes[1] == 255 && bytes[2] == 255 && bytes[3] == 255;
-    return unspecified || broadcast || b0 == 127 || (b0 >= 224 && b0 <= 239);
+    return bytes[0] == 127;
   }
   bool zero_prefix = true;
   for (int i = 0; i < 15; ++i) {
     zero_prefix = zero_prefix && bytes[i] == 0;
   }
-  const bool unspecified_or_loopback = zero_prefix && (bytes[15] == 0 || bytes[15] == 1);
-  return unspecified_or_loopback || bytes[0] == 0xff;
+  return zero_prefix && bytes[15] == 1;
+}
+
+bool IpAddress::isUnusableAsVip() const {
+  if (isV4()) {
+    const bool unspecified = bytes[0] == 0 && bytes[1] == 0 && bytes[2] == 0 && bytes[3] == 0;
+    const bool broadcast = bytes[0] == 255 && bytes[1] == 255 && bytes[2] == 255 && bytes[3] == 255;
+    return unspecified || broadcast || isLoopback() || isMulticast();
+  }
+  bool zero_prefix = true;
+  for (int i = 0; i < 15; ++i) {
+    zero_prefix = zero_prefix && bytes[i] == 0;
+  }
+  const bool unspecified = zero_prefix && bytes[15] == 0;
+  return unspecified || isLoopback() || isMulticast();
 }
 
 std::optional<MacAddress> MacAddress::parse(std::string_view text) {

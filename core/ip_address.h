@@ -21,6 +21,10 @@ struct IpAddress {
   /// Canonical text form (inet_ntop).
   std::string toString() const;
   bool isV4() const { return family == Family::V4; }
+  /// 224.0.0.0/4 or ff00::/8.
+  bool isMulticast() const;
+  /// 127.0.0.0/8 or ::1.
+  bool isLoopback() const;
   /// Multicast, broadcast, unspecified or loopback: never valid as a VIP.
   bool isUnusableAsVip() const;
   auto operator<=>(const IpAddress&) const = default;

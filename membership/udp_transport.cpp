@@ -33,6 +33,9 @@ struct UdpTransport::Link {
   explicit Link(asio::io_context& io) : unicast(io.get_executor()) {}
   // Bound to this node's address on the link: sends everything, receives unicast.
   Receiver unicast;
+  // This node's address on the link, and the link's multicast group (or nullopt).
+  IpAddress own;
+  std::optional<IpAddress> group_address;
   // On a multicast link: bound to the group, receives the peers' heartbeats.
   std::unique_ptr<Receiver> group;
   // On a multicast link: where a round's heartbeats go (the group and the port).
@@ -138,15 +141,13 @@ Result<std::unique_ptr<UdpTransport>> UdpTransport::open(asio::io_context& io,
   }
   std::unique_ptr<UdpTransport> t(new UdpTransport(def, std::move(on_receive)));
   t->self_ = self;
-  t->port_ = def.port;
-  t->own_ = def.nodes[self].addresses;
-  for (std::size_t l = 0; l < t->own_.size(); ++l) {
-    const IpAddress* group = def.heartbeatGroup(l);
-    t->groups_.push_back(group != nullptr ? *group : IpAddress{});
-  }
   const Node& me = def.nodes[self];
   for (std::size_t l = 0; l < me.addresses.size(); ++l) {
     auto link = std::make_unique<Link>(io);
+    link->own = me.addresses[l];
+    if (const IpAddress* group = def.heartbeatGroup(l)) {
+      link->group_address = *group;
+    }
     udp::endpoint local(toAsio(me.addresses[l]), def.port);
     const std::string where = "link " + std::to_string(l) + ": ";
     const std::string what = Endpoint{me.addresses[l], def.port}.toString();
@@ -174,8 +175,8 @@ Result<std::unique_ptr<UdpTransport>> UdpTransport::open(asio::io_context& io,
     if (ec) {
       return Error{where + "cannot make the socket of " + what + " non-blocking: " + ec.message()};
     }
-    if (const IpAddress* group = def.heartbeatGroup(l)) {
-      if (Status joined = joinGroup(*link, me.addresses[l], *group, def.port); !joined.ok()) {
+    if (link->group_address) {
+      if (Status joined = joinGroup(*link, def.port); !joined.ok()) {
         return Error{where + joined.error().message};
       }
     }
@@ -190,8 +191,9 @@ Result<std::unique_ptr<UdpTransport>> UdpTransport::open(asio::io_context& io,
   return t;
 }
 
-Status UdpTransport::joinGroup(Link& link, const IpAddress& own, const IpAddress& group,
-                               uint16_t port) {
+Status UdpTransport::joinGroup(Link& link, uint16_t port) {
+  const IpAddress& own = link.own;
+  const IpAddress& group = *link.group_address;
   // The group is joined on, and sent out of, the interface that holds this node's address on
   // the link; the datagrams keep that address as their source, so peers tell the sender by
   // its address exactly as with unicast.
@@ -268,8 +270,7 @@ std::vector<std::string> UdpTransport::repairGroups() {
     if (!link.group || !link.unicast.socket.is_open()) {
       continue;  // a unicast link, or the transport is closed
     }
-    const IpAddress& own = own_[l];
-    const unsigned ifindex = interfaceOf(own);
+    const unsigned ifindex = interfaceOf(link.own);
     if (ifindex == 0 || ifindex == link.group_ifindex) {
       continue;  // the address is not back yet, or nothing changed
     }
@@ -280,7 +281,7 @@ std::vector<std::string> UdpTransport::repairGroups() {
     boost::system::error_code ignored;
     link.group->socket.close(ignored);
     const std::string where = "link " + std::to_string(l) + ": ";
-    if (Status joined = joinGroup(link, own, groups_[l], port_); !joined.ok()) {
+    if (Status joined = joinGroup(link, link.group_endpoint->port()); !joined.ok()) {
       if (joined.error().message != link.repair_error) {
         link.repair_error = joined.error().message;
         report.push_back(where + joined.error().message);
@@ -289,7 +290,7 @@ std::vector<std::string> UdpTransport::repairGroups() {
     }
     link.repair_error.clear();
     char name[IF_NAMESIZE] = {};
-    report.push_back(where + "joined multicast group " + groups_[l].toString() + " again on " +
+    report.push_back(where + "joined multicast group " + link.group_address->toString() + " again on " +
                      (::if_indextoname(ifindex, name) != nullptr ? name : "?") +
                      " (the interface was replaced)");
     receiveNext(l, true);

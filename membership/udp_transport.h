@@ -74,10 +74,9 @@ class UdpTransport {
   struct Receiver;
   struct Link;
   UdpTransport(const ClusterDefinition& def, Receive on_receive);
-  // Sets `link` up for the multicast group `group`: its unicast socket sends to the group out
-  // of the interface holding `own`, and a second socket bound to the group receives.
-  static Status joinGroup(Link& link, const IpAddress& own, const IpAddress& group,
-                          uint16_t port);
+  // Sets `link` up for its multicast group: its unicast socket sends to the group out of the
+  // interface holding the link's own address, and a second socket bound to group:port receives.
+  static Status joinGroup(Link& link, uint16_t port);
   void receiveNext(std::size_t link, bool from_group);
   void sendToAll(const Datagram& datagram);
   // Gives the peers of a link of IPv6 link-local addresses their scope (the interface).
@@ -86,9 +85,6 @@ class UdpTransport {
   std::vector<boost::asio::ip::udp::endpoint> peers_;  // [node * links + link]
   std::size_t link_count_ = 0;
   std::size_t self_ = 0;
-  uint16_t port_ = 0;
-  std::vector<IpAddress> own_;     // this node's address per link
-  std::vector<IpAddress> groups_;  // the group per link (meaningful on multicast links)
   std::vector<std::unique_ptr<Link>> links_;
   Receive on_receive_;
   TransportStats stats_;

@@ -41,3 +41,21 @@ TEST_CASE("mac addresses parse strictly and know multicast") {
   CHECK_FALSE(MacAddress::parse("01:00-5e:00:00:20").has_value());
   CHECK(MacAddress::parse("ff:ff:ff:ff:ff:ff")->isBroadcast());
 }
+
+TEST_CASE("multicast and loopback, IPv4 and IPv6") {
+  CHECK(IpAddress::parse("224.0.0.0")->isMulticast());
+  CHECK(IpAddress::parse("239.255.255.255")->isMulticast());
+  CHECK_FALSE(IpAddress::parse("223.255.255.255")->isMulticast());
+  CHECK_FALSE(IpAddress::parse("240.0.0.0")->isMulticast());
+  CHECK(IpAddress::parse("ff02::1")->isMulticast());
+  CHECK_FALSE(IpAddress::parse("fe80::1")->isMulticast());
+  CHECK(IpAddress::parse("127.0.0.1")->isLoopback());
+  CHECK(IpAddress::parse("127.255.0.9")->isLoopback());
+  CHECK_FALSE(IpAddress::parse("128.0.0.1")->isLoopback());
+  CHECK(IpAddress::parse("::1")->isLoopback());
+  CHECK_FALSE(IpAddress::parse("::")->isLoopback());
+  CHECK_FALSE(IpAddress::parse("::2")->isLoopback());
+  CHECK(IpAddress::parse("::")->isUnusableAsVip());
+  CHECK(IpAddress::parse("::1")->isUnusableAsVip());
+  CHECK_FALSE(IpAddress::parse("2001:db8::1")->isUnusableAsVip());
+}
