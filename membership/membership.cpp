@@ -409,7 +409,7 @@ void Membership::tick(TimePoint now) {
     }
     for (uint32_t l = 0; l < links_; ++l) {
       LinkView& link = m.links[l];
-      if (link.up && now >= link.last_heard + suspect_after) {
+      if (link.up && now >= linkDownAt(n, l)) {
         link.up = false;
         out_.events.push_back(makeEvent(Event::Kind::LinkChanged, n, l, m.state, false));
       }
@@ -445,12 +445,22 @@ void Membership::tick(TimePoint now) {
         setState(now, n, MemberState::Dead, m.incarnation);
         ++counters_.deaths;
         broadcast_pending_ = true;
+        // A backup link kept up by its longer silence limit is not up to a member declared
+        // dead: everything silent for suspect_after goes down with it.
+        for (uint32_t l = 0; l < links_; ++l) {
+          LinkView& link = m.links[l];
+          if (link.up && now >= link.last_heard + suspect_after) {
+            link.up = false;
+            out_.events.push_back(makeEvent(Event::Kind::LinkChanged, n, l, m.state, false));
+          }
+        }
       }
     }
   }
 
   if (now >= next_heartbeat_) {
-    heartbeatRound(now);
+    heartbeatRound(now, true);
+    ++rounds_;
     next_heartbeat_ = nextRound(now);
   }
   if (!joined_ && now >= next_join_) {
@@ -479,7 +489,7 @@ void Membership::tick(TimePoint now) {
 Output Membership::finish(TimePoint now) {
   if (broadcast_pending_ && started_ && !left_) {
     // Changes this node made itself go out at once instead of waiting for the next round.
-    heartbeatRound(now);
+    heartbeatRound(now, false);
   }
   broadcast_pending_ = false;
   view_.local_health = local_health_.score();
@@ -501,9 +511,9 @@ Output Membership::finish(TimePoint now) {
       if (n == self_) {
         continue;
       }
-      for (const LinkView& l : m.links) {
-        if (l.up) {
-          next = std::min(next, l.last_heard + suspect_after);
+      for (uint32_t l = 0; l < m.links.size(); ++l) {
+        if (m.links[l].up) {
+          next = std::min(next, linkDownAt(n, l));
         }
       }
       if (m.state == MemberState::Alive) {
@@ -585,6 +595,8 @@ void Membership::handleHeartbeat(TimePoint now, const wire::Envelope& in, uint32
     peer.view_digest = hb.view_digest();
     peer.claims_known = true;
     peer.claims_heard = now;
+    p.heard_me = self_ < hb.heard().size() ? static_cast<uint8_t>(hb.heard()[self_]) : 0;
+    p.heard_me_at = now;
   } else {
     ++counters_.stale_claims;
   }
@@ -1030,20 +1042,34 @@ void Membership::startProbe(TimePoint now, uint32_t node) {
   }
 }
 
-void Membership::heartbeatRound(TimePoint now) {
-  (void)now;
+void Membership::heartbeatRound(TimePoint now, bool scheduled) {
   wire::Envelope env;
   wire::Heartbeat* base = env.mutable_heartbeat();
   *base = ownHeartbeat(0, 0);
-  // The same words for every peer: signed once per link and sent to all of them.
+  // The same words for every peer: signed once per link and sent to all of them, except the
+  // peers a backup link need not reach in this round.
   const uint32_t peers = static_cast<uint32_t>(view_.members.size()) - 1;
+  const bool full_round = !scheduled || rounds_ % kBackupRoundDivisor == 0;
   for (uint32_t l = 0; l < links_ && peers > 0; ++l) {
+    uint64_t skip = 0;
+    if (!full_round && l > 0) {
+      for (uint32_t n = 0; n < view_.members.size(); ++n) {
+        if (n != self_ && lowerLinkConfirmed(now, n, l)) {
+          skip |= uint64_t{1} << n;
+        }
+      }
+    }
+    const auto skipped = static_cast<uint32_t>(std::popcount(skip));
+    counters_.backup_heartbeats_skipped += skipped;
+    if (skipped == peers) {
+      continue;
+    }
     base->set_link(l);
     std::string bytes = sealer_.sealToAll(keys_, env);
-    counters_.heartbeats_sent += peers;
-    counters_.packets_sent += peers;
-    counters_.bytes_sent += peers * bytes.size();
-    out_.send.push_back(Datagram{l, kAllPeers, std::move(bytes)});
+    counters_.heartbeats_sent += peers - skipped;
+    counters_.packets_sent += peers - skipped;
+    counters_.bytes_sent += (peers - skipped) * bytes.size();
+    out_.send.push_back(Datagram{l, kAllPeers, std::move(bytes), skip});
   }
   for (const wire::MemberUpdate& u : base->updates()) {
     Peer& p = peers_[u.node()];
@@ -1051,6 +1077,46 @@ void Membership::heartbeatRound(TimePoint now) {
       --p.gossip_left;
     }
   }
+}
+
+bool Membership::lowerLinkConfirmed(TimePoint now, uint32_t node, uint32_t link) const {
+  // 1.5 intervals: a heartbeat every interval, plus half of one for a late wake-up on either
+  // side. One lost heartbeat on the lower link puts one round back on the backup link.
+  const Duration fresh = def_.timing.heartbeat_interval * 3 / 2;
+  const Peer& p = peers_[node];
+  if (p.heard_me_at == TimePoint{} || now - p.heard_me_at > fresh) {
+    return false;  // no word from the peer lately on how it hears this node
+  }
+  const MemberView& m = view_.members[node];
+  for (uint32_t l = 0; l < link && l < 8 && l < m.links.size(); ++l) {
+    const LinkView& lv = m.links[l];
+    if (((p.heard_me >> l) & 1) != 0 && lv.heard && now - lv.last_heard <= fresh) {
+      return true;
+    }
+  }
+  return false;
+}
+
+TimePoint Membership::linkDownAt(uint32_t node, uint32_t link) const {
+  const std::vector<LinkView>& links = view_.members[node].links;
+  const Duration silence = suspectAfter();
+  const TimePoint last = links[link].last_heard;
+  if (link == 0) {
+    return last + silence;
+  }
+  // The peer sends every round on this link again once it has not heard this node on a lower
+  // link for 1.5 intervals (lowerLinkConfirmed()), at its next round: well within two
+  // intervals of the last packet that arrived here on a lower link.
+  TimePoint lower{};
+  for (uint32_t l = 0; l < link; ++l) {
+    if (links[l].heard) {
+      lower = std::max(lower, links[l].last_heard);
+    }
+  }
+  const Duration interval = def_.timing.heartbeat_interval;
+  const TimePoint reduced_rate_ends = lower == TimePoint{} ? lower : lower + silence + 2 * interval;
+  return std::min(last + silence + kBackupRoundDivisor * interval,
+                  std::max(last + silence, reduced_rate_ends));
 }
 
 void Membership::sendStateExchange(uint32_t node, uint32_t link, bool reply_wanted) {
@@ -1139,6 +1205,26 @@ wire::Heartbeat Membership::ownHeartbeat(uint32_t link, uint64_t probe_id) const
     hb.add_claims(c.toBytes());
   }
   hb.set_view_digest(me.view_digest);
+  if (links_ > 1) {
+    // How this node hears each peer: the peers decide from it whether their backup links may
+    // run at the reduced rate (see heartbeatRound()).
+    const Duration fresh = def_.timing.heartbeat_interval * 3 / 2;
+    std::string heard(view_.members.size(), '\0');
+    for (uint32_t n = 0; n < view_.members.size(); ++n) {
+      const std::vector<LinkView>& links = view_.members[n].links;
+      uint8_t bits = 0;
+      for (uint32_t l = 0; l < links.size() && l < 8; ++l) {
+        if (links[l].heard && now_ - links[l].last_heard <= fresh) {
+          bits = static_cast<uint8_t>(bits | (1U << l));
+        }
+      }
+      heard[n] = static_cast<char>(bits);
+    }
+    while (!heard.empty() && heard.back() == '\0') {
+      heard.pop_back();
+    }
+    hb.set_heard(std::move(heard));
+  }
   return hb;
 }
 

@@ -11,7 +11,16 @@
 // - Every heartbeat_interval this node sends a signed Heartbeat to every peer on every link,
 //   carrying its incarnation, its health and the member updates being disseminated
 //   (each change rides on the next three rounds; changes this node makes itself are also
-//   sent at once).
+//   sent at once, on every link).
+// - Backup links (links 1 and up) are monitored, not flooded: while a lower link works both
+//   ways with a peer (this node heard the peer on it within 1.5 heartbeat intervals, and the
+//   peer's latest heartbeat, as fresh, says it heard this node on it too), a round reaches
+//   that peer on the backup link only every kBackupRoundDivisor-th time. When the lower link
+//   fails in either direction, the next round after 1.5 intervals goes out on the backup link
+//   again, so the peer hears this node on it at the full rate before its silence check (a
+//   direct probe on every link answers it in the meantime). A backup link is reported down up to
+//   kBackupRoundDivisor intervals later than link 0 (its heartbeats may come that much
+//   further apart; see linkDownAt()), and at once when this node declares the peer dead.
 // - A peer silent on every link for suspect_after is probed directly on every link and,
 //   at the same time, through `indirect_probes` other members (SWIM's ping-req). An answer
 //   through any of them ends the matter: the peer is reachable.
@@ -54,6 +63,11 @@ namespace shoal {
 
 /// Heartbeat rounds that carry each member update after it changes.
 inline constexpr uint32_t kGossipRounds = 3;
+/// While a lower link works both ways with a peer, a backup link carries one heartbeat round
+/// in this many to it (see the protocol above). Four: a quarter of the packets on the second
+/// link, and a backup link reported down up to 4 intervals (160 ms by default) later than
+/// link 0.
+inline constexpr uint32_t kBackupRoundDivisor = 4;
 /// Heartbeat intervals between two full state exchanges with a random peer.
 inline constexpr uint32_t kPushPullRounds = 20;
 /// Most member updates piggybacked on one packet (keeps it under kMaxPacketSize).
@@ -158,6 +172,10 @@ class Membership {
     // newer one (reordered, or sent on a slower link) must not bring older claims back.
     uint64_t claims_boot = 0;
     uint64_t claims_sequence = 0;
+    // Links on which the peer heard this node, as its latest heartbeat said (Heartbeat.heard),
+    // and when that heartbeat arrived.
+    uint8_t heard_me = 0;
+    TimePoint heard_me_at{};
     FlapDamper flap;
   };
   // A probe this node runs for another member (it was asked through an IndirectProbe).
@@ -199,7 +217,16 @@ class Membership {
   void updateSuspicionDeadline(uint32_t node);
 
   void startProbe(TimePoint now, uint32_t node);
-  void heartbeatRound(TimePoint now);
+  // `scheduled`: the round of the heartbeat interval (backup links may leave peers out); the
+  // extra round that carries this node's own changes at once goes out on every link.
+  void heartbeatRound(TimePoint now, bool scheduled);
+  // True if a link below `link` works both ways with `node` at `now` (see the protocol above).
+  bool lowerLinkConfirmed(TimePoint now, uint32_t node, uint32_t link) const;
+  // When `link` of `node` is reported down if nothing more arrives on it: suspect_after after
+  // its last packet, or for a backup link, kBackupRoundDivisor intervals later while the peer
+  // may still be sending the reduced rate on it, i.e. until two intervals after the lower
+  // links fell silent too (by then the peer has noticed and sends every round).
+  TimePoint linkDownAt(uint32_t node, uint32_t link) const;
   TimePoint nextRound(TimePoint now) const;
   void sendStateExchange(uint32_t node, uint32_t link, bool reply_wanted);
   void sendJoin();
@@ -242,6 +269,7 @@ class Membership {
   TimePoint now_{};  // time of the current call (for the hold-down left in records)
   TimePoint scheduled_ = TimePoint::max();
   TimePoint next_heartbeat_{};
+  uint64_t rounds_ = 0;  // scheduled heartbeat rounds sent
   std::optional<Duration> round_offset_;  // alignRounds(); none: every interval after the last
   TimePoint next_join_{};
   TimePoint next_push_pull_{};

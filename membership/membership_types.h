@@ -36,11 +36,19 @@ inline constexpr uint32_t kAllPeers = UINT32_MAX;
 /// One datagram the caller must send: on heartbeat link `link` (the index into
 /// Node::addresses) to node `node` (index into ClusterDefinition::nodes) at its address on that
 /// link and the cluster port; or, when `node` is kAllPeers, the same bytes to every node of
-/// the definition except this one (a heartbeat round: signed once, sent to all).
+/// the definition except this one and those in `skip` (a heartbeat round: signed once, sent
+/// to all; a backup link's round leaves out the peers it need not reach, see membership.h).
+/// A caller that sends a kAllPeers datagram to a multicast group sends it once, to the group.
 struct Datagram {
   uint32_t link = 0;
   uint32_t node = 0;
   std::string bytes;  ///< a sealed packet (core/wire_codec.h), at most kMaxPacketSize bytes
+  uint64_t skip = 0;  ///< kAllPeers only: bit n set leaves node n out
+
+  /// Whether the datagram is meant for node `n` (the sender excludes itself).
+  bool reaches(uint32_t n) const {
+    return node == kAllPeers ? n >= 64 || ((skip >> n) & 1) == 0 : node == n;
+  }
 };
 
 /// A member's liveness as this node sees it.
@@ -186,7 +194,8 @@ struct Counters {
   uint64_t packets_sent = 0;
   uint64_t bytes_sent = 0;
   RejectionCounters rejected;  ///< by reason; nothing in a rejected packet changed any state
-  uint64_t heartbeats_sent = 0;
+  uint64_t heartbeats_sent = 0;       ///< one per peer reached
+  uint64_t backup_heartbeats_skipped = 0;  ///< left out on a backup link (one per peer)
   uint64_t probes_sent = 0;           ///< direct probes (one per link)
   uint64_t indirect_probes_sent = 0;  ///< requests to other members (one per member and link)
   uint64_t nacks_sent = 0;

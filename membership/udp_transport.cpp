@@ -414,7 +414,7 @@ void UdpTransport::sendToAll(const Datagram& datagram) {
   payload[0].iov_len = datagram.bytes.size();
   messages.reserve(others);
   for (std::size_t n = 0; n < nodes; ++n) {
-    if (n == self_) {
+    if (n == self_ || !datagram.reaches(static_cast<uint32_t>(n))) {
       continue;
     }
     udp::endpoint& to = peers_[n * link_count_ + datagram.link];

@@ -52,9 +52,10 @@ class UdpTransport {
   UdpTransport(const UdpTransport&) = delete;
   UdpTransport& operator=(const UdpTransport&) = delete;
 
-  /// Sends `datagram` to its node's address on its link, or to every other node's when its
-  /// node is kAllPeers (one datagram to the link's multicast group, if it has one). Never blocks: a datagram the kernel cannot take now is dropped and
-  /// counted (heartbeats are repeated anyway).
+  /// Sends `datagram` to its node's address on its link, or, when its node is kAllPeers, to
+  /// every other node's that it reaches (Datagram::reaches; on a multicast link one datagram
+  /// to the group instead). Never blocks: a datagram the kernel cannot take now is dropped
+  /// and counted (heartbeats are repeated anyway).
   void send(const Datagram& datagram);
   /// Closes every socket; pending receives end. Called by the destructor.
   void close();

@@ -19,6 +19,7 @@
 #include <sstream>
 #include <string>
 
+#include "core/cluster_definition.h"
 #include "core/keyring.h"
 #include "core/replay_window.h"
 #include "core/wire_codec.h"
@@ -696,6 +697,13 @@ void fillWidest(google::protobuf::Message* message) {
       }
       case FieldDescriptor::CPPTYPE_MESSAGE:
         fillWidest(reflection->MutableMessage(message, field));
+        break;
+      case FieldDescriptor::CPPTYPE_STRING:
+        if (field->full_name() == "shoal.wire.Heartbeat.heard") {
+          reflection->SetString(message, field, std::string(shoal::kMaxNodes, '\xff'));  // a byte per node
+          break;
+        }
+        FAIL("field " << field->full_name() << " has no largest value; extend the size test");
         break;
       default:
         FAIL("field " << field->full_name() << " has no largest value; extend the size test");

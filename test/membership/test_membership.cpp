@@ -63,7 +63,7 @@ struct Harness {
         continue;
       }
       for (uint32_t n = 0; n < cores.size(); ++n) {
-        if (n != node) {
+        if (n != node && d.reaches(n)) {
           in_flight.emplace_back(node, Datagram{d.link, n, d.bytes});
         }
       }

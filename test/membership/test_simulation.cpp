@@ -292,6 +292,124 @@ TEST_CASE("link state is kept per peer: one dead link is reported, the node stay
   CHECK(sim.core(0).counters().suspicions == 0);
 }
 
+// Rounds of `sent` (datagrams of one node) that reached node `to` on `link`.
+uint64_t reached(const std::vector<Datagram>& sent, uint32_t to, uint32_t link) {
+  uint64_t n = 0;
+  for (const Datagram& d : sent) {
+    n += d.link == link && d.node == kAllPeers && d.reaches(to) ? 1 : 0;
+  }
+  return n;
+}
+
+uint64_t linkDownEvents(const std::vector<Observed>& log, uint32_t link) {
+  uint64_t n = 0;
+  for (const Observed& o : log) {
+    n += o.event.kind == Event::Kind::LinkChanged && o.event.link == link && !o.event.up ? 1 : 0;
+  }
+  return n;
+}
+
+uint64_t totalSuspicions(const SimCluster& sim) {
+  uint64_t n = 0;
+  for (uint32_t i = 0; i < sim.size(); ++i) {
+    n += sim.core(i).counters().suspicions;
+  }
+  return n;
+}
+
+TEST_CASE("a backup link carries one round in kBackupRoundDivisor while link 0 works both ways") {
+  SimCluster sim(makeDefinition(4, 2, kDefault), 505);
+  std::vector<Observed> log;
+  sim.setObserver([&](const Observed& o) { log.push_back(o); });
+  sim.startAll();
+  sim.runFor(milliseconds(500));
+  std::vector<Datagram> sent;
+  sim.recordSent(0, &sent);
+  sim.runFor(milliseconds(4000));  // 100 rounds
+  sim.recordSent(0, nullptr);
+  for (uint32_t peer = 1; peer < 4; ++peer) {
+    const uint64_t primary = reached(sent, peer, 0);
+    const uint64_t backup = reached(sent, peer, 1);
+    MESSAGE("to node " << peer << ": link 0 " << primary << " rounds, link 1 " << backup);
+    CHECK(primary >= 100);
+    CHECK(backup >= 100 / kBackupRoundDivisor - 1);
+    CHECK(backup <= 100 / kBackupRoundDivisor + 3);
+  }
+  CHECK(sim.core(0).counters().backup_heartbeats_skipped > 0);
+  // Heartbeats a quarter as often are no reason to report the backup link down.
+  CHECK(linkDownEvents(log, 1) == 0);
+  for (uint32_t i = 0; i < 4; ++i) {
+    for (uint32_t n = 0; n < 4; ++n) {
+      if (n != i) {
+        CHECK(sim.core(i).view().members[n].links[1].up);
+      }
+    }
+  }
+}
+
+TEST_CASE("link 0 cut under the reduced backup rate: the backup link takes over, no suspicion") {
+  for (const uint64_t seed : {506, 507, 508}) {
+    SimCluster sim(makeDefinition(8, 2, kDefault), seed);
+    if (seed == 508) {
+      sim.alignRounds(milliseconds(2));
+    }
+    std::vector<Observed> log;
+    sim.setObserver([&](const Observed& o) { log.push_back(o); });
+    sim.startAll();
+    sim.runFor(milliseconds(1000));
+    REQUIRE(sim.core(0).counters().backup_heartbeats_skipped > 0);
+    LinkConditions down;
+    down.down = true;
+    sim.setLink(0, down);
+    sim.runFor(milliseconds(200));
+    std::vector<Datagram> sent;
+    sim.recordSent(0, &sent);
+    sim.runFor(milliseconds(1000));  // 25 rounds
+    sim.recordSent(0, nullptr);
+    sim.runFor(milliseconds(2000));
+    CAPTURE(seed);
+    CHECK(deadEvents(log) == 0);
+    CHECK(totalSuspicions(sim) == 0);
+    CHECK(linkDownEvents(log, 1) == 0);
+    for (uint32_t peer = 1; peer < 8; ++peer) {
+      CHECK(reached(sent, peer, 1) >= 24);  // every round on the backup link now
+      const MemberView& m = sim.core(0).view().members[peer];
+      CHECK((m.state == MemberState::Alive));
+      CHECK_FALSE(m.links[0].up);
+      CHECK(m.links[1].up);
+    }
+    uint64_t probes = 0;
+    for (uint32_t i = 0; i < 8; ++i) {
+      probes += sim.core(i).counters().probes_sent;
+    }
+    MESSAGE("seed " << seed << ": " << probes << " direct probes while the backup link took over");
+  }
+}
+
+TEST_CASE("link 0 lost in one direction only: the sender hears of it and uses the backup link") {
+  SimCluster sim(makeDefinition(4, 2, kDefault), 509);
+  std::vector<Observed> log;
+  sim.setObserver([&](const Observed& o) { log.push_back(o); });
+  sim.startAll();
+  sim.runFor(milliseconds(1000));
+  LinkConditions down;
+  down.down = true;
+  sim.setDirection(0, 1, 0, down);  // node 1 no longer hears node 0 on link 0; the rest works
+  sim.runFor(milliseconds(300));
+  std::vector<Datagram> sent;
+  sim.recordSent(0, &sent);
+  sim.runFor(milliseconds(1000));
+  sim.recordSent(0, nullptr);
+  CHECK(deadEvents(log) == 0);
+  CHECK(totalSuspicions(sim) == 0);
+  CHECK(reached(sent, 1, 1) >= 24);                            // node 1: every round on link 1
+  CHECK(reached(sent, 2, 1) <= 25 / kBackupRoundDivisor + 3);  // node 2: still reduced
+  const MemberView& seen_by_1 = sim.core(1).view().members[0];
+  CHECK_FALSE(seen_by_1.links[0].up);
+  CHECK(seen_by_1.links[1].up);
+  CHECK(sim.core(0).view().members[1].links[0].up);  // node 0 still hears node 1 on link 0
+}
+
 TEST_CASE("a partition of every link: each side declares the other dead, and heals") {
   SimCluster sim(makeDefinition(6, 2, kDefault), 504);
   sim.startAll();
@@ -345,7 +463,7 @@ TEST_CASE("forged, replayed and foreign packets are counted and change nothing")
   sim.runFor(milliseconds(500));
   // Record what node 1 sends once node 0 runs, so that node 0 has received all of it.
   sim.recordSent(1, &sent);
-  sim.runFor(milliseconds(200));
+  sim.runFor(milliseconds(400));
   sim.recordSent(1, nullptr);
   sim.runFor(milliseconds(10));
   const uint64_t digest = sim.viewDigest(0);
@@ -354,7 +472,7 @@ TEST_CASE("forged, replayed and foreign packets are counted and change nothing")
   // Replays of everything node 1 sent to node 0.
   uint64_t replays = 0;
   for (const Datagram& d : sent) {
-    if (d.node == 0 || d.node == kAllPeers) {
+    if (d.reaches(0)) {
       sim.inject(0, d.link, d.bytes, from);
       ++replays;
     }

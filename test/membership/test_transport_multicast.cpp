@@ -115,7 +115,13 @@ int agreeAndCount(const std::vector<int>& ns, const ClusterDefinition& def,
     }
     nodes.push_back(std::make_unique<LiveNode>(io, def, i));
     nodes.back()->tap = [&asked, &assumed, i](const Datagram& d) {
-      asked[i] += d.node == kAllPeers && assumed.heartbeatGroup(d.link) == nullptr ? kNodes - 1 : 1;
+      if (d.node != kAllPeers || assumed.heartbeatGroup(d.link) != nullptr) {
+        asked[i] += 1;
+        return;
+      }
+      for (uint32_t n = 0; n < kNodes; ++n) {
+        asked[i] += n != i && d.reaches(n) ? 1 : 0;
+      }
     };
   }
   if (!runUntil(io, [&] { return allAlive(nodes); }, milliseconds(3000))) {

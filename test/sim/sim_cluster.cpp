@@ -123,6 +123,11 @@ void SimCluster::setPath(uint32_t a, uint32_t b, uint32_t link, const LinkCondit
   path(b, a, link) = conditions;
 }
 
+void SimCluster::setDirection(uint32_t from, uint32_t to, uint32_t link,
+                              const LinkConditions& conditions) {
+  path(from, to, link) = conditions;
+}
+
 void SimCluster::partition(const std::vector<uint32_t>& side, std::optional<uint32_t> link) {
   std::vector<bool> in(nodes_.size(), false);
   for (uint32_t s : side) {
@@ -172,7 +177,10 @@ void SimCluster::call(uint32_t node, F&& f) {
 void SimCluster::apply(uint32_t node, Output out) {
   Node& n = nodes_[node];
   for (Datagram& d : out.send) {
-    const uint64_t copies = d.node == kAllPeers ? nodes_.size() - 1 : 1;
+    uint64_t copies = 0;
+    for (uint32_t to = 0; to < nodes_.size(); ++to) {
+      copies += to != node && d.reaches(to) ? 1 : 0;
+    }
     n.stats.packets_sent += copies;
     n.stats.bytes_sent += copies * d.bytes.size();
     if (record_[node] != nullptr) {
@@ -181,7 +189,15 @@ void SimCluster::apply(uint32_t node, Output out) {
     auto datagram = std::make_shared<SimDatagram>();
     datagram->bytes = std::move(d.bytes);
     datagram->to_all = d.node == kAllPeers;
-    transmit(node, d.node, d.link, datagram);
+    if (d.node != kAllPeers) {
+      transmit(node, d.node, d.link, datagram);
+      continue;
+    }
+    for (uint32_t to = 0; to < nodes_.size(); ++to) {
+      if (to != node && d.reaches(to)) {
+        transmit(node, to, d.link, datagram);
+      }
+    }
   }
   bool view_changed = false;
   bool persist = false;
@@ -229,14 +245,6 @@ void SimCluster::apply(uint32_t node, Output out) {
 
 void SimCluster::transmit(uint32_t from, uint32_t to, uint32_t link,
                           const std::shared_ptr<const SimDatagram>& datagram) {
-  if (to == kAllPeers) {
-    for (uint32_t n = 0; n < nodes_.size(); ++n) {
-      if (n != from) {
-        transmit(from, n, link, datagram);
-      }
-    }
-    return;
-  }
   if (to >= nodes_.size() || link >= link_defaults_.size()) {
     throw std::logic_error("core addressed a datagram to a node or link that does not exist");
   }

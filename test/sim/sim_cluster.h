@@ -64,6 +64,8 @@ class SimCluster {
   void setLink(uint32_t link, const LinkConditions& conditions);
   /// Sets the conditions of `link` between nodes a and b only, both directions.
   void setPath(uint32_t a, uint32_t b, uint32_t link, const LinkConditions& conditions);
+  /// Sets the conditions of `link` from node `from` to node `to` only (a one-way fault).
+  void setDirection(uint32_t from, uint32_t to, uint32_t link, const LinkConditions& conditions);
   /// Cuts every link (or only `link`) between the nodes in `side` and all others.
   void partition(const std::vector<uint32_t>& side, std::optional<uint32_t> link = {});
   /// Restores every path to the per-link conditions set with setLink().
