@@ -7,6 +7,7 @@
 #include <sys/uio.h>
 
 #include <boost/asio/buffer.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ip/multicast.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 #include <cerrno>
@@ -21,12 +22,21 @@ namespace shoal {
 namespace asio = boost::asio;
 using asio::ip::udp;
 
+// Datagrams read per recvmmsg call: a round of heartbeats from every peer of a 16-node cluster.
+constexpr std::size_t kReadBatch = 16;
+// Room per datagram: more than the largest one shoal accepts (kMaxPacketSize and what the
+// check below allows), so anything larger arrives truncated and is counted as oversized.
+constexpr std::size_t kReadSlot = 2048;
+// recvmmsg calls per readiness before the other sockets and timers get their turn.
+constexpr int kReadBatchesPerTurn = 8;
+
 struct UdpTransport::Receiver {
   explicit Receiver(const asio::any_io_executor& ex) : socket(ex) {}
   udp::socket socket;
-  udp::endpoint from;
-  // One byte more than the largest datagram shoal accepts, so an oversized one is noticed.
-  std::array<uint8_t, 65536> buffer{};
+  std::array<std::array<uint8_t, kReadSlot>, kReadBatch> buffers{};
+  std::array<sockaddr_storage, kReadBatch> names{};
+  std::array<iovec, kReadBatch> iov{};
+  std::array<mmsghdr, kReadBatch> messages{};
 };
 
 struct UdpTransport::Link {
@@ -76,6 +86,23 @@ IpAddress fromAsio(const asio::ip::address& address) {
 }
 
 namespace {
+
+// The source of a received datagram (IPv4 or IPv6 socket address).
+Endpoint endpointOf(const sockaddr_storage& name) {
+  Endpoint out;
+  if (name.ss_family == AF_INET) {
+    const auto& in = reinterpret_cast<const sockaddr_in&>(name);
+    out.address.family = IpAddress::Family::V4;
+    std::memcpy(out.address.bytes.data(), &in.sin_addr, 4);
+    out.port = ntohs(in.sin_port);
+  } else if (name.ss_family == AF_INET6) {
+    const auto& in6 = reinterpret_cast<const sockaddr_in6&>(name);
+    out.address.family = IpAddress::Family::V6;
+    std::memcpy(out.address.bytes.data(), &in6.sin6_addr, 16);
+    out.port = ntohs(in6.sin6_port);
+  }
+  return out;
+}
 
 // IPv6 link-local (fe80::/10): meaningful only together with an interface (its scope).
 bool isLinkLocal(const IpAddress& address) {
@@ -332,38 +359,93 @@ Status UdpTransport::scopeLink(const ClusterDefinition& def, std::size_t link) {
 }
 
 void UdpTransport::receiveNext(std::size_t index, bool from_group) {
+  // Wait for readiness, then read everything queued with recvmmsg: one system call for a
+  // burst of heartbeats instead of one read per datagram plus one that finds nothing.
   Receiver& r = links_[index]->receiver(from_group);
   std::weak_ptr<bool> alive = alive_;
   const uint64_t generation = from_group ? links_[index]->group_generation : 0;
-  r.socket.async_receive_from(
-      asio::buffer(r.buffer), r.from,
-      [this, index, from_group, generation, alive](const boost::system::error_code& ec,
-                                                   std::size_t size) {
-        const auto guard = alive.lock();
-        if (!guard || !*guard) {
-          return;
-        }
-        if (from_group && links_[index]->group_generation != generation) {
-          return;  // started on a receiving socket that repairGroups() has replaced
-        }
-        Receiver& l = links_[index]->receiver(from_group);
-        if (ec == asio::error::operation_aborted || !l.socket.is_open()) {
-          return;
-        }
-        if (ec) {
-          ++stats_.receive_errors;
-        } else if (size > kMaxPacketSize + 512) {
-          ++stats_.oversized;
-        } else {
-          ++stats_.received;
-          const Endpoint from{fromAsio(l.from.address()), l.from.port()};
-          on_receive_(static_cast<uint32_t>(index), std::span<const uint8_t>(l.buffer.data(), size),
-                      from);
-        }
-        if (*guard && l.socket.is_open()) {
-          receiveNext(index, from_group);
-        }
-      });
+  r.socket.async_wait(udp::socket::wait_read, [this, index, from_group, generation,
+                                               alive](const boost::system::error_code& ec) {
+    const auto guard = alive.lock();
+    if (!guard || !*guard) {
+      return;
+    }
+    if (from_group && links_[index]->group_generation != generation) {
+      return;  // started on a receiving socket that repairGroups() has replaced
+    }
+    if (ec == asio::error::operation_aborted || !links_[index]->receiver(from_group).socket.is_open()) {
+      return;
+    }
+    if (ec) {
+      ++stats_.receive_errors;
+    }
+    readQueued(index, from_group, generation, guard);
+  });
+}
+
+void UdpTransport::readQueued(std::size_t index, bool from_group, uint64_t generation,
+                              const std::shared_ptr<bool>& guard) {
+  // Still this receiver: the callback may close the transport or replace the group socket.
+  auto current = [&] {
+    return *guard && (!from_group || links_[index]->group_generation == generation) &&
+           links_[index]->receiver(from_group).socket.is_open();
+  };
+  for (int batch = 0; batch < kReadBatchesPerTurn; ++batch) {
+    Receiver& r = links_[index]->receiver(from_group);
+    for (std::size_t i = 0; i < kReadBatch; ++i) {
+      r.iov[i].iov_base = r.buffers[i].data();
+      r.iov[i].iov_len = r.buffers[i].size();
+      r.messages[i] = mmsghdr{};
+      r.messages[i].msg_hdr.msg_name = &r.names[i];
+      r.messages[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+      r.messages[i].msg_hdr.msg_iov = &r.iov[i];
+      r.messages[i].msg_hdr.msg_iovlen = 1;
+    }
+    const int n = ::recvmmsg(r.socket.native_handle(), r.messages.data(), kReadBatch, MSG_DONTWAIT,
+                             nullptr);
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        ++stats_.receive_errors;
+      }
+      receiveNext(index, from_group);
+      return;
+    }
+    for (int i = 0; i < n; ++i) {
+      const mmsghdr& m = r.messages[static_cast<std::size_t>(i)];
+      if ((m.msg_hdr.msg_flags & MSG_TRUNC) != 0 || m.msg_len > kMaxPacketSize + 512) {
+        ++stats_.oversized;
+        continue;
+      }
+      ++stats_.received;
+      on_receive_(static_cast<uint32_t>(index),
+                  std::span<const uint8_t>(r.buffers[static_cast<std::size_t>(i)].data(), m.msg_len),
+                  endpointOf(r.names[static_cast<std::size_t>(i)]));
+      if (!current()) {
+        return;
+      }
+    }
+    if (static_cast<std::size_t>(n) < kReadBatch) {
+      receiveNext(index, from_group);  // drained: wait for the next datagram
+      return;
+    }
+  }
+  if (!current()) {
+    return;
+  }
+  // More may be queued (a flood): let the other sockets and the timers run first, then go on.
+  // Readiness would not come again for datagrams already queued, so this is a post.
+  std::weak_ptr<bool> alive = guard;
+  asio::post(links_[index]->receiver(from_group).socket.get_executor(),
+             [this, index, from_group, generation, alive] {
+               const auto g = alive.lock();
+               if (g && *g && (!from_group || links_[index]->group_generation == generation) &&
+                   links_[index]->receiver(from_group).socket.is_open()) {
+                 readQueued(index, from_group, generation, g);
+               }
+             });
 }
 
 void UdpTransport::send(const Datagram& datagram) {

@@ -79,6 +79,10 @@ class UdpTransport {
   // interface holding the link's own address, and a second socket bound to group:port receives.
   static Status joinGroup(Link& link, uint16_t port);
   void receiveNext(std::size_t link, bool from_group);
+  // Reads what is queued on a link's receiving socket (its group socket if `from_group`, of
+  // that `generation`) in batches; waits for readiness again once it is drained.
+  void readQueued(std::size_t link, bool from_group, uint64_t generation,
+                  const std::shared_ptr<bool>& guard);
   void sendToAll(const Datagram& datagram);
   // Gives the peers of a link of IPv6 link-local addresses their scope (the interface).
   Status scopeLink(const ClusterDefinition& def, std::size_t link);

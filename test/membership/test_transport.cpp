@@ -54,6 +54,52 @@ TEST_CASE("addresses convert to Boost.Asio and back, IPv4 and IPv6") {
   }
 }
 
+TEST_CASE("a burst longer than many reads is read whole, in order, and oversized ones counted") {
+  asio::io_context io;
+  const ClusterDefinition def = loopbackDefinition();
+  struct Got {
+    std::size_t size;
+    std::size_t index;  // of a 2-byte datagram: its bytes, little-endian
+    Endpoint from;
+  };
+  std::vector<Got> got;
+  auto t = UdpTransport::open(
+      io, def, 0, [&](uint32_t link, std::span<const uint8_t> bytes, const Endpoint& from) {
+        CHECK(link == 0);
+        const std::size_t index = bytes.size() == 2 ? bytes[0] + 256U * bytes[1] : 0;
+        got.push_back(Got{bytes.size(), index, from});
+      });
+  REQUIRE(t.ok());
+  // 150 small datagrams (more than eight batches of reads, so the reader has to yield and go
+  // on), one of the largest accepted size, one a byte larger, one far larger.
+  asio::ip::udp::socket s(io);
+  s.open(asio::ip::udp::v4());
+  s.bind(asio::ip::udp::endpoint(asio::ip::make_address("127.0.0.9"), 0));
+  const asio::ip::udp::endpoint to(toAsio(def.nodes[0].addresses[0]), def.port);
+  for (std::size_t i = 0; i < 150; ++i) {
+    const std::array<uint8_t, 2> b{static_cast<uint8_t>(i % 256), static_cast<uint8_t>(i / 256)};
+    s.send_to(asio::buffer(b), to);
+  }
+  s.send_to(asio::buffer(std::string(kMaxPacketSize + 512, 'x')), to);
+  s.send_to(asio::buffer(std::string(kMaxPacketSize + 513, 'x')), to);
+  s.send_to(asio::buffer(std::string(3000, 'x')), to);
+  const auto until = std::chrono::steady_clock::now() + milliseconds(2000);
+  while ((*t)->stats().received + (*t)->stats().oversized < 153 &&
+         std::chrono::steady_clock::now() < until) {
+    io.run_for(milliseconds(10));
+  }
+  CHECK((*t)->stats().received == 151);
+  CHECK((*t)->stats().oversized == 2);
+  REQUIRE(got.size() == 151);
+  for (std::size_t i = 0; i < 150; ++i) {
+    CHECK(got[i].size == 2);
+    CHECK(got[i].index == i);
+    CHECK(got[i].from.address == *IpAddress::parse("127.0.0.9"));
+    CHECK(got[i].from.port == s.local_endpoint().port());
+  }
+  CHECK(got[150].size == kMaxPacketSize + 512);
+}
+
 TEST_CASE("binding an address this host does not have is an error naming it") {
   asio::io_context io;
   ClusterDefinition def = loopbackDefinition();
