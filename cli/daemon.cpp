@@ -279,11 +279,15 @@ void Daemon::onLinkReadable(const boost::system::error_code& ec) {
 
 void Daemon::handle(Output out) {
   if (!out.send.empty()) {
-    // Renew first, then send, nothing in between: see dataplane/lease.h for why.
+    // Check the lease (renew or recover from a lapse) first, then send, nothing in between:
+    // see dataplane/lease.h for why.
     keepLease(std::chrono::steady_clock::now());
-  }
-  for (const Datagram& d : out.send) {
-    transport_->send(d);
+    const uint64_t sent_before = transport_->stats().sent;
+    for (const Datagram& d : out.send) {
+      transport_->send(d);
+    }
+    noteRenewal(lease_->afterSend(std::chrono::steady_clock::now(),
+                                  transport_->stats().sent > sent_before));
   }
   for (const Event& e : out.events) {
     onEvent(e);
@@ -330,8 +334,7 @@ void Daemon::onTimer() {
   handle(membership_->onTick(now));
 }
 
-void Daemon::keepLease(TimePoint now) {
-  const dataplane::LeaseKeeper::Renewal r = lease_->beforeSend(now);
+void Daemon::noteRenewal(const dataplane::LeaseKeeper::Renewal& r) {
   using Outcome = dataplane::LeaseKeeper::Outcome;
   if (r.outcome == Outcome::Failed) {
     if (!renew_failed_) {
@@ -339,13 +342,15 @@ void Daemon::keepLease(TimePoint now) {
       events_.add("lease", "renewal failed: " + r.error);
     }
     renew_failed_ = true;
-    return;
-  }
-  if (r.outcome == Outcome::Renewed) {
+  } else if (r.outcome == Outcome::Renewed) {
     renew_failed_ = false;
-    return;
   }
-  if (r.outcome != Outcome::Lapsed) {
+}
+
+void Daemon::keepLease(TimePoint now) {
+  const dataplane::LeaseKeeper::Renewal r = lease_->beforeSend(now);
+  noteRenewal(r);
+  if (r.outcome != dataplane::LeaseKeeper::Outcome::Lapsed) {
     return;
   }
   const std::string text =

@@ -84,6 +84,8 @@ class Daemon {
   bool resettled(TimePoint now);
   /// Renews the dataplane lease (called right before anything is sent) and handles a lapse.
   void keepLease(TimePoint now);
+  /// Logs a failed renewal once, until one succeeds again.
+  void noteRenewal(const dataplane::LeaseKeeper::Renewal& r);
   void reconcile();
   dataplane::DesiredState desiredState(const std::vector<BucketSet>& hold) const;
   void reportBucketChanges(const std::vector<BucketSet>& before);

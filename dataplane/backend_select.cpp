@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "dataplane/clusterip_dataplane.h"
+#include "dataplane/lease.h"
 #include "dataplane/nftables_dataplane.h"
 
 namespace shoal::dataplane {
@@ -221,6 +222,11 @@ Result<std::unique_ptr<Dataplane>> makeDataplane(const ClusterDefinition& defini
   }
   NftablesOptions options;
   options.vip_ledger = settings.vip_ledger;
+  if (settings.renew_on_send) {
+    options.ruleset.renew_sport = definition.port;
+    options.ruleset.renew_uid = static_cast<uint32_t>(::geteuid());
+    options.ruleset.renew_lease = leaseLength(definition.timing);
+  }
   auto nftables = NftablesDataplane::open(std::move(options));
   if (!nftables) {
     return Error{"dataplane: nftables backend: " + nftables.error().message};

@@ -60,6 +60,9 @@ struct DataplaneSettings {
   std::shared_ptr<VipAddresses> addresses;
   /// Ledger of the VIPs shoal added, for the nftables backend (NftablesOptions::vip_ledger).
   std::string vip_ledger;
+  /// nftables: the heartbeats (UDP from the definition's port, sockets of this process's
+  /// user) renew the lease as they leave (NftRulesetOptions::renew_sport).
+  bool renew_on_send = true;
 };
 
 /// Picks the backend for `definition` (see chooseBackend), checks the definition's services

@@ -71,6 +71,13 @@ class Dataplane {
   /// packet finds the lease missing while it is renewed. A lease that ran out comes back.
   /// A no-op returning Ok where leaseEnforced() is false, or before the first apply().
   virtual Status renew(Millis lease) = 0;
+
+  /// True if each heartbeat this node sends renews the lease of the state in force by itself
+  /// (nftables: a rule on the output path), so the caller needs renew() only when none left.
+  virtual bool renewsOnSend() const { return false; }
+  /// Records that heartbeats sent just now renewed the lease in the kernel: it runs for at
+  /// least `lease` from now (what a rebuild writes back).
+  virtual void renewedBySend(Millis lease) { (void)lease; }
 };
 
 }  // namespace shoal::dataplane

@@ -27,6 +27,10 @@ class FakeDataplane final : public Dataplane {
   bool leaseEnforced() const override { return lease_enforced_; }
   /// Records the renewal (the state in force gets `lease`); fails when told to.
   Status renew(Millis lease) override;
+  /// As set with renewOnSend() (false unless told otherwise).
+  bool renewsOnSend() const override { return renews_on_send_; }
+  /// Records the renewal by heartbeats in sendRenewals().
+  void renewedBySend(Millis lease) override { send_renewals_.push_back(lease); }
 
   /// Every state passed to apply(), successful or not, in call order.
   const std::vector<DesiredState>& attempts() const { return attempts_; }
@@ -38,6 +42,8 @@ class FakeDataplane final : public Dataplane {
   std::vector<uint32_t> ownedBuckets(const std::string& service) const;
   /// Every lease passed to renew(), successful or not, in call order.
   const std::vector<Millis>& renewals() const { return renewals_; }
+  /// Every lease passed to renewedBySend(), in call order.
+  const std::vector<Millis>& sendRenewals() const { return send_renewals_; }
   uint32_t checks() const { return checks_; }
   uint32_t teardowns() const { return teardowns_; }
 
@@ -53,6 +59,8 @@ class FakeDataplane final : public Dataplane {
   void failNextRenewal(std::string message);
   /// What leaseEnforced() answers (a CLUSTERIP-like backend: false).
   void enforceLease(bool enforced) { lease_enforced_ = enforced; }
+  /// What renewsOnSend() answers (nftables with its lease_out rule: true).
+  void renewOnSend(bool on) { renews_on_send_ = on; }
 
  private:
   std::vector<DesiredState> attempts_;
@@ -68,6 +76,8 @@ class FakeDataplane final : public Dataplane {
   std::vector<Millis> renewals_;
   std::optional<std::string> renew_failure_;
   bool lease_enforced_ = true;
+  bool renews_on_send_ = false;
+  std::vector<Millis> send_renewals_;
 };
 
 }  // namespace shoal::dataplane

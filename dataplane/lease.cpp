@@ -90,12 +90,36 @@ LeaseKeeper::Renewal LeaseKeeper::beforeSend(SteadyTime now) {
     ++renewals_;
     return {Outcome::Lapsed, {}, silent};
   }
+  if (dataplane_.renewsOnSend()) {
+    pending_ = now;
+    return {Outcome::BySend, {}};
+  }
+  return renewNow(now);
+}
+
+LeaseKeeper::Renewal LeaseKeeper::renewNow(SteadyTime now) {
   Status st = dataplane_.renew(lease_.length());
   if (!st)
     return {Outcome::Failed, st.error().message};
   lease_.renewed(now);
   ++renewals_;
   return {Outcome::Renewed, {}};
+}
+
+LeaseKeeper::Renewal LeaseKeeper::afterSend(SteadyTime now, bool sent_any) {
+  if (!pending_)
+    return {Outcome::NotDue, {}};
+  const SteadyTime before = *pending_;
+  pending_.reset();
+  if (sent_any) {
+    // The kernel renewed as each heartbeat left, after `before`: counting from `before` keeps
+    // the daemon's expiry no later than the kernel's.
+    lease_.renewed(before);
+    dataplane_.renewedBySend(lease_.remaining(now));
+    ++renewals_;
+    return {Outcome::Renewed, {}};
+  }
+  return renewNow(now);
 }
 
 }  // namespace shoal::dataplane

@@ -3,9 +3,12 @@
 // the lease is one set element with a timeout (`live`, dataplane/nft_ruleset.h) and every
 // service chain drops what it would answer (new flows, its established connections, orphan
 // resets) while that element is missing; the bucket sets themselves are permanent. The
-// daemon renews the element every heartbeat interval with one prebuilt netlink transaction
-// (flush + add of that element: it is never missing while renewals come in time), so a
-// renewal costs the same for any number of buckets. A daemon that is killed was already
+// heartbeats renew it themselves: a rule on the output path (chain lease_out,
+// dataplane/nft_ruleset.h) writes the element with the full lease for every heartbeat that
+// leaves the daemon's sockets, so a round costs no netlink transaction. When a round sends
+// nothing (a one-node cluster, every link down), the daemon renews with one prebuilt netlink
+// transaction instead (flush + add of that element: it is never missing while renewals come
+// in time). Either costs the same for any number of buckets. A daemon that is killed was already
 // covered (the owned tables vanish with its socket); this covers one that is stalled:
 // SIGSTOPped, swapped out, starved of CPU. Its node stops answering before any peer can have
 // taken its buckets.
@@ -18,10 +21,14 @@
 //    however short the minimum suspicion timeout is made, it is not negative. The peer takes
 //    the buckets after the declaration. So no peer answers this node's buckets before
 //    T_send + suspect_after, T_send being when this node sent its last packet.
-//  - The daemon renews right before it sends (LeaseKeeper::beforeSend() in the same handler,
-//    nothing in between that can block), so a renewal at T_renew writes an expiry
+//  - A heartbeat renews as it leaves (T_renew = T_send), and the netlink fallback renews right
+//    before the daemon sends (LeaseKeeper::beforeSend() in the same handler, nothing in
+//    between that can block), so a renewal at T_renew writes an expiry
 //    T_renew + lease <= T_send + lease. Every other write (apply) keeps the expiry of the last
-//    renewal: nothing else extends the lease.
+//    renewal the daemon knows of, which is no later: nothing else extends the lease.
+//  - An element that ran out comes back with the next heartbeat, so the daemon must never
+//    send while its lease has lapsed: beforeSend() runs before every send and, on a lapse,
+//    empties the bucket sets first (see below).
 //  - Hence with lease <= suspect_after the kernel stops answering no later than any peer can
 //    start. The margin is the minimum suspicion timeout plus the network latency.
 //  - This node's own local-health multiplier stretches the timeouts it applies to its peers,
@@ -99,6 +106,7 @@ class LeaseKeeper {
     NotEnforced,  ///< the dataplane cannot expire state (CLUSTERIP): nothing to do
     NotDue,       ///< renewed less than `spacing` ago
     Renewed,      ///< renewed for the full length
+    BySend,       ///< due; the heartbeats about to leave renew it (call afterSend())
     Lapsed,       ///< the lease had run out: counted; renewed with nothing owned
     Failed,       ///< the dataplane refused (error): the lease keeps its old expiry
   };
@@ -125,6 +133,13 @@ class LeaseKeeper {
   /// treat its buckets as gone and take them again only with fresh claims from its peers.
   Renewal beforeSend(SteadyTime now);
 
+  /// Call right after sending (`now` read after it), when beforeSend() answered BySend, with
+  /// `sent_any`: whether the kernel took at least one of the datagrams (each passed the rule
+  /// that renews). If it did, the lease counts as renewed at the time given to beforeSend(),
+  /// no later than the kernel's own renewal. If none left (no peer, every link down), it
+  /// renews the usual way. Returns Renewed or Failed; NotDue if no renewal was pending.
+  Renewal afterSend(SteadyTime now, bool sent_any);
+
   bool enforced() const { return dataplane_.leaseEnforced(); }
   const Lease& lease() const { return lease_; }
   /// Lapses since construction.
@@ -135,7 +150,11 @@ class LeaseKeeper {
  private:
   Dataplane& dataplane_;
   Lease lease_;
+  // Renews through the dataplane (a kernel call) and records it at `now`.
+  Renewal renewNow(SteadyTime now);
+
   std::optional<DesiredState> last_;  ///< the last state given to apply()
+  std::optional<SteadyTime> pending_;  ///< beforeSend() answered BySend at this time
   uint64_t lapses_ = 0;
   uint64_t renewals_ = 0;
 };

@@ -167,6 +167,16 @@ Result<std::string> fullScript(const DesiredState& desired,
   }
   o << "  }\n";
   for (std::size_t i = 0; i < services.size(); ++i) emitServiceChain(o, i, services[i].service);
+  if (options.renew_sport != 0 && desired.lease) {
+    // The heartbeat itself renews: the element's expiry is always the last heartbeat's send
+    // time plus the lease, exactly the bound of dataplane/lease.h. An element that ran out
+    // comes back with the next heartbeat, so the daemon checks for a lapse (and releases its
+    // buckets) before it sends anything (LeaseKeeper::beforeSend).
+    o << "  chain lease_out {\n    type filter hook output priority filter; policy accept;\n"
+      << "    udp sport " << options.renew_sport << " meta skuid " << options.renew_uid
+      << " update @" << liveSetName() << " { " << hex(kLiveMark, 8) << " timeout "
+      << std::max<long>(options.renew_lease.count(), 1) << "ms }\n  }\n";
+  }
   o << "  chain nd_out {\n    type filter hook output priority filter; policy accept;\n";
   for (const auto& a : services) {
     const Service& s = a.service;

@@ -20,6 +20,8 @@
 //                   replies to its own connections pass; then the lease gate (drop unless
 //                   `live` holds its element); keep flows this node accepted (ct mark bit),
 //                   reset orphans, drop what is not ours
+//     chain lease_out  output (with NftRulesetOptions::renew_sport): each heartbeat shoald
+//                   sends writes the live element with the full lease
 //     chain nd_out  output: IPv6 neighbour solicitations/advertisements from a VIP carry the
 //                   cluster MAC (link-layer option rewritten, checksum kept valid)
 //   table arp TABLE (flags owner)
@@ -58,6 +60,13 @@ struct NftRulesetOptions {
   /// Declare the tables `flags owner` (removed by the kernel when the creating netlink socket
   /// closes). Off only for one-shot `nft` processes, whose socket closes at once.
   bool owner_tables = true;
+  /// Nonzero: every heartbeat this node sends renews the lease in the kernel (chain
+  /// lease_out: UDP from this source port, from sockets of `renew_uid`, writes the live
+  /// element with a timeout of `renew_lease`), so the daemon needs no netlink transaction per
+  /// round (see dataplane/lease.h). Only with a lease (DesiredState::lease).
+  uint16_t renew_sport = 0;
+  uint32_t renew_uid = 0;
+  Millis renew_lease{0};
 };
 
 /// Name of the owned-bucket set of service `index` ("s0_owned").

@@ -442,6 +442,17 @@ Status NftablesDataplane::renew(Millis lease) {
   return Ok{};
 }
 
+bool NftablesDataplane::renewsOnSend() const {
+  return options_.ruleset.renew_sport != 0 && applied_ && applied_->lease.has_value();
+}
+
+void NftablesDataplane::renewedBySend(Millis lease) {
+  if (!renewsOnSend())
+    return;
+  applied_->lease = lease;
+  lease_expiry_ = options_.clock() + lease;
+}
+
 Status NftablesDataplane::teardown() {
   // VIPs first, so nothing attracts traffic while the rules go away.
   std::string first_error;

@@ -67,6 +67,8 @@ class NftablesDataplane final : public Dataplane {
 
   /// The live element expires: a lease is enforced by the kernel.
   bool leaseEnforced() const override { return true; }
+  bool renewsOnSend() const override;
+  void renewedBySend(Millis lease) override;
   /// The live element rewritten with a timeout of `lease`: one prebuilt netlink transaction
   /// (liveRenewal()) on the session's socket, the same cost for any number of buckets.
   /// Errors: the kernel's (e.g. the table was deleted: the drift check rebuilds it).

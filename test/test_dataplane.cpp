@@ -655,6 +655,28 @@ TEST_CASE("every service gets the lease gate") {
   CHECK(occurrences(*script, "meta mark & 0xffff0000 != @live drop") == 2);
 }
 
+TEST_CASE("with renew_sport, each heartbeat leaving renews the lease; only with a lease") {
+  DesiredState d{{ServiceAssignment{makeService("10.0.0.100"), {0}, {}}}, Millis{146}};
+  NftRulesetOptions options;
+  options.renew_sport = 7400;
+  options.renew_uid = 0;
+  options.renew_lease = Millis{116};
+  auto script = fullScript(d, {}, options);
+  REQUIRE(script);
+  CHECK(contains(*script, "chain lease_out {\n    type filter hook output priority filter; "
+                          "policy accept;\n    udp sport 7400 meta skuid 0 update @live { "
+                          "0x53480000 timeout 116ms }\n  }"));
+  // No lease, no rule (the live set has no timeouts then); no port, no rule.
+  d.lease.reset();
+  auto unleased = fullScript(d, {}, options);
+  REQUIRE(unleased);
+  CHECK_FALSE(contains(*unleased, "lease_out"));
+  d.lease = Millis{146};
+  auto off = fullScript(d, {}, NftRulesetOptions{});
+  REQUIRE(off);
+  CHECK_FALSE(contains(*off, "lease_out"));
+}
+
 // The attribute payloads of one netlink message, by type, nested ones flattened.
 std::multimap<uint16_t, std::vector<uint8_t>> attributes(const uint8_t* at, std::size_t size) {
   std::multimap<uint16_t, std::vector<uint8_t>> out;

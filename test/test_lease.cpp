@@ -198,3 +198,54 @@ TEST_CASE("a backend that cannot expire state gets no lease and no renewals") {
   REQUIRE(keeper.apply(t0 + std::chrono::hours(2), stateOwning({1, 2})).ok());
   CHECK(dp.ownedBuckets("web") == std::vector<uint32_t>{1, 2});
 }
+
+TEST_CASE("renewed by the heartbeats: no kernel call when they leave, the usual one when none did") {
+  FakeDataplane dp;
+  dp.renewOnSend(true);
+  LeaseKeeper keeper(dp, milliseconds{146}, milliseconds{25});
+  CHECK((keeper.afterSend(t0, true).outcome == LeaseKeeper::Outcome::NotDue));  // nothing pending
+  REQUIRE(keeper.apply(t0, stateOwning({1, 2})).ok());
+  for (int round = 1; round <= 10; ++round) {
+    const SteadyTime now = t0 + milliseconds{50 * round};
+    CHECK((keeper.beforeSend(now).outcome == LeaseKeeper::Outcome::BySend));
+    // The heartbeats left 1 ms later: the lease counts from before them, never later.
+    CHECK((keeper.afterSend(now + milliseconds{1}, true).outcome == LeaseKeeper::Outcome::Renewed));
+    CHECK(keeper.lease().expiry() == now + milliseconds{146});
+    CHECK((keeper.beforeSend(now + milliseconds{5}).outcome == LeaseKeeper::Outcome::NotDue));
+    CHECK((keeper.afterSend(now + milliseconds{5}, true).outcome == LeaseKeeper::Outcome::NotDue));
+  }
+  CHECK(dp.renewals().empty());
+  REQUIRE(dp.sendRenewals().size() == 10);
+  CHECK(dp.sendRenewals().back() == milliseconds{145});  // what is left 1 ms after the round
+  CHECK(keeper.renewals() == 10);
+  // A round none of whose heartbeats left (every link down): renewed by the dataplane instead.
+  const SteadyTime lonely = t0 + milliseconds{550};
+  CHECK((keeper.beforeSend(lonely).outcome == LeaseKeeper::Outcome::BySend));
+  CHECK((keeper.afterSend(lonely + milliseconds{1}, false).outcome == LeaseKeeper::Outcome::Renewed));
+  REQUIRE(dp.renewals().size() == 1);
+  CHECK(dp.renewals()[0] == milliseconds{146});
+  CHECK(keeper.lease().expiry() == lonely + milliseconds{147});
+  // That fallback can fail like any renewal, keeping the old expiry.
+  dp.failNextRenewal("nftables rejected the change");
+  CHECK((keeper.beforeSend(lonely + milliseconds{50}).outcome == LeaseKeeper::Outcome::BySend));
+  const auto failed = keeper.afterSend(lonely + milliseconds{51}, false);
+  CHECK((failed.outcome == LeaseKeeper::Outcome::Failed));
+  CHECK(keeper.lease().expiry() == lonely + milliseconds{147});
+}
+
+TEST_CASE("renewed by the heartbeats: a lapse is still found, and handled, before anything is sent") {
+  FakeDataplane dp;
+  dp.renewOnSend(true);
+  LeaseKeeper keeper(dp, milliseconds{146}, milliseconds{25});
+  REQUIRE(keeper.apply(t0, stateOwning({1, 2})).ok());
+  REQUIRE((keeper.beforeSend(t0 + milliseconds{50}).outcome == LeaseKeeper::Outcome::BySend));
+  REQUIRE((keeper.afterSend(t0 + milliseconds{50}, true).outcome == LeaseKeeper::Outcome::Renewed));
+  // Stalled for a second: the first heartbeat after it would bring the element back, so the
+  // owned buckets must be gone before it leaves.
+  const SteadyTime resumed = t0 + milliseconds{1050};
+  const auto r = keeper.beforeSend(resumed);
+  CHECK((r.outcome == LeaseKeeper::Outcome::Lapsed));
+  CHECK(dp.ownedBuckets("web").empty());
+  CHECK(keeper.lapses() == 1);
+  CHECK((keeper.afterSend(resumed, true).outcome == LeaseKeeper::Outcome::NotDue));
+}

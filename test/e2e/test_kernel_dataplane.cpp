@@ -3,8 +3,10 @@
 // (never skips) without it.
 
 #include <doctest/doctest.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -230,6 +232,58 @@ TEST_CASE("nftables dataplane: the live element expires in the kernel, bucket se
   CHECK(shell("nft list set inet shoal live | grep -q '0x53480000 timeout 300ms'"));
   // The table is owned by the dataplane's socket: nobody else may renew (or touch) it.
   CHECK_FALSE(shell("nft add element inet shoal live '{ 0x53480000 timeout 10s }' 2>/dev/null"));
+}
+
+// Sends one UDP datagram to 127.0.0.1:9 from source port `sport` of this process.
+void sendFromPort(uint16_t sport) {
+  const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+  REQUIRE(fd >= 0);
+  const int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in from{};
+  from.sin_family = AF_INET;
+  from.sin_port = htons(sport);
+  from.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(fd, reinterpret_cast<const sockaddr*>(&from), sizeof from) == 0);
+  sockaddr_in to = from;
+  to.sin_port = htons(9);
+  REQUIRE(::sendto(fd, "x", 1, 0, reinterpret_cast<const sockaddr*>(&to), sizeof to) == 1);
+  ::close(fd);
+}
+
+TEST_CASE("nftables dataplane renewed by heartbeats: a datagram from the heartbeat port renews "
+          "the lease in the kernel, one from another port does not") {
+  freshNamespace();
+  NftablesOptions options;
+  options.ruleset.renew_sport = 7466;
+  options.ruleset.renew_uid = static_cast<uint32_t>(geteuid());
+  options.ruleset.renew_lease = Millis{300};
+  auto dp = NftablesDataplane::open(std::move(options));
+  REQUIRE(dp.ok());
+  DesiredState d{{ServiceAssignment{v4Service(), {1, 2}, {}}}};
+  d.lease = Millis{300};
+  REQUIRE((*dp)->apply(d).ok());
+  CHECK((*dp)->renewsOnSend());
+  // Heartbeats every 100 ms for 600 ms, no renew() call: the element is still there.
+  for (int i = 0; i < 6; ++i) {
+    usleep(100000);
+    sendFromPort(7466);
+  }
+  CHECK(shell("nft list set inet shoal live | grep -q '0x53480000 timeout 300ms expires'"));
+  // Other traffic of the host does not keep the lease.
+  for (int i = 0; i < 4; ++i) {
+    usleep(100000);
+    sendFromPort(7467);
+  }
+  CHECK_FALSE(shell("nft list set inet shoal live | grep -q 'elements'"));
+  // The next heartbeat brings it back (the daemon checks for a lapse before it sends), and the
+  // drift check sees nothing to repair in a lease the packets keep.
+  sendFromPort(7466);
+  CHECK(shell("nft list set inet shoal live | grep -q '0x53480000 timeout 300ms'"));
+  (*dp)->renewedBySend(Millis{300});
+  auto report = (*dp)->checkAndRepair();
+  REQUIRE(report.ok());
+  CHECK(report->repaired == 0);
 }
 
 TEST_CASE("nftables dataplane through the nft command: renewals go out on a socket of its "
