@@ -278,7 +278,9 @@ void Daemon::onLinkReadable(const boost::system::error_code& ec) {
 }
 
 void Daemon::handle(Output out) {
-  if (!out.send.empty()) {
+  // A node without peers sends nothing, and nobody can take its buckets over: its lease is
+  // renewed all the same, by the dataplane, or it would stop answering after one lease.
+  if (!out.send.empty() || def_.nodes.size() == 1) {
     // Check the lease (renew or recover from a lapse) first, then send, nothing in between:
     // see dataplane/lease.h for why.
     keepLease(std::chrono::steady_clock::now());

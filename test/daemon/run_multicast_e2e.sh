@@ -6,9 +6,10 @@
 #   SHOALD=... SHOALCTL=... RESPONDER=... PROBER=... run_multicast_e2e.sh
 #
 # Checks, with link m1 on the group 239.192.74.1 and m2 unicast: the nodes join the group and
-# converge; on the wire a round leaves once to the group on m1 and once per peer on m2 (nft
-# counters in a node's namespace); either link alone keeps every node alive, also after the
-# multicast link's interface was replaced (shoald joins again); a crashed node's
+# converge; on the wire a round leaves once to the group on m1, and on m2 (a backup link) one
+# round in four once per peer (nft counters in a node's namespace); either link alone keeps
+# every node alive, also after the multicast link's interface was replaced (shoald joins
+# again); a crashed node's
 # buckets are taken over; a node whose definition lacks the groups is refused as another
 # cluster. Then with both links on groups: the cluster converges, serves every request once
 # and fails over.
