@@ -288,8 +288,8 @@ void Daemon::handle(Output out) {
     for (const Datagram& d : out.send) {
       transport_->send(d);
     }
-    noteRenewal(lease_->afterSend(std::chrono::steady_clock::now(),
-                                  transport_->stats().sent > sent_before));
+    const TimePoint sent_at = std::chrono::steady_clock::now();
+    noteRenewal(sent_at, lease_->afterSend(sent_at, transport_->stats().sent > sent_before));
   }
   for (const Event& e : out.events) {
     onEvent(e);
@@ -336,7 +336,7 @@ void Daemon::onTimer() {
   handle(membership_->onTick(now));
 }
 
-void Daemon::noteRenewal(const dataplane::LeaseKeeper::Renewal& r) {
+void Daemon::noteRenewal(TimePoint now, const dataplane::LeaseKeeper::Renewal& r) {
   using Outcome = dataplane::LeaseKeeper::Outcome;
   if (r.outcome == Outcome::Failed) {
     if (!renew_failed_) {
@@ -344,15 +344,13 @@ void Daemon::noteRenewal(const dataplane::LeaseKeeper::Renewal& r) {
       events_.add("lease", "renewal failed: " + r.error);
     }
     renew_failed_ = true;
-  } else if (r.outcome == Outcome::Renewed) {
-    renew_failed_ = false;
+    return;
   }
-}
-
-void Daemon::keepLease(TimePoint now) {
-  const dataplane::LeaseKeeper::Renewal r = lease_->beforeSend(now);
-  noteRenewal(r);
-  if (r.outcome != dataplane::LeaseKeeper::Outcome::Lapsed) {
+  if (r.outcome == Outcome::Renewed) {
+    renew_failed_ = false;
+    return;
+  }
+  if (r.outcome != Outcome::Lapsed) {
     return;
   }
   const std::string text =
@@ -369,6 +367,8 @@ void Daemon::keepLease(TimePoint now) {
   resettle_from_ = now;
   backlog_read_.reset();
 }
+
+void Daemon::keepLease(TimePoint now) { noteRenewal(now, lease_->beforeSend(now)); }
 
 bool Daemon::resettled(TimePoint now) {
   if (!resettle_from_) {

@@ -82,10 +82,12 @@ class Daemon {
   /// After a lease lapse: true once every up peer has been heard from since the stall
   /// (dataplane/lease.h); true when no lapse is pending.
   bool resettled(TimePoint now);
-  /// Renews the dataplane lease (called right before anything is sent) and handles a lapse.
+  /// Checks the dataplane lease right before anything is sent: renews it (or leaves that to
+  /// the heartbeats about to leave) and handles a lapse.
   void keepLease(TimePoint now);
-  /// Logs a failed renewal once, until one succeeds again.
-  void noteRenewal(const dataplane::LeaseKeeper::Renewal& r);
+  /// Acts on what the lease keeper did: logs a failed renewal once, until one succeeds again;
+  /// on a lapse, logs it and holds nothing until the peers have been heard from again.
+  void noteRenewal(TimePoint now, const dataplane::LeaseKeeper::Renewal& r);
   void reconcile();
   dataplane::DesiredState desiredState(const std::vector<BucketSet>& hold) const;
   void reportBucketChanges(const std::vector<BucketSet>& before);

@@ -69,32 +69,37 @@ LeaseKeeper::Renewal LeaseKeeper::beforeSend(SteadyTime now) {
     return {Outcome::NotEnforced, {}};
   if (!last_ || !lease_.renewalDue(now))
     return {Outcome::NotDue, {}};
-  if (lease_.lapsedBy(now)) {
-    ++lapses_;
-    const Millis silent = std::chrono::floor<Millis>(now - (lease_.expiry() - lease_.length()));
-    DesiredState none = *last_;
-    for (ServiceAssignment& a : none.services) {
-      a.owned.clear();
-      a.reset_orphans.clear();
-    }
-    none.lease = lease_.length();
-    Status st = dataplane_.apply(none);
-    // The apply emptied the bucket sets while nothing was answered; only now does the
-    // renewal bring the lease element back.
-    if (st)
-      st = dataplane_.renew(lease_.length());
-    if (!st)
-      return {Outcome::Lapsed, st.error().message, silent};
-    last_ = std::move(none);
-    lease_.renewed(now);
-    ++renewals_;
-    return {Outcome::Lapsed, {}, silent};
-  }
-  if (dataplane_.renewsOnSend()) {
+  if (lease_.lapsedBy(now))
+    return recoverLapse(now);
+  // Renewed by the heartbeats only with room to spare: they renew a lease that is still
+  // running, never one that ran out while they were on their way (see afterSend()).
+  if (dataplane_.renewsOnSend() && lease_.remaining(now) > kKernelTimerSlack + Millis{1}) {
     pending_ = now;
     return {Outcome::BySend, {}};
   }
   return renewNow(now);
+}
+
+LeaseKeeper::Renewal LeaseKeeper::recoverLapse(SteadyTime now) {
+  ++lapses_;
+  const Millis silent = std::chrono::floor<Millis>(now - (lease_.expiry() - lease_.length()));
+  DesiredState none = *last_;
+  for (ServiceAssignment& a : none.services) {
+    a.owned.clear();
+    a.reset_orphans.clear();
+  }
+  none.lease = lease_.length();
+  Status st = dataplane_.apply(none);
+  // The apply emptied the bucket sets while nothing was answered; only now does the
+  // renewal bring the lease element back.
+  if (st)
+    st = dataplane_.renew(lease_.length());
+  if (!st)
+    return {Outcome::Lapsed, st.error().message, silent};
+  last_ = std::move(none);
+  lease_.renewed(now);
+  ++renewals_;
+  return {Outcome::Lapsed, {}, silent};
 }
 
 LeaseKeeper::Renewal LeaseKeeper::renewNow(SteadyTime now) {
@@ -111,6 +116,12 @@ LeaseKeeper::Renewal LeaseKeeper::afterSend(SteadyTime now, bool sent_any) {
     return {Outcome::NotDue, {}};
   const SteadyTime before = *pending_;
   pending_.reset();
+  if (lease_.lapsedBy(now)) {
+    // Stalled between the check and the sends for longer than the lease had left: the
+    // element ran out first, and the heartbeats (which only renew a running lease) did not
+    // bring it back. Handle the lapse now rather than at the next send.
+    return recoverLapse(now);
+  }
   if (sent_any) {
     // The kernel renewed as each heartbeat left, after `before`: counting from `before` keeps
     // the daemon's expiry no later than the kernel's.

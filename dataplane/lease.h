@@ -26,9 +26,10 @@
 //    between that can block), so a renewal at T_renew writes an expiry
 //    T_renew + lease <= T_send + lease. Every other write (apply) keeps the expiry of the last
 //    renewal the daemon knows of, which is no later: nothing else extends the lease.
-//  - An element that ran out comes back with the next heartbeat, so the daemon must never
-//    send while its lease has lapsed: beforeSend() runs before every send and, on a lapse,
-//    empties the bucket sets first (see below).
+//  - The rule renews only an element that is still there: a lease that ran out stays out
+//    whatever is sent, until the daemon has emptied its bucket sets and renews by netlink
+//    (beforeSend() finds the lapse before a send, afterSend() one that happened while the
+//    heartbeats were on their way; see below).
 //  - Hence with lease <= suspect_after the kernel stops answering no later than any peer can
 //    start. The margin is the minimum suspicion timeout plus the network latency.
 //  - This node's own local-health multiplier stretches the timeouts it applies to its peers,
@@ -63,7 +64,8 @@ inline constexpr Millis kKernelTimerSlack{4};
 Millis leaseLength(const TimingProfile& timing);
 
 /// The shortest time between two renewals: half a heartbeat interval (at least 1 ms). Every
-/// heartbeat round renews; the extra sends between rounds (acks, claims) do not.
+/// heartbeat round renews; the extra sends between rounds (acks, claims) do not by netlink
+/// (with the heartbeats renewing in the kernel, every datagram on the cluster port does).
 Millis renewSpacing(const TimingProfile& timing);
 
 /// The arithmetic of one lease, with the time passed in. Before the first renewal there is
@@ -137,7 +139,9 @@ class LeaseKeeper {
   /// `sent_any`: whether the kernel took at least one of the datagrams (each passed the rule
   /// that renews). If it did, the lease counts as renewed at the time given to beforeSend(),
   /// no later than the kernel's own renewal. If none left (no peer, every link down), it
-  /// renews the usual way. Returns Renewed or Failed; NotDue if no renewal was pending.
+  /// renews the usual way. If the lease ran out meanwhile (a stall between the two calls),
+  /// handles the lapse as beforeSend() does. Returns Renewed, Failed or Lapsed; NotDue if no
+  /// renewal was pending.
   Renewal afterSend(SteadyTime now, bool sent_any);
 
   bool enforced() const { return dataplane_.leaseEnforced(); }
@@ -152,6 +156,9 @@ class LeaseKeeper {
   Lease lease_;
   // Renews through the dataplane (a kernel call) and records it at `now`.
   Renewal renewNow(SteadyTime now);
+  // The lease ran out: counts it and applies the last state with nothing owned under a
+  // fresh lease (see beforeSend()).
+  Renewal recoverLapse(SteadyTime now);
 
   std::optional<DesiredState> last_;  ///< the last state given to apply()
   std::optional<SteadyTime> pending_;  ///< beforeSend() answered BySend at this time

@@ -169,11 +169,13 @@ Result<std::string> fullScript(const DesiredState& desired,
   for (std::size_t i = 0; i < services.size(); ++i) emitServiceChain(o, i, services[i].service);
   if (options.renew_sport != 0 && desired.lease) {
     // The heartbeat itself renews: the element's expiry is always the last heartbeat's send
-    // time plus the lease, exactly the bound of dataplane/lease.h. An element that ran out
-    // comes back with the next heartbeat, so the daemon checks for a lapse (and releases its
-    // buckets) before it sends anything (LeaseKeeper::beforeSend).
+    // time plus the lease, exactly the bound of dataplane/lease.h. Only an element that is
+    // still there is renewed (the lookup: the packet's mark with every bit cleared and
+    // kLiveMark set, i.e. kLiveMark, without touching the mark): a lease that ran out stays
+    // out until the daemon has released its buckets and renews by netlink.
     o << "  chain lease_out {\n    type filter hook output priority filter; policy accept;\n"
       << "    udp sport " << options.renew_sport << " meta skuid " << options.renew_uid
+      << " meta mark & 0x00000000 | " << hex(kLiveMark, 8) << " @" << liveSetName()
       << " update @" << liveSetName() << " { " << hex(kLiveMark, 8) << " timeout "
       << std::max<long>(options.renew_lease.count(), 1) << "ms }\n  }\n";
   }

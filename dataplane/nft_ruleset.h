@@ -21,7 +21,7 @@
 //                   `live` holds its element); keep flows this node accepted (ct mark bit),
 //                   reset orphans, drop what is not ours
 //     chain lease_out  output (with NftRulesetOptions::renew_sport): each heartbeat shoald
-//                   sends writes the live element with the full lease
+//                   sends renews the live element for the full lease, if it is still there
 //     chain nd_out  output: IPv6 neighbour solicitations/advertisements from a VIP carry the
 //                   cluster MAC (link-layer option rewritten, checksum kept valid)
 //   table arp TABLE (flags owner)

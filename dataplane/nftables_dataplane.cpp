@@ -8,8 +8,14 @@
 #include <map>
 #include <set>
 
+#include "dataplane/lease.h"
+
 namespace shoal::dataplane {
 namespace {
+
+// A lease with at least this much left must have its element in the kernel: the kernel's
+// timer slack and a millisecond of rounding below it.
+constexpr Millis kLiveCheckMargin = kKernelTimerSlack + Millis{1};
 
 bool sortedUniqueBelow(const std::vector<uint32_t>& v, uint32_t limit) {
   for (std::size_t i = 0; i < v.size(); ++i) {
@@ -391,6 +397,24 @@ Result<DriftReport> NftablesDataplane::checkAndRepair() {
       }
     }
   }
+  // Renewed by the heartbeats, the lease changes no generation: check on its own that the
+  // rule does renew it. If the element is gone while the lease should run (the rule never
+  // matches: another uid, a changed rule), renew by netlink from now on.
+  if (renewsOnSend() && !rebuild_needed) {
+    const auto left = std::chrono::floor<Millis>(lease_expiry_ - options_.clock());
+    if (left > kLiveCheckMargin) {
+      auto listed = session_->run("list set inet " + options_.ruleset.table + " " + liveSetName());
+      auto live = listed ? setElements(*listed, liveSetName()) : std::nullopt;
+      if (live && live->empty()) {
+        send_renewal_off_ = true;
+        report.details.push_back(
+            "restored: the lease element, which the heartbeats did not renew (renewing by "
+            "netlink from now on)");
+        if (Status st = renew(left); !st)
+          return Error{"repair failed: " + st.error().message};
+      }
+    }
+  }
   // Read before the listing: a commit made after it changes the generation, so the next
   // check lists again. A rebuild is a commit of its own, checked the same way next time.
   intact_generation_ = rebuild_needed ? std::nullopt : generation;
@@ -443,7 +467,8 @@ Status NftablesDataplane::renew(Millis lease) {
 }
 
 bool NftablesDataplane::renewsOnSend() const {
-  return options_.ruleset.renew_sport != 0 && applied_ && applied_->lease.has_value();
+  return options_.ruleset.renew_sport != 0 && !send_renewal_off_ && applied_ &&
+         applied_->lease.has_value();
 }
 
 void NftablesDataplane::renewedBySend(Millis lease) {

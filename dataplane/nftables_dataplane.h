@@ -110,6 +110,8 @@ class NftablesDataplane final : public Dataplane {
   uint32_t next_seq_ = 1;                ///< netlink sequence numbers of the renewals
   /// When the live element written last expires (with a lease).
   std::chrono::steady_clock::time_point lease_expiry_{};
+  // The heartbeats were found not to renew the lease (checkAndRepair()): netlink only.
+  bool send_renewal_off_ = false;
   std::vector<std::string> structure_;  ///< listings after the last rebuild, sets emptied
   /// The ruleset generation at which the tables hold what was applied if nobody else has
   /// committed: the one a check found them intact at, plus this object's own commits since.

@@ -1105,8 +1105,8 @@ TimePoint Membership::linkDownAt(uint32_t node, uint32_t link) const {
     return last + silence;
   }
   // The peer sends every round on this link again once it has not heard this node on a lower
-  // link for 1.5 intervals (lowerLinkConfirmed()), at its next round: well within two
-  // intervals of the last packet that arrived here on a lower link.
+  // link for 1.5 intervals (lowerLinkConfirmed()), at its next round: within 2.5 intervals of
+  // the last packet that arrived here on a lower link, for a cut of both directions.
   TimePoint lower{};
   for (uint32_t l = 0; l < link; ++l) {
     if (links[l].heard) {
@@ -1115,8 +1115,9 @@ TimePoint Membership::linkDownAt(uint32_t node, uint32_t link) const {
   }
   const Duration interval = def_.timing.heartbeat_interval;
   const TimePoint reduced_rate_ends = lower == TimePoint{} ? lower : lower + silence + 2 * interval;
-  return std::min(last + silence + kBackupRoundDivisor * interval,
-                  std::max(last + silence, reduced_rate_ends));
+  // At the reduced rate the same number of heartbeats may be lost as at the full rate: the
+  // silence limit stretched by the divisor.
+  return std::min(last + kBackupRoundDivisor * silence, std::max(last + silence, reduced_rate_ends));
 }
 
 void Membership::sendStateExchange(uint32_t node, uint32_t link, bool reply_wanted) {

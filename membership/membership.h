@@ -16,11 +16,13 @@
 //   ways with a peer (this node heard the peer on it within 1.5 heartbeat intervals, and the
 //   peer's latest heartbeat, as fresh, says it heard this node on it too), a round reaches
 //   that peer on the backup link only every kBackupRoundDivisor-th time. When the lower link
-//   fails in either direction, the next round after 1.5 intervals goes out on the backup link
-//   again, so the peer hears this node on it at the full rate before its silence check (a
-//   direct probe on every link answers it in the meantime). A backup link is reported down up to
-//   kBackupRoundDivisor intervals later than link 0 (its heartbeats may come that much
-//   further apart; see linkDownAt()), and at once when this node declares the peer dead.
+//   fails, rounds go out on the backup link every time again: from the first round 1.5
+//   intervals after the last packet on it if the cut is both ways or towards this node, up
+//   to 3.5 intervals if only this node's packets are lost (it learns that from the peer's
+//   heartbeats). A direct probe on every link answers any silence check meanwhile. A backup
+//   link is reported down after kBackupRoundDivisor times the usual silence (as many lost
+//   heartbeats at the reduced rate), as usual once the lower links have been silent for two
+//   more intervals, and at once when this node declares the peer dead.
 // - A peer silent on every link for suspect_after is probed directly on every link and,
 //   at the same time, through `indirect_probes` other members (SWIM's ping-req). An answer
 //   through any of them ends the matter: the peer is reachable.
@@ -65,8 +67,8 @@ namespace shoal {
 inline constexpr uint32_t kGossipRounds = 3;
 /// While a lower link works both ways with a peer, a backup link carries one heartbeat round
 /// in this many to it (see the protocol above). Four: a quarter of the packets on the second
-/// link, and a backup link reported down up to 4 intervals (160 ms by default) later than
-/// link 0.
+/// link, and a failed backup link reported after 4 times the usual silence (480 ms by default)
+/// while link 0 works.
 inline constexpr uint32_t kBackupRoundDivisor = 4;
 /// Heartbeat intervals between two full state exchanges with a random peer.
 inline constexpr uint32_t kPushPullRounds = 20;
@@ -223,9 +225,9 @@ class Membership {
   // True if a link below `link` works both ways with `node` at `now` (see the protocol above).
   bool lowerLinkConfirmed(TimePoint now, uint32_t node, uint32_t link) const;
   // When `link` of `node` is reported down if nothing more arrives on it: suspect_after after
-  // its last packet, or for a backup link, kBackupRoundDivisor intervals later while the peer
-  // may still be sending the reduced rate on it, i.e. until two intervals after the lower
-  // links fell silent too (by then the peer has noticed and sends every round).
+  // its last packet, or for a backup link, kBackupRoundDivisor times that while the peer may
+  // still be sending the reduced rate on it, i.e. until two intervals after the lower links
+  // fell silent too (by then the peer has noticed and sends every round).
   TimePoint linkDownAt(uint32_t node, uint32_t link) const;
   TimePoint nextRound(TimePoint now) const;
   void sendStateExchange(uint32_t node, uint32_t link, bool reply_wanted);

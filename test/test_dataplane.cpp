@@ -664,7 +664,8 @@ TEST_CASE("with renew_sport, each heartbeat leaving renews the lease; only with 
   auto script = fullScript(d, {}, options);
   REQUIRE(script);
   CHECK(contains(*script, "chain lease_out {\n    type filter hook output priority filter; "
-                          "policy accept;\n    udp sport 7400 meta skuid 0 update @live { "
+                          "policy accept;\n    udp sport 7400 meta skuid 0 meta mark & 0x00000000 | "
+                          "0x53480000 @live update @live { "
                           "0x53480000 timeout 116ms }\n  }"));
   // No lease, no rule (the live set has no timeouts then); no port, no rule.
   d.lease.reset();

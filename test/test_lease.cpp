@@ -249,3 +249,31 @@ TEST_CASE("renewed by the heartbeats: a lapse is still found, and handled, befor
   CHECK(keeper.lapses() == 1);
   CHECK((keeper.afterSend(resumed, true).outcome == LeaseKeeper::Outcome::NotDue));
 }
+
+TEST_CASE("renewed by the heartbeats: a stall between the check and the sends is a lapse") {
+  FakeDataplane dp;
+  dp.renewOnSend(true);
+  LeaseKeeper keeper(dp, milliseconds{146}, milliseconds{25});
+  REQUIRE(keeper.apply(t0, stateOwning({1, 2})).ok());
+  REQUIRE((keeper.beforeSend(t0 + milliseconds{50}).outcome == LeaseKeeper::Outcome::BySend));
+  // Stopped right before the sends, for longer than the 146 ms the lease had: the element ran
+  // out before the heartbeats left (they renew only a running lease).
+  const auto r = keeper.afterSend(t0 + milliseconds{400}, true);
+  CHECK((r.outcome == LeaseKeeper::Outcome::Lapsed));
+  CHECK(keeper.lapses() == 1);
+  CHECK(dp.ownedBuckets("web").empty());
+  CHECK(dp.sendRenewals().empty());
+  REQUIRE(dp.renewals().size() == 1);  // the lease back, by the dataplane, owning nothing
+  CHECK(keeper.lease().expiry() == t0 + milliseconds{546});
+}
+
+TEST_CASE("renewed by the heartbeats only with room to spare: a nearly spent lease by the dataplane") {
+  FakeDataplane dp;
+  dp.renewOnSend(true);
+  LeaseKeeper keeper(dp, milliseconds{146}, milliseconds{25});
+  REQUIRE(keeper.apply(t0, stateOwning({1})).ok());
+  // 5 ms left (one jiffy of kernel slack and 1 ms): the heartbeats might arrive too late.
+  CHECK((keeper.beforeSend(t0 + milliseconds{141}).outcome == LeaseKeeper::Outcome::Renewed));
+  CHECK(dp.renewals().size() == 1);
+  CHECK((keeper.beforeSend(t0 + milliseconds{191}).outcome == LeaseKeeper::Outcome::BySend));
+}

@@ -252,7 +252,7 @@ void sendFromPort(uint16_t sport) {
 }
 
 TEST_CASE("nftables dataplane renewed by heartbeats: a datagram from the heartbeat port renews "
-          "the lease in the kernel, one from another port does not") {
+          "a running lease in the kernel, one from another port does not, none revives one") {
   freshNamespace();
   NftablesOptions options;
   options.ruleset.renew_sport = 7466;
@@ -276,14 +276,47 @@ TEST_CASE("nftables dataplane renewed by heartbeats: a datagram from the heartbe
     sendFromPort(7467);
   }
   CHECK_FALSE(shell("nft list set inet shoal live | grep -q 'elements'"));
-  // The next heartbeat brings it back (the daemon checks for a lapse before it sends), and the
-  // drift check sees nothing to repair in a lease the packets keep.
+  // A heartbeat does not bring a lease that ran out back: only the daemon does, by netlink,
+  // once it has released its buckets. Then the heartbeats keep it again, and the drift check
+  // sees nothing to repair in a lease they keep.
   sendFromPort(7466);
+  CHECK_FALSE(shell("nft list set inet shoal live | grep -q 'elements'"));
+  REQUIRE((*dp)->renew(Millis{300}).ok());
+  for (int i = 0; i < 4; ++i) {
+    usleep(100000);
+    sendFromPort(7466);
+  }
   CHECK(shell("nft list set inet shoal live | grep -q '0x53480000 timeout 300ms'"));
   (*dp)->renewedBySend(Millis{300});
   auto report = (*dp)->checkAndRepair();
   REQUIRE(report.ok());
   CHECK(report->repaired == 0);
+}
+
+TEST_CASE("nftables dataplane renewed by heartbeats: a rule that never matches is found by the "
+          "drift check, which restores the lease and renews by netlink from then on") {
+  freshNamespace();
+  NftablesOptions options;
+  options.ruleset.renew_sport = 7466;
+  options.ruleset.renew_uid = static_cast<uint32_t>(geteuid()) + 4242;  // not this process
+  options.ruleset.renew_lease = Millis{300};
+  auto dp = NftablesDataplane::open(std::move(options));
+  REQUIRE(dp.ok());
+  DesiredState d{{ServiceAssignment{v4Service(), {1}, {}}}};
+  d.lease = Millis{300};
+  REQUIRE((*dp)->apply(d).ok());
+  // The daemon believes its heartbeats renew the lease; they do not.
+  for (int i = 0; i < 4; ++i) {
+    usleep(100000);
+    sendFromPort(7466);
+    (*dp)->renewedBySend(Millis{300});
+  }
+  CHECK_FALSE(shell("nft list set inet shoal live | grep -q 'elements'"));
+  auto report = (*dp)->checkAndRepair();
+  REQUIRE(report.ok());
+  CHECK(report->repaired == 1);
+  CHECK(shell("nft list set inet shoal live | grep -q '0x53480000 timeout'"));
+  CHECK_FALSE((*dp)->renewsOnSend());
 }
 
 TEST_CASE("nftables dataplane through the nft command: renewals go out on a socket of its "
