@@ -18,6 +18,11 @@ Status checkAssignments(const DesiredState& desired) {
   for (const ServiceAssignment& assignment : desired.services) {
     services.push_back(assignment.service);
     const Service& service = assignment.service;
+    if (!assignment.timed.empty()) {
+      return Error{"service '" + service.name +
+                   "': CLUSTERIP cannot answer a bucket within a window of time (timed "
+                   "buckets need the nftables backend)"};
+    }
     for (std::size_t i = 0; i < assignment.owned.size(); ++i) {
       uint32_t bucket = assignment.owned[i];
       if (bucket >= service.buckets) {

@@ -14,6 +14,24 @@
 
 namespace shoal::dataplane {
 
+/// "No end" for TimedBucket::until_ns.
+inline constexpr int64_t kForeverNs = INT64_MAX;
+
+/// A bucket answered only while the kernel's wall clock (CLOCK_REALTIME, nanoseconds since the
+/// epoch: the time nftables' `meta time` reads for each packet) is in [from_ns, until_ns).
+/// A planned hand-off switches a bucket at one instant this way: the releasing node answers
+/// it until T, the receiving node from T' >= T (membership/ownership.h says how the two
+/// instants are agreed without synchronised clocks), so no request is answered twice and
+/// only those that arrive between T and T' (the time the announcement took to arrive) go
+/// unanswered.
+struct TimedBucket {
+  uint32_t bucket = 0;
+  int64_t from_ns = 0;           ///< 0: answered from the past on
+  int64_t until_ns = kForeverNs;  ///< exclusive; kForeverNs: no end
+
+  auto operator<=>(const TimedBucket&) const = default;
+};
+
 /// The buckets this node must answer for one service. `owned` is sorted, each < buckets.
 struct ServiceAssignment {
   Service service;
@@ -23,14 +41,17 @@ struct ServiceAssignment {
   /// dead node's clients fail fast instead of hanging. Leave out buckets that moved from a live
   /// node: that node keeps serving its established connections and a reset would kill them.
   std::vector<uint32_t> reset_orphans;
+  /// Buckets answered within a window of the wall clock only, sorted by bucket, none of them
+  /// in `owned`. Only for backends whose timedBuckets() is true.
+  std::vector<TimedBucket> timed;
 };
 
 /// Everything the kernel must enforce on this node. An empty `owned` list still keeps the
 /// service's rules in place (the node answers nothing for it).
 struct DesiredState {
   std::vector<ServiceAssignment> services;
-  /// The lease (dataplane/lease.h): the owned buckets, the reset orphans and the node's
-  /// established connections are answered for this long from the apply, then no more unless
+  /// The lease (dataplane/lease.h): the owned and timed buckets, the reset orphans and the
+  /// node's established connections are answered for this long from the apply, then no more unless
   /// renew() is called. nullopt: they never expire. At least 1 ms when set. Backends that
   /// cannot expire state (leaseEnforced() false) ignore it.
   std::optional<Millis> lease{};
@@ -71,6 +92,12 @@ class Dataplane {
   /// packet finds the lease missing while it is renewed. A lease that ran out comes back.
   /// A no-op returning Ok where leaseEnforced() is false, or before the first apply().
   virtual Status renew(Millis lease) = 0;
+
+  /// True if the kernel answers ServiceAssignment::timed buckets exactly within their
+  /// windows (nftables: `meta time` against an interval set). Backends that cannot
+  /// (CLUSTERIP: its /proc responsibility switches when written) refuse timed buckets, and
+  /// the daemon hands buckets over the untimed way: release, announce, take.
+  virtual bool timedBuckets() const { return false; }
 
   /// True if each heartbeat this node sends renews the lease of the state in force by itself
   /// (nftables: a rule on the output path), so the caller needs renew() only when none left.

@@ -29,6 +29,8 @@ class FakeDataplane final : public Dataplane {
   Status renew(Millis lease) override;
   /// As set with renewOnSend() (false unless told otherwise).
   bool renewsOnSend() const override { return renews_on_send_; }
+  /// As set with timeBuckets() (false unless told otherwise).
+  bool timedBuckets() const override { return timed_buckets_; }
   /// Records the renewal by heartbeats in sendRenewals().
   void renewedBySend(Millis lease) override { send_renewals_.push_back(lease); }
 
@@ -61,6 +63,8 @@ class FakeDataplane final : public Dataplane {
   void enforceLease(bool enforced) { lease_enforced_ = enforced; }
   /// What renewsOnSend() answers (nftables with its lease_out rule: true).
   void renewOnSend(bool on) { renews_on_send_ = on; }
+  /// What timedBuckets() answers (nftables: true).
+  void timeBuckets(bool on) { timed_buckets_ = on; }
 
  private:
   std::vector<DesiredState> attempts_;
@@ -77,6 +81,7 @@ class FakeDataplane final : public Dataplane {
   std::optional<std::string> renew_failure_;
   bool lease_enforced_ = true;
   bool renews_on_send_ = false;
+  bool timed_buckets_ = false;
   std::vector<Millis> send_renewals_;
 };
 

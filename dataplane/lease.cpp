@@ -87,6 +87,7 @@ LeaseKeeper::Renewal LeaseKeeper::recoverLapse(SteadyTime now) {
   for (ServiceAssignment& a : none.services) {
     a.owned.clear();
     a.reset_orphans.clear();
+    a.timed.clear();
   }
   none.lease = lease_.length();
   Status st = dataplane_.apply(none);

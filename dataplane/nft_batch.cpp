@@ -7,6 +7,7 @@
 #include <linux/netlink.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 namespace shoal::dataplane {
@@ -121,8 +122,23 @@ const NftBatch& ElementRenewal::prepare(Millis timeout, uint32_t first_seq) {
   return batch_;
 }
 
+namespace {
+
+// Key of a timed element: the mark (4 bytes) and a time (8 bytes), both big-endian.
+std::array<uint8_t, 12> timedKey(uint32_t mark, int64_t ns) {
+  std::array<uint8_t, 12> key{};
+  const uint32_t m = htonl(mark);
+  const uint64_t t = htobe64(static_cast<uint64_t>(ns));
+  std::memcpy(key.data(), &m, sizeof m);
+  std::memcpy(key.data() + sizeof m, &t, sizeof t);
+  return key;
+}
+
+}  // namespace
+
 NftBatch setContentsBatch(uint8_t family, const std::string& table,
-                          const std::vector<SetContents>& sets, uint32_t first_seq) {
+                          const std::vector<SetContents>& sets,
+                          const std::vector<TimedSetContents>& timed, uint32_t first_seq) {
   NftBatch batch;
   Writer w(batch.bytes);
   uint32_t seq = first_seq;
@@ -151,6 +167,37 @@ NftBatch setContentsBatch(uint8_t family, const std::string& table,
         const std::size_t key_nest = w.nest(NFTA_SET_ELEM_KEY);
         w.attr(NFTA_DATA_VALUE, &s.keys[k], sizeof s.keys[k]);
         w.endNest(key_nest);
+        w.endNest(element);
+      }
+      w.endNest(elements);
+      w.end(m);
+      batch.last_acked_seq = stamp(m);
+    }
+  }
+  for (const TimedSetContents& s : timed) {
+    m = w.begin(nftType(NFT_MSG_DELSETELEM), NLM_F_REQUEST | NLM_F_ACK, family, 0);
+    w.string(NFTA_SET_ELEM_LIST_TABLE, table);
+    w.string(NFTA_SET_ELEM_LIST_SET, s.set);
+    w.end(m);
+    batch.last_acked_seq = stamp(m);
+    for (std::size_t first = 0; first < s.elements.size(); first += kElementsPerMessage) {
+      m = w.begin(nftType(NFT_MSG_NEWSETELEM), NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK, family,
+                  0);
+      w.string(NFTA_SET_ELEM_LIST_TABLE, table);
+      w.string(NFTA_SET_ELEM_LIST_SET, s.set);
+      const std::size_t elements = w.nest(NFTA_SET_ELEM_LIST_ELEMENTS);
+      const std::size_t last = std::min(s.elements.size(), first + kElementsPerMessage);
+      for (std::size_t k = first; k < last; ++k) {
+        const TimedElement& e = s.elements[k];
+        const auto from = timedKey(e.mark, e.from_ns);
+        const auto to = timedKey(e.mark, e.until_ns - 1);
+        const std::size_t element = w.nest(NFTA_LIST_ELEM);
+        const std::size_t key_nest = w.nest(NFTA_SET_ELEM_KEY);
+        w.attr(NFTA_DATA_VALUE, from.data(), from.size());
+        w.endNest(key_nest);
+        const std::size_t end_nest = w.nest(NFTA_SET_ELEM_KEY_END);
+        w.attr(NFTA_DATA_VALUE, to.data(), to.size());
+        w.endNest(end_nest);
         w.endNest(element);
       }
       w.endNest(elements);

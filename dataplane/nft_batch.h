@@ -59,8 +59,22 @@ struct SetContents {
   std::vector<uint32_t> keys;
 };
 
+/// One element of a `typeof meta mark . meta time; flags interval` set: packets with this
+/// mark match while their `meta time` (CLOCK_REALTIME, ns) is in [from_ns, until_ns).
+struct TimedElement {
+  uint32_t mark = 0;  ///< host byte order
+  int64_t from_ns = 0;
+  int64_t until_ns = 0;  ///< exclusive, above from_ns
+};
+
+/// What one such set is to hold.
+struct TimedSetContents {
+  std::string set;
+  std::vector<TimedElement> elements;
+};
+
 /// Most elements per NEWSETELEM message: keeps each message's element list well inside the
-/// 64 KiB a netlink attribute can span (about 24 bytes per element).
+/// 64 KiB a netlink attribute can span (about 24 bytes per mark element, 56 per timed one).
 inline constexpr std::size_t kElementsPerMessage = 512;
 
 /// The transaction that replaces the contents of permanent sets of type mark (the bucket
@@ -69,8 +83,15 @@ inline constexpr std::size_t kElementsPerMessage = 512;
 /// at all. The messages libnftables sends for `flush set` + `add element`, without its parser
 /// and cache: a bucket move costs a few microseconds instead of a quarter millisecond, and
 /// the process keeps no ruleset cache afterwards. Sequence numbers start at first_seq.
+///
+/// `timed` sets are replaced the same way. Their elements are intervals of a concatenation
+/// (the kernel's pipapo set type): key mark . from_ns and key end mark . until_ns - 1 (the
+/// end is inclusive), each field in network byte order, as nft converts them in the rule's
+/// lookup (`[ byteorder reg 1 = hton(reg 1, 4, 4) ] [ byteorder reg 9 = hton(reg 9, 8, 8) ]`
+/// in `nft --debug netlink`).
 NftBatch setContentsBatch(uint8_t family, const std::string& table,
-                          const std::vector<SetContents>& sets, uint32_t first_seq);
+                          const std::vector<SetContents>& sets,
+                          const std::vector<TimedSetContents>& timed, uint32_t first_seq);
 
 /// One parsed netlink message of a batch (for tests and for reading acknowledgements).
 struct NetlinkMessage {

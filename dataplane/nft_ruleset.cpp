@@ -99,7 +99,10 @@ void emitServiceChain(std::ostringstream& o, std::size_t i, const Service& s) {
   o << "    meta l4proto tcp ct state invalid " << mark_set << " @" << resetSetName(i)
     << " reject with tcp reset\n";
   o << "    meta l4proto tcp ct state invalid drop\n";
-  o << "    " << mark_set << " != @" << ownedSetName(i) << " drop\n";
+  // Not owned, and not timed at this instant of the wall clock (a planned hand-off switching
+  // at a kernel-clock instant): not ours. Owned packets never reach the interval lookup.
+  o << "    " << mark_set << " != @" << ownedSetName(i) << " " << mark_set << " . meta time != @"
+    << timedSetName(i) << " drop\n";
   o << "    meta l4proto tcp ct state new ct mark set ct mark | " << hex(kAcceptedFlowBit, 8)
     << "\n";
   o << "  }\n";
@@ -120,6 +123,7 @@ std::string ensureDeleted(const char* family, const std::string& name, bool owne
 std::string ownedSetName(std::size_t index) { return "s" + std::to_string(index) + "_owned"; }
 std::string resetSetName(std::size_t index) { return "s" + std::to_string(index) + "_reset"; }
 std::string liveSetName() { return "live"; }
+std::string timedSetName(std::size_t index) { return "s" + std::to_string(index) + "_timed"; }
 
 uint16_t checksumCompensation(const MacAddress& from, const MacAddress& to) {
   // Ones' complement arithmetic: the reserved word must add back what the MAC change removed:
@@ -150,6 +154,10 @@ Result<std::string> fullScript(const DesiredState& desired,
   for (std::size_t i = 0; i < services.size(); ++i) {
     emitSet(o, ownedSetName(i), asMarks(services[i].owned), false, std::nullopt);
     emitSet(o, resetSetName(i), asMarks(services[i].reset_orphans), false, std::nullopt);
+    // Loaded empty: nft's syntax has no sub-second times, so the elements follow as a
+    // netlink batch (timedSetContents()).
+    o << "  set " << timedSetName(i)
+      << " {\n    typeof meta mark . meta time\n    flags interval\n  }\n";
   }
   const bool ran_out = desired.lease && desired.lease->count() <= 0;
   emitSet(o, liveSetName(), ran_out ? std::vector<uint32_t>{} : std::vector{kLiveMark}, true,
@@ -249,6 +257,14 @@ std::string setUpdateScript(std::size_t index, const ServiceAssignment& assignme
 std::vector<SetContents> bucketSetContents(std::size_t index, const ServiceAssignment& assignment) {
   return {SetContents{ownedSetName(index), asMarks(assignment.owned)},
           SetContents{resetSetName(index), asMarks(assignment.reset_orphans)}};
+}
+
+TimedSetContents timedSetContents(std::size_t index, const ServiceAssignment& assignment) {
+  TimedSetContents out{timedSetName(index), {}};
+  for (const TimedBucket& t : assignment.timed) {
+    out.elements.push_back(TimedElement{kMarkBase + t.bucket, t.from_ns, t.until_ns});
+  }
+  return out;
 }
 
 ElementRenewal liveRenewal(const NftRulesetOptions& options) {

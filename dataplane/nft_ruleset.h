@@ -6,6 +6,10 @@
 //   table inet TABLE (flags owner: the kernel drops it when shoald's netlink socket closes)
 //     set sI_owned, sI_reset   buckets of service I, as packet marks (bucket + kMarkBase);
 //                   permanent: written by apply() only
+//     set sI_timed  `typeof meta mark . meta time; flags interval`: buckets answered only
+//                   while the kernel's wall clock (the packet's `meta time`) is inside a
+//                   window, for hand-offs that switch at an instant (TimedBucket); written by
+//                   netlink batch only (nft's syntax has whole seconds only)
 //     set live      `flags timeout`; holds kLiveMark while the node's lease runs (with a
 //                   lease, DesiredState::lease, the element expires unless the daemon renews
 //                   it: see dataplane/lease.h). Every service chain drops what it would answer
@@ -19,7 +23,7 @@
 //     chain sI      mark = jhash(fields) mod buckets + kMarkBase; the node's own traffic and
 //                   replies to its own connections pass; then the lease gate (drop unless
 //                   `live` holds its element); keep flows this node accepted (ct mark bit),
-//                   reset orphans, drop what is not ours
+//                   reset orphans, drop what is neither owned nor timed at this instant
 //     chain lease_out  output (with NftRulesetOptions::renew_sport): each heartbeat shoald
 //                   sends renews the live element for the full lease, if it is still there
 //     chain nd_out  output: IPv6 neighbour solicitations/advertisements from a VIP carry the
@@ -75,6 +79,8 @@ std::string ownedSetName(std::size_t index);
 std::string resetSetName(std::size_t index);
 /// Name of the set that holds kLiveMark while the lease runs ("live").
 std::string liveSetName();
+/// Name of the timed-bucket set of service `index` ("s0_timed").
+std::string timedSetName(std::size_t index);
 
 /// The full script: (re)creates the tables from scratch in one transaction, whether or not
 /// they exist. With `desired.lease`, the live element expires after it; a lease of zero (one
@@ -95,6 +101,10 @@ std::string setUpdateScript(std::size_t index, const ServiceAssignment& assignme
 /// The same replacement as setUpdateScript, as set contents for setContentsBatch()
 /// (nft_batch.h): the owned and the reset set of service `index`, as marks.
 std::vector<SetContents> bucketSetContents(std::size_t index, const ServiceAssignment& assignment);
+
+/// The timed buckets of service `index` as the contents of its timed set, for
+/// setContentsBatch(): one element per bucket, its mark and window.
+TimedSetContents timedSetContents(std::size_t index, const ServiceAssignment& assignment);
 
 /// The lease renewal: the live set's element replaced by itself with a fresh timeout, one
 /// prebuilt netlink transaction (nft_batch.h). Valid while the tables were built by

@@ -78,6 +78,18 @@ Status validateDesiredState(const DesiredState& desired, uint32_t max_buckets) {
                        a.reset_orphans.end())) {
       return Error{describe(s) + ": reset_orphans must be sorted, unique and owned buckets"};
     }
+    for (std::size_t i = 0; i < a.timed.size(); ++i) {
+      const TimedBucket& t = a.timed[i];
+      if (t.bucket >= s.buckets || (i > 0 && t.bucket <= a.timed[i - 1].bucket) ||
+          std::binary_search(a.owned.begin(), a.owned.end(), t.bucket)) {
+        return Error{describe(s) + ": timed buckets must be sorted, unique, below " +
+                     std::to_string(s.buckets) + " and not owned"};
+      }
+      if (t.from_ns < 0 || t.from_ns >= t.until_ns) {
+        return Error{describe(s) + ": timed bucket " + std::to_string(t.bucket) +
+                     " has an empty or negative window"};
+      }
+    }
     if (s.vip.isUnusableAsVip()) {
       return Error{describe(s) + ": " + s.vip.toString() + " cannot be a VIP"};
     }
@@ -158,6 +170,31 @@ std::optional<std::vector<uint32_t>> setElements(const std::string& listing,
   return out;
 }
 
+std::optional<std::vector<uint32_t>> timedSetMarks(const std::string& listing,
+                                                   const std::string& set_name) {
+  const std::size_t at = listing.find("set " + set_name + " {");
+  if (at == std::string::npos)
+    return std::nullopt;
+  const std::size_t end = listing.find("\n\t}", at);
+  const std::size_t el = listing.find("elements = {", at);
+  std::vector<uint32_t> out;
+  if (el == std::string::npos || (end != std::string::npos && el > end))
+    return out;
+  const std::size_t close = listing.find('}', el);
+  const std::string body = listing.substr(el + 12, close - el - 12);
+  // Each element starts with its mark, then " . " and the window (quoted dates).
+  std::size_t p = 0;
+  while ((p = body.find("0x", p)) != std::string::npos) {
+    std::size_t used = 0;
+    const unsigned long mark = std::stoul(body.substr(p), &used, 16);
+    if (body.compare(p + used, 3, " . ") == 0)
+      out.push_back(static_cast<uint32_t>(mark));
+    p += used;
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 Result<std::unique_ptr<NftablesDataplane>> NftablesDataplane::open(NftablesOptions options) {
   auto session = LibNftablesSession::open();
   if (!session)
@@ -217,24 +254,24 @@ Status NftablesDataplane::apply(const DesiredState& desired) {
     // The hot path: only bucket sets change, one small transaction, sent as a prebuilt
     // netlink batch (nft_batch.h) on the context's socket: no parser, no ruleset cache.
     std::vector<SetContents> sets;
+    std::vector<TimedSetContents> timed;
     for (std::size_t i = 0; i < desired.services.size(); ++i) {
       const auto& now = applied_->services[i];
       const auto& next = desired.services[i];
       if (now.owned != next.owned || now.reset_orphans != next.reset_orphans) {
         for (SetContents& c : bucketSetContents(i, next)) sets.push_back(std::move(c));
       }
+      if (now.timed != next.timed) {
+        timed.push_back(timedSetContents(i, next));
+      }
     }
-    if (sets.empty()) {
+    if (sets.empty() && timed.empty()) {
       applied_ = desired;
       return Ok{};
     }
     // The live element is not touched: an apply never extends the lease.
-    const NftBatch batch = setContentsBatch(NFPROTO_INET, options_.ruleset.table, sets, next_seq_);
-    next_seq_ = batch.last_acked_seq + 2;  // past the batch end
-    const Status sent = session_->send(batch);
-    noteCommit(sent.ok());
-    if (!sent)
-      return Error{"bucket sets: " + sent.error().message};
+    if (Status st = sendSets(sets, timed); !st)
+      return st;
     ++set_updates_;
     applied_ = desired;
     return Ok{};
@@ -242,6 +279,18 @@ Status NftablesDataplane::apply(const DesiredState& desired) {
   const std::optional<DesiredState> previous = applied_;
   if (Status st = rebuild(desired); !st)
     return st;
+  // The script loads the timed sets empty (its syntax has whole seconds only): their
+  // elements follow in a transaction of their own. Until it commits the node answers less,
+  // never more, than `desired`.
+  std::vector<TimedSetContents> timed;
+  for (std::size_t i = 0; i < desired.services.size(); ++i) {
+    if (!desired.services[i].timed.empty())
+      timed.push_back(timedSetContents(i, desired.services[i]));
+  }
+  if (!timed.empty()) {
+    if (Status st = sendSets({}, timed); !st)
+      return st;
+  }
   if (previous) {
     if (Status st = releaseUnused(*previous, desired); !st)
       return st;
@@ -252,6 +301,18 @@ Status NftablesDataplane::apply(const DesiredState& desired) {
   auto loose = ensureTcpLoose();
   if (!loose)
     return loose.error();
+  return Ok{};
+}
+
+Status NftablesDataplane::sendSets(const std::vector<SetContents>& sets,
+                                   const std::vector<TimedSetContents>& timed) {
+  const NftBatch batch =
+      setContentsBatch(NFPROTO_INET, options_.ruleset.table, sets, timed, next_seq_);
+  next_seq_ = batch.last_acked_seq + 2;  // past the batch end
+  const Status sent = session_->send(batch);
+  noteCommit(sent.ok());
+  if (!sent)
+    return Error{"bucket sets: " + sent.error().message};
   return Ok{};
 }
 
@@ -385,7 +446,12 @@ Result<DriftReport> NftablesDataplane::checkAndRepair() {
           want_owned.push_back(kMarkBase + b);
         for (uint32_t b : a.reset_orphans)
           want_reset.push_back(kMarkBase + b);
-        if (!owned || !reset || *owned != want_owned || *reset != want_reset) {
+        auto timed = timedSetMarks(*listed, timedSetName(i));
+        std::vector<uint32_t> want_timed;
+        for (const TimedBucket& tb : a.timed)
+          want_timed.push_back(kMarkBase + tb.bucket);
+        if (!owned || !reset || !timed || *owned != want_owned || *reset != want_reset ||
+            *timed != want_timed) {
           report.details.push_back("bucket sets changed: " + describe(a.service));
           rebuild_needed = true;
         }

@@ -67,6 +67,8 @@ class NftablesDataplane final : public Dataplane {
 
   /// The live element expires: a lease is enforced by the kernel.
   bool leaseEnforced() const override { return true; }
+  /// Timed buckets are an interval set on `meta time`: the kernel switches them.
+  bool timedBuckets() const override { return true; }
   bool renewsOnSend() const override;
   void renewedBySend(Millis lease) override;
   /// The live element rewritten with a timeout of `lease`: one prebuilt netlink transaction
@@ -87,6 +89,8 @@ class NftablesDataplane final : public Dataplane {
 
  private:
   Status rebuild(const DesiredState& desired);
+  /// Replaces the contents of the given sets in one prebuilt netlink transaction.
+  Status sendSets(const std::vector<SetContents>& sets, const std::vector<TimedSetContents>& timed);
   /// Joins MACs and adds VIPs that are missing; returns one line per thing (re)done.
   Result<std::vector<std::string>> ensureLinkLayer(const DesiredState& desired);
   /// Removes VIPs and leaves MACs that `previous` used and `next` does not.
@@ -130,6 +134,11 @@ Status validateDesiredState(const DesiredState& desired, uint32_t max_buckets);
 /// `listing` with every `elements = { ... }` line removed (for comparing table structure
 /// apart from the bucket sets; an empty set prints no such line).
 std::string withoutElements(const std::string& listing);
+
+/// The marks of the elements of timed set `set_name` in a table listing (each element is
+/// "MARK . WINDOW"), sorted; nullopt if the set is not in the listing.
+std::optional<std::vector<uint32_t>> timedSetMarks(const std::string& listing,
+                                                   const std::string& set_name);
 
 /// The elements of set `set_name` in a table listing, expanded from nft's "a-b" ranges.
 /// nullopt if the set is not in the listing.

@@ -191,7 +191,9 @@ std::string inetListing(const std::vector<uint32_t>& owned, const std::vector<ui
   const std::string head = "\t\ttype mark\n";
   return "table inet shoal {\n\tflags owner\n\n\tset s0_owned {\n" + head +
          elements(marks(owned), "") + "\t}\n\n\tset s0_reset {\n" + head +
-         elements(marks(reset), "") + "\t}\n\n\tset live {\n" + head + "\t\tflags timeout\n" +
+         elements(marks(reset), "") +
+         "\t}\n\n\tset s0_timed {\n\t\ttypeof meta mark . meta time\n\t\tflags interval\n" +
+         "\t}\n\n\tset live {\n" + head + "\t\tflags timeout\n" +
          elements(live ? std::vector<uint32_t>{kLiveMark} : std::vector<uint32_t>{}, suffix) +
          "\t}\n\n\tchain s0 {\n\t\tmeta mark != @s0_owned drop\n\t}\n}\n";
 }
@@ -236,7 +238,7 @@ struct Rig {
 
 DesiredState stateWith(const std::vector<uint32_t>& owned,
                        const std::vector<uint32_t>& reset = {}) {
-  return DesiredState{{ServiceAssignment{makeService("10.0.0.100"), owned, reset}}};
+  return DesiredState{{ServiceAssignment{makeService("10.0.0.100"), owned, reset, {}}}};
 }
 
 }  // namespace
@@ -333,7 +335,7 @@ TEST_CASE("the ND checksum compensation keeps the ICMPv6 checksum valid for any 
 TEST_CASE(
     "the full script owns its tables, hashes with the explicit seed and lists owned buckets") {
   DesiredState d{{ServiceAssignment{
-      makeService("10.0.0.100", HashMode::SourceIpSourcePortDestPort), {1, 4}, {4}}}};
+      makeService("10.0.0.100", HashMode::SourceIpSourcePortDestPort), {1, 4}, {4}, {}}}};
   auto script = fullScript(d, {}, NftRulesetOptions{});
   REQUIRE(script.ok());
   CHECK(contains(*script, "table inet shoal {\n  flags owner"));
@@ -352,7 +354,7 @@ TEST_CASE(
 }
 
 TEST_CASE("an IPv6 service needs its interface's MAC for the neighbour discovery rewrite") {
-  DesiredState d{{ServiceAssignment{makeService("fd00::100"), {0}, {}}}};
+  DesiredState d{{ServiceAssignment{makeService("fd00::100"), {0}, {}, {}}}};
   auto missing = fullScript(d, {}, NftRulesetOptions{});
   CHECK_FALSE(missing.ok());
   auto script = fullScript(d, {{"eth0", *MacAddress::parse("02:00:00:00:00:01")}}, {});
@@ -362,7 +364,7 @@ TEST_CASE("an IPv6 service needs its interface's MAC for the neighbour discovery
 }
 
 TEST_CASE("a set update replaces only the bucket sets") {
-  const auto a = ServiceAssignment{makeService("10.0.0.100"), {2, 3}, {}};
+  const auto a = ServiceAssignment{makeService("10.0.0.100"), {2, 3}, {}, {}};
   const std::string script = setUpdateScript(0, a, NftRulesetOptions{});
   CHECK(contains(
       script,
@@ -566,7 +568,7 @@ TEST_CASE("dropping a service removes its VIP and leaves its MAC") {
   Service other = makeService("10.0.0.101");
   other.name = "mail";
   other.cluster_mac = *MacAddress::parse("01:00:5e:00:00:65");
-  two.services.push_back({other, {1}, {}});
+  two.services.push_back({other, {1}, {}, {}});
   rig.kernelHolds({0});
   REQUIRE(rig.dp->apply(two).ok());
   CHECK(rig.vips->present.size() == 2);
@@ -628,7 +630,8 @@ TEST_CASE(
   CHECK(lineOf(*script, "ct direction reply accept") < lineOf(*script, gate));
   CHECK(lineOf(*script, gate) < lineOf(*script, "ct state established,related"));
   CHECK(lineOf(*script, gate) < lineOf(*script, "reject with tcp reset"));
-  CHECK(lineOf(*script, gate) < lineOf(*script, "meta mark != @s0_owned drop"));
+  CHECK(lineOf(*script, gate) <
+        lineOf(*script, "meta mark != @s0_owned meta mark . meta time != @s0_timed drop"));
   CHECK(lineOf(*script, "meta mark set jhash") < lineOf(*script, gate));
   CHECK(
       contains(*script, "ct state established,related ct mark & 0x80000000 == 0x80000000 accept"));
@@ -648,7 +651,7 @@ TEST_CASE(
 TEST_CASE("every service gets the lease gate") {
   const Service second = makeService("10.0.0.101", HashMode::SourceIpSourcePort);
   DesiredState d{
-      {ServiceAssignment{makeService("10.0.0.100"), {0}, {}}, ServiceAssignment{second, {}, {}}},
+      {ServiceAssignment{makeService("10.0.0.100"), {0}, {}, {}}, ServiceAssignment{second, {}, {}, {}}},
       Millis{146}};
   auto script = fullScript(d, {}, NftRulesetOptions{});
   REQUIRE(script);
@@ -656,7 +659,7 @@ TEST_CASE("every service gets the lease gate") {
 }
 
 TEST_CASE("with renew_sport, each heartbeat leaving renews the lease; only with a lease") {
-  DesiredState d{{ServiceAssignment{makeService("10.0.0.100"), {0}, {}}}, Millis{146}};
+  DesiredState d{{ServiceAssignment{makeService("10.0.0.100"), {0}, {}, {}}}, Millis{146}};
   NftRulesetOptions options;
   options.renew_sport = 7400;
   options.renew_uid = 0;
@@ -765,7 +768,7 @@ TEST_CASE("the bucket set batch: flush and add per set, split every 512 elements
   std::vector<uint32_t> many;
   for (uint32_t i = 0; i < 1100; ++i) many.push_back(kMarkBase + i);
   const std::vector<SetContents> sets{{"s0_owned", many}, {"s0_reset", {}}};
-  const NftBatch b = setContentsBatch(1 /* NFPROTO_INET */, "shoal", sets, 40);
+  const NftBatch b = setContentsBatch(1 /* NFPROTO_INET */, "shoal", sets, {}, 40);
   auto messages = splitNetlink(b.bytes.data(), b.bytes.size());
   REQUIRE(messages.ok());
   const auto& m = *messages;
@@ -886,4 +889,35 @@ TEST_CASE(
   const std::size_t sent = rig.session->batches.size();
   REQUIRE(rig.dp->renew(Millis{146}).ok());
   CHECK(rig.session->batches.size() == sent + 1);
+}
+
+TEST_CASE("a timed set's elements are mark . time intervals in network byte order, end inclusive") {
+  // The bytes nft 1.0.6 sends for
+  //   add element inet t timed { 0x53480005 . 1764756000-1764759600 }
+  // (seconds; `nft --debug netlink` prints them), a set `typeof meta mark . meta time`.
+  const std::vector<uint8_t> nft_key{0x53, 0x48, 0x00, 0x05, 0x18, 0x7d,
+                                     0xac, 0x3b, 0x5f, 0x3d, 0x40, 0x00};
+  const std::vector<uint8_t> nft_key_end{0x53, 0x48, 0x00, 0x05, 0x18, 0x7d,
+                                         0xaf, 0x81, 0x8f, 0xf5, 0xe0, 0x00};
+  TimedSetContents timed{"s0_timed",
+                         {TimedElement{0x53480005, int64_t{1764756000} * 1000000000,
+                                       int64_t{1764759600} * 1000000000 + 1}}};
+  const NftBatch b = setContentsBatch(1 /* NFPROTO_INET */, "shoal", {}, {timed}, 7);
+  auto messages = splitNetlink(b.bytes.data(), b.bytes.size());
+  REQUIRE(messages.ok());
+  const auto& m = *messages;
+  constexpr uint16_t kNewSetElem = (10 << 8) | 12, kDelSetElem = (10 << 8) | 14;
+  REQUIRE(m.size() == 4);  // begin, flush, add, end
+  CHECK(m[1].type == kDelSetElem);
+  CHECK(m[2].type == kNewSetElem);
+  CHECK(b.last_acked_seq == 9);
+  constexpr std::size_t kHeaders = 16 + 4;
+  auto add = attributes(b.bytes.data() + m[2].offset + kHeaders, m[2].length - kHeaders);
+  std::vector<std::vector<uint8_t>> keys;
+  for (auto [it, end] = add.equal_range(1); it != end; ++it) {  // NFTA_DATA_VALUE
+    if (it->second.size() == 12) keys.push_back(it->second);  // (type 1 is the table, too)
+  }
+  REQUIRE(keys.size() == 2);  // the key, then the key end
+  CHECK(keys[0] == nft_key);
+  CHECK(keys[1] == nft_key_end);
 }

@@ -9,7 +9,12 @@
 //                   [--service ...]
 //
 // stdin, one command a line; each answers "ok ..." or "error ..." on stdout:
-//   set NAME OWNED [RESET]   new owned (and reset-orphan) buckets for service NAME ("-": none)
+//   set NAME OWNED [RESET]   new owned (and reset-orphan) buckets for service NAME ("-": none);
+//                            clears its timed buckets
+//   timed NAME BUCKETS FROM UNTIL
+//                            BUCKETS of service NAME answered only from FROM until UNTIL,
+//                            milliseconds from now on the wall clock ("-": open), taken out of
+//                            its owned and reset buckets (a hand-off at a kernel-clock instant)
 //   check                    checkAndRepair(); answers "ok repaired=N" and the details
 //   teardown                 teardown()
 //   quit                     teardown() and exit (also on EOF and SIGTERM/SIGINT)
@@ -106,7 +111,7 @@ int main(int argc, char** argv) {
     } else if (arg == "--service" && i + 1 < argc) {
       auto spec = e2e::parseServiceSpec(argv[++i]);
       if (!spec) return usage(spec.error().message);
-      state.services.push_back({spec->service, spec->owned, spec->reset});
+      state.services.push_back({spec->service, spec->owned, spec->reset, {}});
     } else {
       return usage("unknown argument '" + arg + "'");
     }
@@ -165,6 +170,7 @@ int main(int argc, char** argv) {
           if (!owned || !reset) break;
           a.owned = *owned;
           a.reset_orphans = *reset;
+          a.timed.clear();
           found = true;
         }
         if (!found) {
@@ -182,6 +188,37 @@ int main(int argc, char** argv) {
         }
         state = next;
         say("ok applied in " + std::to_string(us) + " us");
+      } else if (words[0] == "timed" && words.size() == 5) {
+        DesiredState next = state;
+        bool found = false;
+        const auto buckets = e2e::parseBuckets(words[2]);
+        const int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count();
+        const auto instant = [&](const std::string& w, int64_t open) {
+          return w == "-" ? open : now_ns + std::strtoll(w.c_str(), nullptr, 10) * 1000000;
+        };
+        for (auto& a : next.services) {
+          if (a.service.name != words[1] || !buckets) continue;
+          for (uint32_t b : *buckets) {
+            std::erase(a.owned, b);
+            std::erase(a.reset_orphans, b);
+            std::erase_if(a.timed, [b](const TimedBucket& t) { return t.bucket == b; });
+            a.timed.push_back(TimedBucket{b, instant(words[3], 0), instant(words[4], kForeverNs)});
+          }
+          std::sort(a.timed.begin(), a.timed.end());
+          found = true;
+        }
+        if (!found) {
+          say("error bad timed command: " + line);
+          continue;
+        }
+        if (Status st = dp->apply(next); !st) {
+          say("error " + st.error().message);
+          continue;
+        }
+        state = next;
+        say("ok");
       } else if (words[0] == "check") {
         auto report = dp->checkAndRepair();
         if (!report) {

@@ -209,6 +209,11 @@ common() {  # common A B: buckets in both colon lists
   for b in ${1//:/ }; do [[ ":$2:" == *":$b:"* ]] && out+=("$b"); done
   local IFS=:; echo "${out[*]:--}"
 }
+minus() {  # minus A B: buckets of colon list A not in B
+  local out=() b
+  for b in ${1//:/ }; do [[ ":$2:" == *":$b:"* ]] || out+=("$b"); done
+  local IFS=:; echo "${out[*]:--}"
+}
 command -v jq >/dev/null || fail "jq not found (test/setup-deps.sh installs it)"
 OWN1=$(layout n1); OWN2=$(layout n2); OWN3=$(layout n3)
 MOVED1=$(layout n1 --drain n1); MOVED2=$(layout n2 --drain n1); MOVED3=$(layout n3 --drain n1)
@@ -259,6 +264,25 @@ case "$answer" in "ok repaired=0"*|error*) echo "E2E CHECK FAILED: drift not rep
 check "drift v4 udp after repair" udp_flows "$V4" 10.77.1.1+60 "$hash" "n1=$OWN1" "n2=$OWN2" "n3=$OWN3"
 answer=$(agent_cmd n1 check); echo "[drift] n1 second check: $answer"
 case "$answer" in "ok repaired=0"*) ;; *) echo "E2E CHECK FAILED: repeated check found drift"; FAILURES=$((FAILURES + 1));; esac
+
+echo "=== a hand-off at an instant of the kernel's clock (timed buckets) ==="
+# n1 answers its buckets until 3 s from now, n2 and n3 the ones they gain from the same
+# instant on: before it the old owners answer every flow, after it the new ones.
+agent_cmd n1 timed v4 "$OWN1" - 3000
+agent_cmd n2 timed v4 "$(minus "$MOVED2" "$OWN2")" 3000 -
+agent_cmd n3 timed v4 "$(minus "$MOVED3" "$OWN3")" 3000 -
+t0=$SECONDS
+check "timed: before the instant, the old owners" \
+  udp_flows "$V4" 10.77.1.1+60 "$hash" "n1=$OWN1" "n2=$OWN2" "n3=$OWN3"
+((SECONDS - t0 < 3)) || { echo "E2E CHECK FAILED: timed: the check before the instant took too long"; FAILURES=$((FAILURES + 1)); }
+sleep 3.3
+check "timed: after the instant, the new owners" \
+  udp_flows "$V4" 10.77.1.1+60 "$hash" "n2=$MOVED2" "n3=$MOVED3"
+check "timed: the windows in the kernel" bash -c \
+  "ip netns exec ${P}n1 nft list set inet shoal s0_timed | grep -q '0x534800.* \\. \"'"
+for n in $NODES; do agent_cmd "$n" set v4 "$(eval echo \$OWN${n#n})"; done
+check "timed: back to the first layout" \
+  udp_flows "$V4" 10.77.1.1+60 "$hash" "n1=$OWN1" "n2=$OWN2" "n3=$OWN3"
 
 echo "=== dead-man switch: n1's agent stopped (SIGSTOP), then continued ==="
 # Established connections too: 200 of them, opened before the stop.
