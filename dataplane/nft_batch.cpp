@@ -146,64 +146,50 @@ NftBatch setContentsBatch(uint8_t family, const std::string& table,
     std::memcpy(batch.bytes.data() + at + offsetof(nlmsghdr, nlmsg_seq), &seq, sizeof seq);
     return seq++;
   };
+  // One set: a flush, then its `count` elements (written by `element(k)`), split every
+  // kElementsPerMessage.
+  const auto replace = [&](const std::string& set, std::size_t count, const auto& element) {
+    std::size_t m = w.begin(nftType(NFT_MSG_DELSETELEM), NLM_F_REQUEST | NLM_F_ACK, family, 0);
+    w.string(NFTA_SET_ELEM_LIST_TABLE, table);
+    w.string(NFTA_SET_ELEM_LIST_SET, set);
+    w.end(m);
+    batch.last_acked_seq = stamp(m);
+    for (std::size_t first = 0; first < count; first += kElementsPerMessage) {
+      m = w.begin(nftType(NFT_MSG_NEWSETELEM), NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK, family,
+                  0);
+      w.string(NFTA_SET_ELEM_LIST_TABLE, table);
+      w.string(NFTA_SET_ELEM_LIST_SET, set);
+      const std::size_t elements = w.nest(NFTA_SET_ELEM_LIST_ELEMENTS);
+      for (std::size_t k = first; k < std::min(count, first + kElementsPerMessage); ++k) {
+        const std::size_t nest = w.nest(NFTA_LIST_ELEM);
+        element(k);
+        w.endNest(nest);
+      }
+      w.endNest(elements);
+      w.end(m);
+      batch.last_acked_seq = stamp(m);
+    }
+  };
+  const auto key = [&](uint16_t type, const void* data, std::size_t size) {
+    const std::size_t nest = w.nest(type);
+    w.attr(NFTA_DATA_VALUE, data, size);
+    w.endNest(nest);
+  };
   std::size_t m = w.begin(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, AF_UNSPEC, NFNL_SUBSYS_NFTABLES);
   w.end(m);
   batch.first_seq = stamp(m);
   for (const SetContents& s : sets) {
-    m = w.begin(nftType(NFT_MSG_DELSETELEM), NLM_F_REQUEST | NLM_F_ACK, family, 0);
-    w.string(NFTA_SET_ELEM_LIST_TABLE, table);
-    w.string(NFTA_SET_ELEM_LIST_SET, s.set);
-    w.end(m);
-    batch.last_acked_seq = stamp(m);
-    for (std::size_t first = 0; first < s.keys.size(); first += kElementsPerMessage) {
-      m = w.begin(nftType(NFT_MSG_NEWSETELEM), NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK, family,
-                  0);
-      w.string(NFTA_SET_ELEM_LIST_TABLE, table);
-      w.string(NFTA_SET_ELEM_LIST_SET, s.set);
-      const std::size_t elements = w.nest(NFTA_SET_ELEM_LIST_ELEMENTS);
-      const std::size_t last = std::min(s.keys.size(), first + kElementsPerMessage);
-      for (std::size_t k = first; k < last; ++k) {
-        const std::size_t element = w.nest(NFTA_LIST_ELEM);
-        const std::size_t key_nest = w.nest(NFTA_SET_ELEM_KEY);
-        w.attr(NFTA_DATA_VALUE, &s.keys[k], sizeof s.keys[k]);
-        w.endNest(key_nest);
-        w.endNest(element);
-      }
-      w.endNest(elements);
-      w.end(m);
-      batch.last_acked_seq = stamp(m);
-    }
+    replace(s.set, s.keys.size(),
+            [&](std::size_t k) { key(NFTA_SET_ELEM_KEY, &s.keys[k], sizeof s.keys[k]); });
   }
   for (const TimedSetContents& s : timed) {
-    m = w.begin(nftType(NFT_MSG_DELSETELEM), NLM_F_REQUEST | NLM_F_ACK, family, 0);
-    w.string(NFTA_SET_ELEM_LIST_TABLE, table);
-    w.string(NFTA_SET_ELEM_LIST_SET, s.set);
-    w.end(m);
-    batch.last_acked_seq = stamp(m);
-    for (std::size_t first = 0; first < s.elements.size(); first += kElementsPerMessage) {
-      m = w.begin(nftType(NFT_MSG_NEWSETELEM), NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK, family,
-                  0);
-      w.string(NFTA_SET_ELEM_LIST_TABLE, table);
-      w.string(NFTA_SET_ELEM_LIST_SET, s.set);
-      const std::size_t elements = w.nest(NFTA_SET_ELEM_LIST_ELEMENTS);
-      const std::size_t last = std::min(s.elements.size(), first + kElementsPerMessage);
-      for (std::size_t k = first; k < last; ++k) {
-        const TimedElement& e = s.elements[k];
-        const auto from = timedKey(e.mark, e.from_ns);
-        const auto to = timedKey(e.mark, e.until_ns - 1);
-        const std::size_t element = w.nest(NFTA_LIST_ELEM);
-        const std::size_t key_nest = w.nest(NFTA_SET_ELEM_KEY);
-        w.attr(NFTA_DATA_VALUE, from.data(), from.size());
-        w.endNest(key_nest);
-        const std::size_t end_nest = w.nest(NFTA_SET_ELEM_KEY_END);
-        w.attr(NFTA_DATA_VALUE, to.data(), to.size());
-        w.endNest(end_nest);
-        w.endNest(element);
-      }
-      w.endNest(elements);
-      w.end(m);
-      batch.last_acked_seq = stamp(m);
-    }
+    replace(s.set, s.elements.size(), [&](std::size_t k) {
+      const TimedElement& e = s.elements[k];
+      const auto from = timedKey(e.mark, e.from_ns);
+      const auto to = timedKey(e.mark, e.until_ns - 1);
+      key(NFTA_SET_ELEM_KEY, from.data(), from.size());
+      key(NFTA_SET_ELEM_KEY_END, to.data(), to.size());
+    });
   }
   m = w.begin(NFNL_MSG_BATCH_END, NLM_F_REQUEST, AF_UNSPEC, NFNL_SUBSYS_NFTABLES);
   w.end(m);

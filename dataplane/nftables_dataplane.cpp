@@ -132,18 +132,31 @@ std::string withoutElements(const std::string& listing) {
   return out;
 }
 
-std::optional<std::vector<uint32_t>> setElements(const std::string& listing,
-                                                 const std::string& set_name) {
+namespace {
+
+// What is between the braces of `elements = { ... }` of set `set_name` in a listing: empty
+// for a set without elements, nullopt if the set is not listed.
+std::optional<std::string> elementsOf(const std::string& listing, const std::string& set_name) {
   const std::size_t at = listing.find("set " + set_name + " {");
   if (at == std::string::npos)
     return std::nullopt;
   const std::size_t end = listing.find("\n\t}", at);  // the set block's closing brace
   const std::size_t el = listing.find("elements = {", at);
-  std::vector<uint32_t> out;
   if (el == std::string::npos || (end != std::string::npos && el > end))
-    return out;
+    return std::string();
   const std::size_t close = listing.find('}', el);
-  const std::string body = listing.substr(el + 12, close - el - 12);
+  return listing.substr(el + 12, close - el - 12);
+}
+
+}  // namespace
+
+std::optional<std::vector<uint32_t>> setElements(const std::string& listing,
+                                                 const std::string& set_name) {
+  const std::optional<std::string> elements = elementsOf(listing, set_name);
+  if (!elements)
+    return std::nullopt;
+  const std::string& body = *elements;
+  std::vector<uint32_t> out;
   // Elements are comma-separated; each is a value or an "a-b" range, possibly followed by
   // "timeout 150ms expires 120ms" when the set has timeouts.
   std::size_t p = 0;
@@ -172,16 +185,11 @@ std::optional<std::vector<uint32_t>> setElements(const std::string& listing,
 
 std::optional<std::vector<uint32_t>> timedSetMarks(const std::string& listing,
                                                    const std::string& set_name) {
-  const std::size_t at = listing.find("set " + set_name + " {");
-  if (at == std::string::npos)
+  const std::optional<std::string> elements = elementsOf(listing, set_name);
+  if (!elements)
     return std::nullopt;
-  const std::size_t end = listing.find("\n\t}", at);
-  const std::size_t el = listing.find("elements = {", at);
+  const std::string& body = *elements;
   std::vector<uint32_t> out;
-  if (el == std::string::npos || (end != std::string::npos && el > end))
-    return out;
-  const std::size_t close = listing.find('}', el);
-  const std::string body = listing.substr(el + 12, close - el - 12);
   // Each element starts with its mark, then " . " and the window (quoted dates).
   std::size_t p = 0;
   while ((p = body.find("0x", p)) != std::string::npos) {

@@ -921,3 +921,14 @@ TEST_CASE("a timed set's elements are mark . time intervals in network byte orde
   CHECK(keys[0] == nft_key);
   CHECK(keys[1] == nft_key_end);
 }
+
+TEST_CASE("timedSetMarks reads the marks of a timed set as nft lists it") {
+  const std::string listing =
+      "table inet shoal {\n\tset s0_timed {\n\t\ttypeof meta mark . meta time\n\t\tflags "
+      "interval\n\t\telements = { 0x53480005 . \"2025-12-03 10:00:00\"-\"2025-12-03 "
+      "11:00:00\",\n\t\t\t     0x53480002 . \"1970-01-01 00:00:00\"-\"2262-04-11 23:47:16\" "
+      "}\n\t}\n\n\tset s1_timed {\n\t\ttypeof meta mark . meta time\n\t\tflags interval\n\t}\n}\n";
+  CHECK(timedSetMarks(listing, "s0_timed") == std::vector<uint32_t>{0x53480002, 0x53480005});
+  CHECK(timedSetMarks(listing, "s1_timed") == std::vector<uint32_t>{});
+  CHECK_FALSE(timedSetMarks(listing, "s2_timed").has_value());
+}
