@@ -43,6 +43,19 @@ Duration wallClockOffset() {
 }
 constexpr milliseconds kHookTimeout{10000};
 
+// `arrived` (the kernel's wall-clock receive time of a datagram) in monotonic time, counted
+// back from `now`; TimePoint{} when unknown or not before now (the wall clock was stepped).
+TimePoint steadyTime(TimePoint now, UdpTransport::WallTime arrived) {
+  if (arrived == UdpTransport::WallTime{}) {
+    return TimePoint{};
+  }
+  const auto ago = std::chrono::system_clock::now() - arrived;
+  if (ago <= decltype(ago)::zero()) {
+    return TimePoint{};
+  }
+  return now - std::chrono::duration_cast<Duration>(ago);
+}
+
 std::string joinErrors(const std::vector<ConfigError>& errors) {
   std::string out;
   for (const auto& e : errors) {
@@ -179,10 +192,11 @@ Result<std::unique_ptr<Daemon>> Daemon::create(asio::io_context& io, DaemonOptio
   d->wakeup_ = std::move(wakeup.value());
   auto transport = UdpTransport::open(
       io, d->def_, self,
-      [raw](uint32_t link, std::span<const uint8_t> bytes, const Endpoint& from) {
+      [raw](uint32_t link, std::span<const uint8_t> bytes, const Endpoint& from,
+            UdpTransport::WallTime arrived) {
         if (!raw->leaving_) {
-          raw->handle(
-              raw->membership_->onPacket(std::chrono::steady_clock::now(), bytes, link, from));
+          const TimePoint now = std::chrono::steady_clock::now();
+          raw->handle(raw->membership_->onPacket(now, bytes, link, from, steadyTime(now, arrived)));
         }
       });
   if (!transport.ok()) {

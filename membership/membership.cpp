@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <limits>
 
 #include "core/fingerprint.h"
 
@@ -216,15 +217,16 @@ Output Membership::onTick(TimePoint now) {
 }
 
 Output Membership::onPacket(TimePoint now, std::span<const uint8_t> bytes, uint32_t link,
-                            const Endpoint& from) {
+                            const Endpoint& from, TimePoint arrived) {
   const std::string_view datagram(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-  return onPacket(now, openPacket(datagram, keys_, identity_), bytes, link, from);
+  return onPacket(now, openPacket(datagram, keys_, identity_), bytes, link, from, arrived);
 }
 
 Output Membership::onPacket(TimePoint now, const Opened& opened, std::span<const uint8_t> bytes,
-                            uint32_t link, const Endpoint& from) {
+                            uint32_t link, const Endpoint& from, TimePoint arrived) {
   out_ = Output{};
   now_ = now;
+  arrived_ = arrived == TimePoint{} || arrived > now ? now : arrived;
   catchUp(now);
   ++counters_.packets_received;
   counters_.bytes_received += bytes.size();
@@ -282,13 +284,42 @@ Output Membership::setOwnHealth(TimePoint now, NodeHealth health) {
 
 Output Membership::setOwnClaims(TimePoint now, std::vector<BucketSet> claims,
                                 uint64_t view_digest) {
+  return setOwnClaims(now, std::move(claims), {}, TimePoint{}, view_digest);
+}
+
+Output Membership::setOwnClaims(TimePoint now, std::vector<BucketSet> claims,
+                                std::vector<BucketSet> releasing, TimePoint release_at,
+                                uint64_t view_digest) {
   out_ = Output{};
   now_ = now;
   catchUp(now);
   MemberView& me = view_.members[self_];
-  if (!left_ && (me.claims != claims || me.view_digest != view_digest)) {
+  bool any_releasing = false;
+  for (const BucketSet& r : releasing) {
+    any_releasing = any_releasing || !r.empty();
+  }
+  if (!any_releasing) {
+    releasing.clear();
+    release_at = TimePoint{};
+  }
+  if (!left_ && (me.claims != claims || me.view_digest != view_digest ||
+                 me.releasing != releasing || me.release_at != release_at)) {
     me.claims = std::move(claims);
     me.view_digest = view_digest;
+    me.releasing = std::move(releasing);
+    me.release_at = release_at;
+    broadcast_pending_ = true;
+  }
+  return finish(now);
+}
+
+Output Membership::setLeaving(TimePoint now) {
+  out_ = Output{};
+  now_ = now;
+  catchUp(now);
+  MemberView& me = view_.members[self_];
+  if (!left_ && !me.leaving) {
+    me.leaving = true;
     broadcast_pending_ = true;
   }
   return finish(now);
@@ -593,6 +624,20 @@ void Membership::handleHeartbeat(TimePoint now, const wire::Envelope& in, uint32
           def_.services[s].buckets));
     }
     peer.view_digest = hb.view_digest();
+    peer.releasing.clear();
+    peer.release_at = TimePoint{};
+    if (hb.releasing_size() > 0) {
+      for (std::size_t s = 0; s < def_.services.size(); ++s) {
+        peer.releasing.push_back(BucketSet::fromBytes(
+            s < static_cast<std::size_t>(hb.releasing_size()) ? hb.releasing(static_cast<int>(s))
+                                                               : "",
+            def_.services[s].buckets));
+      }
+      // Counted from when the heartbeat reached this host: it was sealed before that, so the
+      // sender has stopped by then.
+      peer.release_at = arrived_ + std::chrono::microseconds(hb.release_in_us());
+    }
+    peer.leaving = hb.leaving();
     peer.claims_known = true;
     peer.claims_heard = now;
     p.heard_me = self_ < hb.heard().size() ? static_cast<uint8_t>(hb.heard()[self_]) : 0;
@@ -1206,6 +1251,16 @@ wire::Heartbeat Membership::ownHeartbeat(uint32_t link, uint64_t probe_id) const
     hb.add_claims(c.toBytes());
   }
   hb.set_view_digest(me.view_digest);
+  if (!me.releasing.empty()) {
+    for (const BucketSet& r : me.releasing) {
+      hb.add_releasing(r.toBytes());
+    }
+    // Rounded up: a peer must never start before this node stops.
+    const auto left = std::chrono::ceil<std::chrono::microseconds>(me.release_at - now_);
+    hb.set_release_in_us(static_cast<uint32_t>(
+        std::clamp<int64_t>(left.count(), 0, std::numeric_limits<uint32_t>::max())));
+  }
+  hb.set_leaving(me.leaving);
   if (links_ > 1) {
     // How this node hears each peer: the peers decide from it whether their backup links may
     // run at the reduced rate (see heartbeatRound()).

@@ -100,15 +100,18 @@ class Membership {
 
   /// Handles one datagram received on heartbeat link `link` from `from`. Anything that fails
   /// verification is counted in counters().rejected and changes nothing else.
+  /// `arrived`, if known (not TimePoint{}, not after `now`): when the datagram reached this
+  /// host (the kernel's receive timestamp); a releasing sender's announced time is counted
+  /// from it (MemberView::release_at), else from `now`.
   Output onPacket(TimePoint now, std::span<const uint8_t> bytes, uint32_t link,
-                  const Endpoint& from);
+                  const Endpoint& from, TimePoint arrived = TimePoint{});
   /// The same, for a datagram the caller has already opened: `opened` must be
   /// openPacket(bytes, keys, identity) with this node's keyring and wireIdentity(). For a
   /// caller that hands one datagram to several cores that share a keyring (the simulator
   /// delivers a heartbeat sent to all peers to each of them) and verifies it once: for such
   /// a datagram the result does not depend on the receiver.
   Output onPacket(TimePoint now, const Opened& opened, std::span<const uint8_t> bytes,
-                  uint32_t link, const Endpoint& from);
+                  uint32_t link, const Endpoint& from, TimePoint arrived = TimePoint{});
   /// The identity packets are opened against (cluster fingerprint, this node, node count).
   const WireIdentity& wireIdentity() const { return identity_; }
 
@@ -127,6 +130,18 @@ class Membership {
   /// digest; both ride on every heartbeat, and a change is sent to every peer at once so a
   /// peer waiting for a released bucket takes it one packet latency later.
   Output setOwnClaims(TimePoint now, std::vector<BucketSet> claims, uint64_t view_digest);
+  /// The same, with the buckets among `claims` this node is handing over and answers only
+  /// until `release_at` (a planned move switched at an instant, membership/ownership.h):
+  /// every heartbeat carries them with the time left, counted from the `now` of the call
+  /// that seals it, rounded up. Pass a fresh `now`: the time left is measured from it.
+  Output setOwnClaims(TimePoint now, std::vector<BucketSet> claims,
+                      std::vector<BucketSet> releasing, TimePoint release_at,
+                      uint64_t view_digest);
+
+  /// Announces that this node is stopping gracefully: its heartbeats say so from now on (the
+  /// first at once), so the peers count it out of the rebalance while its claims still hold
+  /// and take its buckets as it hands them over. leave() follows once that is done.
+  Output setLeaving(TimePoint now);
 
   /// Leaves the cluster gracefully: peers mark this node Left at once instead of suspecting
   /// it. Afterwards the core sends nothing more and ignores packets.
@@ -266,6 +281,8 @@ class Membership {
 
   bool started_ = false;
   bool left_ = false;
+  // When the packet being handled reached this host (onPacket()).
+  TimePoint arrived_{};
   bool joined_ = false;
   bool broadcast_pending_ = false;
   uint32_t join_attempts_ = 0;

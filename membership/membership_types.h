@@ -128,16 +128,29 @@ struct MemberView {
   /// When its latest heartbeat (the source of `claims`) was received; other packets (acks,
   /// probes) say nothing of its claims.
   TimePoint claims_heard{};
+  /// The buckets among `claims` it is handing over, per service (empty entries: none), and
+  /// when it stops answering them, in this node's time: the arrival of the heartbeat that
+  /// said so plus the time it announced (never earlier than the member really stops). For
+  /// this node itself: what it announced with setOwnClaims().
+  std::vector<BucketSet> releasing;
+  TimePoint release_at{};
+  /// It is stopping gracefully (it said so in its heartbeats): out of the rebalance while it
+  /// hands its buckets over.
+  bool leaving = false;
 
   /// Alive or Suspect: a suspect still serves until it is declared dead.
   bool up() const { return state == MemberState::Alive || state == MemberState::Suspect; }
   /// Reachable directly: some link to it is up (indirect probes may keep it alive without).
   bool reachable() const;
-  /// Takes buckets in the rebalance: up, not held down, not drained or draining, and not
-  /// failing its health checks (an unhealthy node counts as drained).
+  /// Takes buckets in the rebalance: up, not held down, not leaving, not drained or
+  /// draining, and not failing its health checks (an unhealthy node counts as drained).
   bool serving() const {
-    return up() && !held_down && drain.mode == DrainMode::None &&
+    return up() && !held_down && !leaving && drain.mode == DrainMode::None &&
            health.status != HealthStatus::Failing;
+  }
+  /// Whether it is handing over bucket `bucket` of service `service` (releasing holds it).
+  bool releases(std::size_t service, uint32_t bucket) const {
+    return service < releasing.size() && releasing[service].has(bucket);
   }
 };
 

@@ -30,12 +30,19 @@ constexpr std::size_t kReadSlot = 2048;
 // recvmmsg calls per readiness before the other sockets and timers get their turn.
 constexpr int kReadBatchesPerTurn = 8;
 
+// Room for the one control message asked for: the receive timestamp.
+constexpr std::size_t kControlSlot = CMSG_SPACE(sizeof(timespec));
+
 struct UdpTransport::Receiver {
   explicit Receiver(const asio::any_io_executor& ex) : socket(ex) {}
   udp::socket socket;
   std::array<std::array<uint8_t, kReadSlot>, kReadBatch> buffers{};
   std::array<sockaddr_storage, kReadBatch> names{};
   std::array<iovec, kReadBatch> iov{};
+  struct alignas(cmsghdr) Control {
+    std::array<char, kControlSlot> bytes;
+  };
+  std::array<Control, kReadBatch> controls{};
   std::array<mmsghdr, kReadBatch> messages{};
 };
 
@@ -102,6 +109,26 @@ Endpoint endpointOf(const sockaddr_storage& name) {
     out.port = ntohs(in6.sin6_port);
   }
   return out;
+}
+
+// The kernel's receive timestamp of a datagram read with SO_TIMESTAMPNS; WallTime{} if none.
+UdpTransport::WallTime arrivalOf(const msghdr& h) {
+  for (cmsghdr* c = CMSG_FIRSTHDR(&h); c != nullptr; c = CMSG_NXTHDR(const_cast<msghdr*>(&h), c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS &&
+        c->cmsg_len >= CMSG_LEN(sizeof(timespec))) {
+      timespec ts{};
+      std::memcpy(&ts, CMSG_DATA(c), sizeof ts);
+      return UdpTransport::WallTime(std::chrono::duration_cast<UdpTransport::WallTime::duration>(
+          std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec)));
+    }
+  }
+  return {};
+}
+
+// Asks the kernel for each datagram's receive time (SO_TIMESTAMPNS).
+void timestampArrivals(udp::socket& socket) {
+  const int one = 1;
+  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
 }
 
 // IPv6 link-local (fe80::/10): meaningful only together with an interface (its scope).
@@ -198,6 +225,7 @@ Result<std::unique_ptr<UdpTransport>> UdpTransport::open(asio::io_context& io,
       return Error{where + "cannot bind " + what + ": " + ec.message() +
                    " (is the address configured on this host, and the port free?)"};
     }
+    timestampArrivals(link->unicast.socket);
     link->unicast.socket.non_blocking(true, ec);
     if (ec) {
       return Error{where + "cannot make the socket of " + what + " non-blocking: " + ec.message()};
@@ -279,6 +307,7 @@ Status UdpTransport::joinGroup(Link& link, uint16_t port) {
     return Error{"cannot join " + name + on + ": " + ec.message() +
                  " (does the interface have the MULTICAST flag? see ip link show)"};
   }
+  timestampArrivals(in->socket);
   in->socket.non_blocking(true, ec);
   if (ec) {
     return Error{"cannot make the socket of " + name + " non-blocking: " + ec.message()};
@@ -400,6 +429,8 @@ void UdpTransport::readQueued(std::size_t index, bool from_group, uint64_t gener
       r.messages[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
       r.messages[i].msg_hdr.msg_iov = &r.iov[i];
       r.messages[i].msg_hdr.msg_iovlen = 1;
+      r.messages[i].msg_hdr.msg_control = r.controls[i].bytes.data();
+      r.messages[i].msg_hdr.msg_controllen = kControlSlot;
     }
     const int n = ::recvmmsg(r.socket.native_handle(), r.messages.data(), kReadBatch, MSG_DONTWAIT,
                              nullptr);
@@ -422,7 +453,7 @@ void UdpTransport::readQueued(std::size_t index, bool from_group, uint64_t gener
       ++stats_.received;
       on_receive_(static_cast<uint32_t>(index),
                   std::span<const uint8_t>(r.buffers[static_cast<std::size_t>(i)].data(), m.msg_len),
-                  endpointOf(r.names[static_cast<std::size_t>(i)]));
+                  endpointOf(r.names[static_cast<std::size_t>(i)]), arrivalOf(m.msg_hdr));
       if (!current()) {
         return;
       }

@@ -12,6 +12,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/udp.hpp>
 #include <cstdint>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <span>
@@ -36,10 +37,13 @@ struct TransportStats {
 /// One UDP socket per heartbeat link, all driven by the caller's io_context.
 class UdpTransport {
  public:
-  /// Called for every received datagram with the link it arrived on and its source. The
-  /// bytes are valid only during the call.
-  using Receive =
-      std::function<void(uint32_t link, std::span<const uint8_t> bytes, const Endpoint& from)>;
+  /// The wall clock (CLOCK_REALTIME) as the kernel timestamps received datagrams.
+  using WallTime = std::chrono::system_clock::time_point;
+  /// Called for every received datagram with the link it arrived on, its source and when it
+  /// reached this host (the kernel's receive timestamp, SO_TIMESTAMPNS; WallTime{} if the
+  /// kernel gave none). The bytes are valid only during the call.
+  using Receive = std::function<void(uint32_t link, std::span<const uint8_t> bytes,
+                                     const Endpoint& from, WallTime arrived)>;
 
   /// Opens and binds the sockets of node `self` of `def` (address i of the node on link i,
   /// port def.port) and starts receiving. Errors name the link, address and port and the

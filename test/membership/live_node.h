@@ -25,7 +25,9 @@ struct LiveNode {
   LiveNode(asio::io_context& io, const ClusterDefinition& def, uint32_t self)
       : core(def, self, sim::simKeyring(), 1, 1000 + self), timer(io) {
     auto t = UdpTransport::open(
-        io, def, self, [this](uint32_t link, std::span<const uint8_t> bytes, const Endpoint& from) {
+        io, def, self,
+        [this](uint32_t link, std::span<const uint8_t> bytes, const Endpoint& from,
+               UdpTransport::WallTime) {
           handle(core.onPacket(std::chrono::steady_clock::now(), bytes, link, from));
         });
     REQUIRE_MESSAGE(t.ok(), (t.ok() ? "" : t.error().message));

@@ -522,6 +522,79 @@ TEST_CASE("claims from a heartbeat older than the last one heard are not taken b
   CHECK(h.viewOf(1, 0).claims_heard > heard);
 }
 
+TEST_CASE("a release announced with its time left reaches peers at once, counted from the "
+          "arrival, never before the sender stops") {
+  Harness h(2, 2, true);
+  h.startAll(t0);
+  h.run(t0, t0 + milliseconds(100));
+  auto buckets = [](std::initializer_list<uint32_t> list) {
+    BucketSet set(16);
+    for (uint32_t b : list) set.set(b);
+    return std::vector<BucketSet>{set};
+  };
+  // Node 0 answers 3 and 4 and hands 4 over, answering it until 30 ms from now.
+  const TimePoint sealed = t0 + milliseconds(101);
+  const TimePoint stops = sealed + milliseconds(30) + std::chrono::nanoseconds(300);
+  h.take(0, h.cores[0]->setOwnClaims(sealed, buckets({3, 4}), buckets({4}), stops, 7));
+  REQUIRE_FALSE(h.in_flight.empty());  // at once, not at the next round
+  // Delivered 2 ms later, and read 1 ms after it reached the host.
+  const TimePoint arrival = sealed + milliseconds(2);
+  for (auto& [from, d] : h.in_flight) {
+    const Endpoint src{h.def.nodes[from].addresses[d.link], h.def.port};
+    h.take(d.node, h.cores[d.node]->onPacket(arrival + milliseconds(1), bytesOf(d.bytes), d.link,
+                                             src, arrival));
+  }
+  h.in_flight.clear();
+  const MemberView& seen = h.viewOf(1, 0);
+  CHECK(seen.claims == buckets({3, 4}));
+  CHECK(seen.releasing == buckets({4}));
+  CHECK(seen.releases(0, 4));
+  CHECK_FALSE(seen.releases(0, 3));
+  // 30.0003 ms left when sealed, rounded up to whole microseconds, from the arrival.
+  CHECK(seen.release_at == arrival + std::chrono::microseconds(30001));
+  CHECK(seen.release_at >= stops);
+  // The next round (at 120 ms) says how much is left then; delivered here in the instant it
+  // is sent, so counted from the sealing: the stop itself, rounded up.
+  h.run(t0 + milliseconds(102), t0 + milliseconds(125));
+  CHECK(h.viewOf(1, 0).claims_heard >= t0 + milliseconds(120));
+  CHECK(h.viewOf(1, 0).releasing == buckets({4}));
+  CHECK(h.viewOf(1, 0).release_at >= stops);
+  CHECK(h.viewOf(1, 0).release_at <= stops + std::chrono::microseconds(1));
+  // Once the stop has passed, zero is left: the arrival itself.
+  h.run(t0 + milliseconds(126), t0 + milliseconds(165));
+  CHECK(h.viewOf(1, 0).claims_heard >= t0 + milliseconds(160));
+  CHECK(h.viewOf(1, 0).releasing == buckets({4}));
+  CHECK(h.viewOf(1, 0).release_at == h.viewOf(1, 0).claims_heard);
+  // Done: the claims without the bucket, nothing releasing.
+  h.take(0, h.cores[0]->setOwnClaims(t0 + milliseconds(166), buckets({3}), {}, TimePoint{}, 8));
+  h.step(t0 + milliseconds(166));
+  CHECK(h.viewOf(1, 0).claims == buckets({3}));
+  CHECK(h.viewOf(1, 0).releasing.empty());
+}
+
+TEST_CASE("a node that announces it is leaving stops serving in every view, claims still held") {
+  Harness h(3, 2, true);
+  h.startAll(t0);
+  h.run(t0, t0 + milliseconds(100));
+  BucketSet held(16);
+  held.set(5);
+  h.take(2, h.cores[2]->setOwnClaims(t0 + milliseconds(101), {held}, 1));
+  h.step(t0 + milliseconds(101));
+  CHECK(h.viewOf(0, 2).serving());
+  h.take(2, h.cores[2]->setLeaving(t0 + milliseconds(102)));
+  REQUIRE_FALSE(h.in_flight.empty());
+  h.step(t0 + milliseconds(102));
+  for (uint32_t at : {0u, 1u, 2u}) {
+    CHECK(h.viewOf(at, 2).leaving);
+    CHECK_FALSE(h.viewOf(at, 2).serving());
+    CHECK((h.viewOf(at, 2).state == MemberState::Alive));
+  }
+  CHECK(h.viewOf(0, 2).claims == std::vector<BucketSet>{held});
+  h.run(t0 + milliseconds(103), t0 + milliseconds(300));
+  CHECK(h.viewOf(1, 2).leaving);
+  CHECK(h.cores[0]->counters().suspicions == 0);
+}
+
 TEST_CASE("a node that leaves is marked left at once, not suspected") {
   Harness h(3);
   h.startAll(t0);

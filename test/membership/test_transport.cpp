@@ -61,14 +61,19 @@ TEST_CASE("a burst longer than many reads is read whole, in order, and oversized
     std::size_t size;
     std::size_t index;  // of a 2-byte datagram: its bytes, little-endian
     Endpoint from;
+    UdpTransport::WallTime arrived;
+    UdpTransport::WallTime read;
   };
   std::vector<Got> got;
   auto t = UdpTransport::open(
-      io, def, 0, [&](uint32_t link, std::span<const uint8_t> bytes, const Endpoint& from) {
+      io, def, 0,
+      [&](uint32_t link, std::span<const uint8_t> bytes, const Endpoint& from,
+          UdpTransport::WallTime arrived) {
         CHECK(link == 0);
         const std::size_t index = bytes.size() == 2 ? bytes[0] + 256U * bytes[1] : 0;
-        got.push_back(Got{bytes.size(), index, from});
+        got.push_back(Got{bytes.size(), index, from, arrived, std::chrono::system_clock::now()});
       });
+  const auto sent_from = std::chrono::system_clock::now();
   REQUIRE(t.ok());
   // 150 small datagrams (more than eight batches of reads, so the reader has to yield and go
   // on), one of the largest accepted size, one a byte larger, one far larger.
@@ -96,6 +101,9 @@ TEST_CASE("a burst longer than many reads is read whole, in order, and oversized
     CHECK(got[i].index == i);
     CHECK(got[i].from.address == *IpAddress::parse("127.0.0.9"));
     CHECK(got[i].from.port == s.local_endpoint().port());
+    // The kernel's receive time: after the sends began, before the read.
+    CHECK(got[i].arrived >= sent_from);
+    CHECK(got[i].arrived <= got[i].read);
   }
   CHECK(got[150].size == kMaxPacketSize + 512);
 }
@@ -105,7 +113,8 @@ TEST_CASE("binding an address this host does not have is an error naming it") {
   ClusterDefinition def = loopbackDefinition();
   def.nodes[0].addresses[1] = *IpAddress::parse("192.0.2.123");
   auto t =
-      UdpTransport::open(io, def, 0, [](uint32_t, std::span<const uint8_t>, const Endpoint&) {});
+      UdpTransport::open(io, def, 0, [](uint32_t, std::span<const uint8_t>, const Endpoint&,
+                                         UdpTransport::WallTime) {});
   REQUIRE_FALSE(t.ok());
   CHECK(t.error().message.find("link 1") != std::string::npos);
   CHECK(t.error().message.find("192.0.2.123") != std::string::npos);
