@@ -161,6 +161,13 @@ Timeline isolateAt(Harness& h, uint32_t node, TimePoint cut_at) {
   return timeline;
 }
 
+// The claims of a node of a one-service (16-bucket) cluster: `list` of that service.
+std::vector<BucketSet> oneService(std::initializer_list<uint32_t> list) {
+  BucketSet set(16);
+  for (uint32_t b : list) set.set(b);
+  return std::vector<BucketSet>{set};
+}
+
 }  // namespace
 
 TEST_CASE("drain writes are ordered by clock, then by writer") {
@@ -493,11 +500,7 @@ TEST_CASE("claims from a heartbeat older than the last one heard are not taken b
   Harness h(2, 2, true);
   h.startAll(t0);
   h.run(t0, t0 + milliseconds(100));
-  auto claims = [](std::initializer_list<uint32_t> buckets) {
-    BucketSet set(16);
-    for (uint32_t b : buckets) set.set(b);
-    return std::vector<BucketSet>{set};
-  };
+  const auto claims = oneService;
   // Node 0 claims bucket 3, then releases it; the first announcement is held back and
   // arrives after the second (the release) was heard.
   h.take(0, h.cores[0]->setOwnClaims(t0 + milliseconds(101), claims({3, 4}), 7));
@@ -527,11 +530,7 @@ TEST_CASE("a release announced with its time left reaches peers at once, counted
   Harness h(2, 2, true);
   h.startAll(t0);
   h.run(t0, t0 + milliseconds(100));
-  auto buckets = [](std::initializer_list<uint32_t> list) {
-    BucketSet set(16);
-    for (uint32_t b : list) set.set(b);
-    return std::vector<BucketSet>{set};
-  };
+  const auto buckets = oneService;
   // Node 0 answers 3 and 4 and hands 4 over, answering it until 30 ms from now.
   const TimePoint sealed = t0 + milliseconds(101);
   const TimePoint stops = sealed + milliseconds(30) + std::chrono::nanoseconds(300);
