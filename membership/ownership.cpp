@@ -2,6 +2,9 @@
 
 #include "core/rebalance.h"
 
+#include <algorithm>
+#include <optional>
+
 namespace shoal {
 
 uint64_t viewDigest(const View& view) {
@@ -55,6 +58,20 @@ bool hasQuorum(PartitionPolicy policy, uint32_t alive, uint32_t configured) {
   return alive * 2 > configured;
 }
 
+bool TimedHold::empty() const {
+  for (const BucketSet& r : releasing) {
+    if (!r.empty()) {
+      return false;
+    }
+  }
+  for (const auto& t : taking) {
+    if (!t.empty()) {
+      return false;
+    }
+  }
+  return true;
+}
+
 OwnershipDecision decideOwnership(const OwnershipInput& in) {
   const ClusterDefinition& def = *in.def;
   const View& view = *in.view;
@@ -75,37 +92,99 @@ OwnershipDecision decideOwnership(const OwnershipInput& in) {
     claims_unknown = claims_unknown || (m != view.self && view.members[m].up() &&
                                         !view.members[m].claims_known);
   }
+  static const TimedHold kNothingTimed;
+  const TimedHold& was = in.timed != nullptr ? *in.timed : kNothingTimed;
+  const bool timed = in.handoff_lead > Duration::zero();
+  // A release still running: it ends when announced, and new releases join it.
+  bool release_running = false;
+  if (was.release_at > in.now) {
+    for (const BucketSet& r : was.releasing) {
+      release_running = release_running || !r.empty();
+    }
+  }
+  const TimePoint release_at = release_running ? was.release_at : in.now + in.handoff_lead;
+  bool any_releasing = false;
   for (std::size_t s = 0; s < def.services.size(); ++s) {
     const Service& svc = def.services[s];
     d.targets.push_back(computeOwners(def, svc, d.serving_mask));
     BucketSet hold(svc.buckets);
+    BucketSet releasing(svc.buckets);
+    std::map<uint32_t, TimePoint> taking;
     if (d.quorum && in.settled) {
       const std::vector<int16_t>& target = d.targets.back();
       const BucketSet* held = (in.held != nullptr && s < in.held->size()) ? &(*in.held)[s] : nullptr;
+      const BucketSet* was_releasing =
+          release_running && s < was.releasing.size() ? &was.releasing[s] : nullptr;
+      const std::map<uint32_t, TimePoint>* was_taking =
+          s < was.taking.size() ? &was.taking[s] : nullptr;
       for (uint32_t b = 0; b < svc.buckets; ++b) {
-        if (target[b] != self) {
+        const bool mine = target[b] == self;
+        if (was_releasing != nullptr && was_releasing->has(b)) {
+          releasing.set(b);  // announced: answered until the instant, whatever changed since
           continue;
         }
-        if (held != nullptr && held->has(b)) {
-          hold.set(b);
+        std::optional<TimePoint> pending;
+        if (was_taking != nullptr) {
+          if (auto t = was_taking->find(b); t != was_taking->end()) {
+            pending = t->second;
+          }
+        }
+        // A take whose instant has come is answered like any held bucket.
+        if ((held != nullptr && held->has(b)) || (pending && *pending <= in.now)) {
+          if (mine) {
+            hold.set(b);
+          } else if (timed && target[b] >= 0 &&
+                     view.members[static_cast<std::size_t>(target[b])].up()) {
+            releasing.set(b);  // a planned move: hand it over at the instant
+          }
+          continue;  // (otherwise let go at once)
+        }
+        if (pending) {
+          if (mine) {
+            taking.emplace(b, *pending);
+          }
+          continue;  // (no longer ours before the instant came: cancelled)
+        }
+        if (!mine) {
           continue;
         }
+        // Nobody claims it: take it now. Every claimer hands it over: take it from the latest
+        // of their stops on.
         bool claimed = false;
-        for (std::size_t m = 0; m < view.members.size() && !claimed; ++m) {
+        bool all_releasing = true;
+        TimePoint from{};
+        for (std::size_t m = 0; m < view.members.size(); ++m) {
           const MemberView& peer = view.members[m];
-          if (m == view.self || !peer.up() || s >= peer.claims.size()) {
+          if (m == view.self || !peer.up() || s >= peer.claims.size() || !peer.claims[s].has(b)) {
             continue;
           }
-          claimed = peer.claims[s].has(b);
+          claimed = true;
+          if (peer.releases(s, b)) {
+            from = std::max(from, peer.release_at);
+          } else {
+            all_releasing = false;
+          }
         }
-        if (claimed || claims_unknown) {
+        if (claims_unknown || (claimed && !(timed && all_releasing))) {
           ++d.waiting;
-        } else {
+        } else if (!claimed || from + kTakeMargin <= in.now) {
           hold.set(b);
+        } else {
+          taking.emplace(b, from + kTakeMargin);
         }
       }
     }
+    for (const auto& [b, at] : taking) {
+      d.next_change = std::min(d.next_change, at);
+    }
+    any_releasing = any_releasing || !releasing.empty();
     d.hold.push_back(std::move(hold));
+    d.timed.releasing.push_back(std::move(releasing));
+    d.timed.taking.push_back(std::move(taking));
+  }
+  if (any_releasing) {
+    d.timed.release_at = release_at;
+    d.next_change = std::min(d.next_change, release_at);
   }
   return d;
 }
@@ -119,7 +198,10 @@ OwnershipInputs::Member OwnershipInputs::factsOf(const MemberView& m, TimePoint 
   f.health = m.health.status;
   f.claims_known = m.claims_known;
   f.recent = heardWithin(m, now, window);
+  f.leaving = m.leaving;
   f.claims = m.claims;
+  f.releasing = m.releasing;
+  f.release_at = m.release_at;
   return f;
 }
 
@@ -128,14 +210,18 @@ bool OwnershipInputs::update(const OwnershipInput& in) {
   static const std::vector<BucketSet> kNothingHeld;
   const std::vector<BucketSet>& held = in.held != nullptr ? *in.held : kNothingHeld;
   // Compared in place first: the common case (nothing changed) allocates nothing.
+  static const TimedHold kNothingTimed;
+  const TimedHold& timed = in.timed != nullptr ? *in.timed : kNothingTimed;
   bool same = recorded_ && self_ == view.self && settled_ == in.settled && held_ == held &&
+              timed_ == timed && handoff_lead_ == in.handoff_lead &&
               members_.size() == view.members.size();
   for (std::size_t i = 0; same && i < view.members.size(); ++i) {
     const MemberView& m = view.members[i];
     const Member& r = members_[i];
     same = r.state == m.state && r.held_down == m.held_down && r.drain == m.drain.mode &&
            r.health == m.health.status && r.claims_known == m.claims_known &&
-           r.recent == heardWithin(m, in.now, in.quorum_window) && r.claims == m.claims;
+           r.recent == heardWithin(m, in.now, in.quorum_window) && r.leaving == m.leaving &&
+           r.claims == m.claims && r.releasing == m.releasing && r.release_at == m.release_at;
   }
   if (same) {
     return false;
@@ -144,6 +230,8 @@ bool OwnershipInputs::update(const OwnershipInput& in) {
   self_ = view.self;
   settled_ = in.settled;
   held_ = held;
+  timed_ = timed;
+  handoff_lead_ = in.handoff_lead;
   members_.clear();
   for (const MemberView& m : view.members) {
     members_.push_back(factsOf(m, in.now, in.quorum_window));

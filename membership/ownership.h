@@ -27,8 +27,30 @@
 //
 // Settling: a node that has just started has not heard its peers' claims. Until it is
 // settled (every peer heard from, or declared dead), it holds nothing.
+//
+// Planned moves switched at an instant (with a handoff_lead, for a dataplane that switches
+// timed buckets in the kernel, dataplane/dataplane.h): releasing first and taking one packet
+// later leaves a gap of a heartbeat's trip plus the taker's reaction, in which neither node
+// answers. Instead:
+// - a node that is to let go of a bucket it holds, to an owner that is up (a planned move),
+//   keeps answering it until release_at = now + handoff_lead and not a moment longer (its
+//   kernel switches then), and announces it at once: the bucket stays among its claims,
+//   marked releasing, with the time left until release_at (Heartbeat.release_in_us). The
+//   announcement is irrevocable: whatever happens next, it stops at release_at. Releases
+//   decided while one runs join it (same instant); a later one gets its own instant once the
+//   first has passed. With no owner up, or without quorum, it lets go at once;
+// - the bucket's owner, seeing every up peer that claims it releasing it, answers it from
+//   the latest of their release_at (plus kTakeMargin) on: each release_at is the peer's time
+//   left counted from the kernel's receive timestamp of the announcement, which the peer
+//   sealed before it was received, so the taker's instant is never before the releaser's
+//   stop, on any clocks. The gap is the announcement's trip through the network. Until then
+//   the bucket is among the taker's claims (it is committed to it; nobody else takes it);
+//   if the taker stops being the owner before the instant, it simply cancels;
+// - an announcement that comes late (or not at all: the releaser's next claims no longer
+//   hold the bucket) makes the take late: a gap, never an overlap.
 
 #include <cstdint>
+#include <map>
 #include <vector>
 
 #include "core/bucket_set.h"
@@ -36,6 +58,28 @@
 #include "membership/membership_types.h"
 
 namespace shoal {
+
+/// How long a node keeps answering a bucket it hands over (see above): time for the taker to
+/// receive the announcement and load its side in the kernel (typically well under a
+/// millisecond; ten leave room for a loaded machine or a lost first copy on one link), at
+/// the cost of that much more time for a drain or a graceful stop.
+inline constexpr Duration kHandOffLead = std::chrono::milliseconds(10);
+/// Added to a releasing peer's stop before taking over: the two nodes each turn monotonic
+/// time into wall-clock time for their kernels, which may be off by some tens of nanoseconds.
+inline constexpr Duration kTakeMargin = std::chrono::microseconds(1);
+
+/// The timed part of what a node answers: planned moves switched at an instant.
+struct TimedHold {
+  /// Per service, the buckets it answers until `release_at` and not after (handing over).
+  std::vector<BucketSet> releasing;
+  TimePoint release_at{};
+  /// Per service, the buckets it answers from an instant on (taking over): bucket -> instant.
+  std::vector<std::map<uint32_t, TimePoint>> taking;
+
+  /// Nothing timed at all.
+  bool empty() const;
+  bool operator==(const TimedHold&) const = default;
+};
 
 struct OwnershipInput {
   const ClusterDefinition* def = nullptr;
@@ -50,6 +94,11 @@ struct OwnershipInput {
   /// membership state alone decides).
   TimePoint now{};
   Duration quorum_window{};
+  /// What this node answers within a window of time now (nullptr: nothing).
+  const TimedHold* timed = nullptr;
+  /// Zero: planned moves are not timed (release at once, take once nobody claims).
+  /// Otherwise how long a released bucket is still answered: kHandOffLead.
+  Duration handoff_lead{};
 };
 
 struct OwnershipDecision {
@@ -59,8 +108,13 @@ struct OwnershipDecision {
   uint32_t serving_mask = 0;
   /// Per service, the rebalance's owner of every bucket (-1 = nobody).
   std::vector<std::vector<int16_t>> targets;
-  /// Per service, what this node should hold now.
+  /// Per service, what this node should hold now, without a time limit.
   std::vector<BucketSet> hold;
+  /// What it should answer within a window of time (releasing and taking; see above).
+  TimedHold timed;
+  /// When the decision must be made again though nothing else changed: the next release
+  /// or take instant still ahead (TimePoint::max(): none).
+  TimePoint next_change = TimePoint::max();
   /// Buckets this node is the target of but waits for (a live peer still claims them).
   uint32_t waiting = 0;
 };
@@ -87,7 +141,8 @@ class OwnershipInputs {
  public:
   /// Records the facts of `input` (the definition is taken as fixed). Returns false when they
   /// equal the recorded ones, in which case decideOwnership(input) equals the decision for
-  /// the input recorded last; true on the first call and after any change.
+  /// the input recorded last, as long as `now` has not reached that decision's next_change;
+  /// true on the first call and after any change.
   bool update(const OwnershipInput& input);
 
  private:
@@ -98,7 +153,10 @@ class OwnershipInputs {
     HealthStatus health = HealthStatus::Unstated;
     bool claims_known = false;
     bool recent = false;  ///< heard within the quorum window
+    bool leaving = false;
     std::vector<BucketSet> claims;
+    std::vector<BucketSet> releasing;
+    TimePoint release_at{};
   };
   static Member factsOf(const MemberView& m, TimePoint now, Duration window);
 
@@ -106,6 +164,8 @@ class OwnershipInputs {
   uint32_t self_ = 0;
   bool settled_ = false;
   std::vector<BucketSet> held_;
+  TimedHold timed_;
+  Duration handoff_lead_{};
   std::vector<Member> members_;
 };
 

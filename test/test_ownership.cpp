@@ -228,7 +228,8 @@ namespace {
 
 bool sameDecision(const shoal::OwnershipDecision& a, const shoal::OwnershipDecision& b) {
   return a.quorum == b.quorum && a.serving_mask == b.serving_mask && a.targets == b.targets &&
-         a.hold == b.hold && a.waiting == b.waiting;
+         a.hold == b.hold && a.waiting == b.waiting && a.timed == b.timed &&
+         a.next_change == b.next_change;
 }
 
 }  // namespace
@@ -245,10 +246,14 @@ TEST_CASE("recorded ownership inputs: unchanged facts mean an unchanged decision
   shoal::TimePoint now{std::chrono::seconds(100)};
   bool settled = true;
   shoal::OwnershipInputs record;
+  shoal::TimedHold timed;
+  shoal::Duration lead = shoal::kHandOffLead;
   auto input = [&] {
     shoal::OwnershipInput in{&f.def, &f.view, &f.held, settled};
     in.now = now;
     in.quorum_window = std::chrono::milliseconds(150);
+    in.timed = &timed;
+    in.handoff_lead = lead;
     return in;
   };
   // Claims and holdings matter only on buckets this node is the target of: mostly those.
@@ -261,10 +266,11 @@ TEST_CASE("recorded ownership inputs: unchanged facts mean an unchanged decision
   int unchanged = 0;
   int changed = 0;
   int serving = 0;
-  for (int step = 0; step < 5000; ++step) {
+  int with_timed = 0;
+  for (int step = 0; step < 8000; ++step) {
     auto& m = f.view.members[rng() % f.view.members.size()];
     bool irrelevant = false;
-    switch (rng() % 12) {
+    switch (rng() % 17) {
       case 0:
         m.state = rng() % 3 != 0 ? MemberState::Alive : static_cast<MemberState>(rng() % 4);
         break;
@@ -305,6 +311,25 @@ TEST_CASE("recorded ownership inputs: unchanged facts mean an unchanged decision
         f.held[0].set(b, !f.held[0].has(b));
         break;
       }
+      case 11: {  // a peer hands a bucket over, or stops doing so
+        const uint32_t b = someBucket();
+        m.releasing.resize(1, BucketSet(16));
+        m.releasing[0].set(b, !m.releasing[0].has(b));
+        m.release_at = now + std::chrono::milliseconds(rng() % 20);
+        break;
+      }
+      case 12:
+        m.leaving = !m.leaving;
+        break;
+      case 13:  // the daemon forgets its timed hold (a lease lapse)
+        timed = shoal::TimedHold{};
+        break;
+      case 14:
+        lead = rng() % 3 == 0 ? shoal::Duration::zero() : shoal::kHandOffLead;
+        break;
+      case 15:
+        now = std::min(previous.next_change, now + std::chrono::milliseconds(15));
+        break;
       default:
         m.incarnation += 1;
         m.view_digest = rng();
@@ -318,18 +343,26 @@ TEST_CASE("recorded ownership inputs: unchanged facts mean an unchanged decision
       CHECK_FALSE(moved);
     }
     serving += d.quorum && settled ? 1 : 0;
-    if (!moved) {
+    with_timed += d.timed.empty() ? 0 : 1;
+    if (!moved && now < previous.next_change) {
       ++unchanged;
       CHECK(sameDecision(d, previous));
     } else {
       ++changed;
     }
     previous = d;
+    // The daemon keeps the timed part of what it decided: a release keeps its instant.
+    if (d.timed != timed) {
+      timed = d.timed;
+      CHECK(record.update(input()));
+      previous = shoal::decideOwnership(input());
+    }
   }
   // Both outcomes occur often, and the node often serves, so the walk tests something.
   CHECK(unchanged > 1000);
   CHECK(changed > 1000);
   CHECK(serving > 1000);
+  CHECK(with_timed > 100);  // releases and takes at an instant are part of the walk
 }
 
 TEST_CASE("recorded ownership inputs notice time passing the quorum window") {
@@ -348,4 +381,197 @@ TEST_CASE("recorded ownership inputs notice time passing the quorum window") {
   in.now = now + std::chrono::milliseconds(200);
   CHECK(record.update(in));  // nobody heard lately: quorum may be gone
   CHECK_FALSE(shoal::decideOwnership(in).quorum);
+}
+
+namespace {
+
+// A fixture with timed hand-offs on, at `now`.
+struct Timed : Fixture {
+  shoal::TimedHold timed;
+  shoal::TimePoint now{std::chrono::seconds(50)};
+  explicit Timed(uint32_t self, std::size_t nodes = 3) : Fixture(self, nodes) {}
+  shoal::OwnershipDecision decideTimed(shoal::Duration lead = shoal::kHandOffLead) const {
+    shoal::OwnershipInput in{&def, &view, &held, true};
+    in.now = now;
+    in.timed = &timed;
+    in.handoff_lead = lead;
+    return shoal::decideOwnership(in);
+  }
+  // Takes the decision as the daemon does: what to hold, and the timed part.
+  void adopt(const shoal::OwnershipDecision& d) {
+    held = d.hold;
+    timed = d.timed;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("timed hand-off: a planned release is answered until now + lead, then let go") {
+  Timed f(0);
+  const auto mine = f.targetOf(0);
+  for (uint32_t b : mine) f.held[0].set(b);
+  f.view.members[0].drain.mode = shoal::DrainMode::Drained;  // drained: every bucket moves
+  auto d = f.decideTimed();
+  CHECK(d.hold[0].empty());
+  CHECK(d.timed.releasing[0].list() == mine);
+  CHECK(d.timed.release_at == f.now + shoal::kHandOffLead);
+  CHECK(d.next_change == d.timed.release_at);
+  f.adopt(d);
+  // Undrained again before the instant: the announcement stands, nothing is taken back yet.
+  f.view.members[0].drain.mode = shoal::DrainMode::None;
+  f.now += std::chrono::milliseconds(4);
+  d = f.decideTimed();
+  CHECK(d.timed.releasing[0].list() == mine);
+  CHECK(d.hold[0].empty());
+  f.adopt(d);
+  // The instant has come: gone; back through the ordinary rule (here: nobody claims them).
+  f.now = f.timed.release_at;
+  d = f.decideTimed();
+  CHECK(d.timed.releasing[0].empty());
+  CHECK(d.timed.release_at == shoal::TimePoint{});
+  CHECK(d.hold[0].list() == mine);
+}
+
+TEST_CASE("timed hand-off: without lead, without quorum or to nobody, a bucket is let go at once") {
+  Timed f(0);
+  const auto theirs = f.targetOf(1);
+  f.held[0].set(theirs[0]);
+  auto untimed = f.decideTimed(shoal::Duration::zero());
+  CHECK_FALSE(untimed.hold[0].has(theirs[0]));
+  CHECK(untimed.timed.releasing[0].empty());
+  CHECK(untimed.next_change == shoal::TimePoint::max());
+  // Quorum lost: nothing, not even a release already running.
+  f.adopt(f.decideTimed());
+  REQUIRE(f.timed.releasing[0].has(theirs[0]));
+  f.view.members[1].state = MemberState::Dead;
+  f.view.members[2].state = MemberState::Dead;
+  auto lost = f.decideTimed();
+  CHECK(lost.hold[0].empty());
+  CHECK(lost.timed.empty());
+}
+
+TEST_CASE("timed hand-off: a release decided while one runs joins its instant") {
+  Timed f(0, 4);
+  const auto mine = f.targetOf(0);
+  REQUIRE(mine.size() >= 2);
+  for (uint32_t b : mine) f.held[0].set(b);
+  // First one bucket moves away (it is held but no longer this node's target).
+  f.held[0].set(f.targetOf(1)[0]);
+  f.adopt(f.decideTimed());
+  const shoal::TimePoint first = f.timed.release_at;
+  REQUIRE(f.timed.releasing[0].count() == 1);
+  // 3 ms later this node is drained: the rest joins the first release's instant.
+  f.now += std::chrono::milliseconds(3);
+  f.view.members[0].drain.mode = shoal::DrainMode::Drained;
+  f.adopt(f.decideTimed());
+  CHECK(f.timed.release_at == first);
+  CHECK(f.timed.releasing[0].count() == mine.size() + 1);
+  CHECK(f.held[0].empty());
+}
+
+TEST_CASE("timed hand-off: the owner takes a bucket every claimer hands over from the latest "
+          "stop on, and only then") {
+  Timed f(0);
+  const auto mine = f.targetOf(0);
+  const uint32_t b = mine[0];
+  auto& peer = f.view.members[1];
+  peer.claims[0].set(b);
+  peer.releasing = {BucketSet(16)};
+  peer.releasing[0].set(b);
+  peer.release_at = f.now + std::chrono::milliseconds(7);
+  auto d = f.decideTimed();
+  CHECK_FALSE(d.hold[0].has(b));
+  REQUIRE(d.timed.taking[0].count(b) == 1);
+  CHECK(d.timed.taking[0].at(b) == peer.release_at + shoal::kTakeMargin);
+  CHECK(d.next_change == peer.release_at + shoal::kTakeMargin);
+  f.adopt(d);
+  // A second claimer that does not hand it over (views differ): the scheduled take stands,
+  // nothing new is scheduled for other buckets it claims.
+  f.now += std::chrono::milliseconds(2);
+  d = f.decideTimed();
+  CHECK(d.timed.taking[0].count(b) == 1);
+  f.adopt(d);
+  // The instant: held like any other bucket.
+  f.now = peer.release_at + shoal::kTakeMargin;
+  d = f.decideTimed();
+  CHECK(d.hold[0].has(b));
+  CHECK(d.timed.taking[0].empty());
+}
+
+TEST_CASE("timed hand-off: a plain claim, or one claimer of two not handing over, means wait") {
+  Timed f(0);
+  const uint32_t b = f.targetOf(0)[0];
+  f.view.members[1].claims[0].set(b);
+  f.view.members[2].claims[0].set(b);
+  f.view.members[1].releasing = {BucketSet(16)};
+  f.view.members[1].releasing[0].set(b);
+  f.view.members[1].release_at = f.now + std::chrono::milliseconds(5);
+  auto d = f.decideTimed();
+  CHECK(d.timed.taking[0].empty());
+  CHECK_FALSE(d.hold[0].has(b));
+  CHECK(d.waiting >= 1);
+  // Without a lead (a dataplane that cannot switch on time): a releasing claim is a claim.
+  f.view.members[2].claims[0].set(b, false);
+  d = f.decideTimed(shoal::Duration::zero());
+  CHECK(d.timed.taking[0].empty());
+  CHECK_FALSE(d.hold[0].has(b));
+  // With it: scheduled; a stop already past: taken at once.
+  CHECK(f.decideTimed().timed.taking[0].count(b) == 1);
+  f.now += std::chrono::milliseconds(6);
+  d = f.decideTimed();
+  CHECK(d.hold[0].has(b));
+  CHECK(d.timed.taking[0].empty());
+}
+
+TEST_CASE("timed hand-off: a scheduled take is cancelled when the bucket stops being ours") {
+  Timed f(0);
+  const uint32_t b = f.targetOf(0)[0];
+  f.timed.taking = {{{b, f.now + std::chrono::milliseconds(5)}}};
+  f.timed.releasing = {BucketSet(16)};
+  CHECK(f.decideTimed().timed.taking[0].count(b) == 1);
+  f.view.members[0].drain.mode = shoal::DrainMode::Drained;
+  auto d = f.decideTimed();
+  CHECK(d.timed.taking[0].empty());
+  CHECK(d.timed.releasing[0].empty());  // never answered: nothing to hand over
+  CHECK_FALSE(d.hold[0].has(b));
+}
+
+TEST_CASE("timed hand-off: a leaving node hands every bucket over; its peers take them at its "
+          "stop, never before, whatever the announcement's delay") {
+  // Node 2 leaves. Its announcement reaches node 0 after `delay`; node 0 counts the time left
+  // from the arrival (as the membership core does), decides, and the kernel's windows are
+  // compared: node 0 never answers a bucket before node 2 stops, and starts within the
+  // announcement's delay (plus the margin) of it when the delay is below the lead.
+  std::mt19937 rng(77);
+  for (int run = 0; run < 200; ++run) {
+    Timed leaver(2);
+    Timed taker(0);
+    const auto owned_by_2 = leaver.targetOf(2);
+    for (uint32_t b : owned_by_2) leaver.held[0].set(b);
+    for (auto* v : {&leaver.view, &taker.view}) v->members[2].leaving = true;
+    for (uint32_t b : owned_by_2) taker.view.members[2].claims[0].set(b);
+    const auto d = leaver.decideTimed();
+    REQUIRE(d.hold[0].empty());
+    REQUIRE(d.timed.releasing[0].list() == owned_by_2);
+    const shoal::TimePoint stop = d.timed.release_at;
+    // Sealed at leaver.now; announced time left rounded up to microseconds.
+    const auto left = std::chrono::ceil<std::chrono::microseconds>(stop - leaver.now);
+    const auto delay = std::chrono::microseconds(rng() % 15000);
+    const shoal::TimePoint arrival = leaver.now + delay;
+    auto& seen = taker.view.members[2];
+    seen.releasing = d.timed.releasing;
+    seen.release_at = arrival + left;
+    taker.now = arrival + std::chrono::microseconds(rng() % 500);  // read a little later
+    const auto t = taker.decideTimed();
+    const auto mine_now = taker.targetOf(0);
+    for (uint32_t b : owned_by_2) {
+      if (std::find(mine_now.begin(), mine_now.end(), b) == mine_now.end()) continue;
+      const shoal::TimePoint starts =
+          t.hold[0].has(b) ? taker.now : t.timed.taking[0].at(b);
+      CHECK(starts >= stop);  // never answered twice
+      if (taker.now < stop) {
+        CHECK(starts - stop <= delay + shoal::kTakeMargin + std::chrono::microseconds(1));
+      }
+    }
+  }
 }
