@@ -4,6 +4,8 @@
 
 #include <boost/asio/post.hpp>
 #include <chrono>
+#include <cstdio>
+#include <ctime>
 #include <random>
 
 #include "cli/control_server.h"
@@ -42,6 +44,26 @@ Duration wallClockOffset() {
   return std::chrono::duration_cast<Duration>(wall) - mono;
 }
 constexpr milliseconds kHookTimeout{10000};
+
+// A monotonic instant as the kernel's wall clock (`meta time`, ns since the epoch): both
+// clocks read together.
+int64_t wallNs(TimePoint t) {
+  const auto wall_now = std::chrono::system_clock::now().time_since_epoch();
+  const TimePoint steady_now = std::chrono::steady_clock::now();
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(wall_now + (t - steady_now)).count();
+}
+
+// A wall-clock instant (ns since the epoch) as "HH:MM:SS.uuuuuu" in local time, for logs
+// that compare instants across nodes.
+std::string wallText(int64_t ns) {
+  const std::time_t secs = static_cast<std::time_t>(ns / 1000000000);
+  std::tm tm{};
+  localtime_r(&secs, &tm);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%02d:%02d:%02d.%06lld", tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<long long>(ns % 1000000000 / 1000));
+  return buf;
+}
 
 // `arrived` (the kernel's wall-clock receive time of a datagram) in monotonic time, counted
 // back from `now`; TimePoint{} when unknown or not before now (the wall clock was stepped).
@@ -101,6 +123,8 @@ Daemon::Daemon(asio::io_context& io, DaemonOptions options, ClusterDefinition de
       health_({}, holdDown()),
       drift_timer_(io),
       retry_timer_(io),
+      handoff_timer_(io),
+      leave_timer_(io),
       health_timer_(io),
       signals_(io, SIGTERM, SIGINT, SIGHUP) {}
 
@@ -236,7 +260,7 @@ void Daemon::start() {
     taken_from_.emplace_back(svc.buckets, -1);
   }
   // Rules in place with nothing owned: the node answers no bucket until it has settled.
-  if (auto st = lease_->apply(now, desiredState(held_)); !st.ok()) {
+  if (auto st = lease_->apply(now, desiredState(held_, timed_)); !st.ok()) {
     log(LogLevel::Error, "dataplane: %s", st.error().message.c_str());
     apply_failed_ = true;
   }
@@ -429,13 +453,25 @@ bool Daemon::settled(TimePoint now) const {
                                  def_.timing.probe_timeout;
 }
 
-dataplane::DesiredState Daemon::desiredState(const std::vector<BucketSet>& hold) const {
+dataplane::DesiredState Daemon::desiredState(const std::vector<BucketSet>& hold,
+                                             const TimedHold& timed) const {
   const View& view = membership_->view();
   dataplane::DesiredState desired;
   for (std::size_t s = 0; s < def_.services.size(); ++s) {
     dataplane::ServiceAssignment a;
     a.service = def_.services[s];
     a.owned = hold[s].list();
+    if (s < timed.releasing.size()) {
+      for (uint32_t b : timed.releasing[s].list()) {
+        a.timed.push_back(dataplane::TimedBucket{b, 0, wallNs(timed.release_at)});
+      }
+    }
+    if (s < timed.taking.size()) {
+      for (const auto& [b, from] : timed.taking[s]) {
+        a.timed.push_back(dataplane::TimedBucket{b, wallNs(from), dataplane::kForeverNs});
+      }
+    }
+    std::sort(a.timed.begin(), a.timed.end());
     // Reset unknown TCP flows in buckets whose previous holder is gone (its clients should
     // fail fast); not in buckets handed over by a live node, which still serves its flows.
     for (uint32_t b : a.owned) {
@@ -448,6 +484,45 @@ dataplane::DesiredState Daemon::desiredState(const std::vector<BucketSet>& hold)
     desired.services.push_back(std::move(a));
   }
   return desired;
+}
+
+std::vector<BucketSet> Daemon::answered() const {
+  std::vector<BucketSet> out = held_;
+  for (std::size_t s = 0; s < out.size() && s < timed_.releasing.size(); ++s) {
+    for (uint32_t b : timed_.releasing[s].list()) {
+      out[s].set(b);
+    }
+  }
+  return out;
+}
+
+std::vector<BucketSet> Daemon::claims() const {
+  std::vector<BucketSet> out = answered();
+  for (std::size_t s = 0; s < out.size() && s < timed_.taking.size(); ++s) {
+    for (const auto& [b, from] : timed_.taking[s]) {
+      out[s].set(b);
+    }
+  }
+  return out;
+}
+
+void Daemon::armHandOff(TimePoint when) {
+  next_change_ = when;
+  if (when == handoff_armed_) {
+    return;
+  }
+  handoff_armed_ = when;
+  if (when == TimePoint::max()) {
+    handoff_timer_.cancel();
+    return;
+  }
+  handoff_timer_.expires_at(when);
+  handoff_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) {
+      handoff_armed_ = TimePoint::max();
+      reconcile();
+    }
+  });
 }
 
 void Daemon::reconcile() {
@@ -464,10 +539,13 @@ void Daemon::reconcile() {
   OwnershipInput input{&def_, &view, &held_, settled(now)};
   input.now = now;
   input.quorum_window = def_.timing.suspect_after;
+  input.timed = &timed_;
+  // Planned moves switch at an instant where the kernel can do it (nftables).
+  input.handoff_lead = dataplane_->timedBuckets() ? kHandOffLead : Duration::zero();
   // Most packets repeat what was known: when nothing the decision reads has changed, the
-  // decision, the dataplane and the announced claims stay as they are. A failed apply is
-  // retried regardless.
-  if (!decided_inputs_.update(input) && !apply_failed_) {
+  // decision, the dataplane and the announced claims stay as they are, until the next
+  // release or take instant. A failed apply is retried regardless.
+  if (!decided_inputs_.update(input) && !apply_failed_ && now < next_change_) {
     return;
   }
   for (std::size_t s = 0; s < def_.services.size(); ++s) {
@@ -489,7 +567,7 @@ void Daemon::reconcile() {
       }
     }
   }
-  const dataplane::DesiredState desired = desiredState(d.hold);
+  const dataplane::DesiredState desired = desiredState(d.hold, d.timed);
   bool orphans_changed = false;
   for (std::size_t s = 0; s < desired.services.size(); ++s) {
     orphans_changed = orphans_changed || s >= applied_orphans_.size() ||
@@ -504,7 +582,8 @@ void Daemon::reconcile() {
     hook({{"SHOAL_EVENT", "quorum"}, {"SHOAL_STATE", d.quorum ? "quorum" : "lost"}});
   }
   const uint64_t digest = viewDigest(view);
-  if (d.hold != held_ || orphans_changed) {
+  armHandOff(d.next_change);
+  if (d.hold != held_ || d.timed != timed_ || orphans_changed) {
     if (auto st = lease_->apply(now, desired); !st.ok()) {
       // The previous state stays in force; try again shortly.
       if (!apply_failed_) {
@@ -527,37 +606,91 @@ void Daemon::reconcile() {
     for (const auto& a : desired.services) {
       applied_orphans_.push_back(a.reset_orphans);
     }
-    if (d.hold == held_) {
+    if (d.hold == held_ && d.timed == timed_) {
       last_ = std::move(d);
       have_decision_ = true;
       return;
     }
-    const std::vector<BucketSet> before = held_;
+    const std::vector<BucketSet> before = answered();
+    const TimedHold timed_before = timed_;
     held_ = d.hold;
+    timed_ = d.timed;
     last_ = std::move(d);
     have_decision_ = true;
     reportBucketChanges(before);
+    reportHandOffs(timed_before, now);
     last_digest_ = digest;
-    handle(membership_->setOwnClaims(now, held_, digest));
+    announceClaims();
     return;
   }
   last_ = std::move(d);
   have_decision_ = true;
   if (digest != last_digest_) {
     last_digest_ = digest;
-    handle(membership_->setOwnClaims(now, held_, digest));
+    announceClaims();
+  }
+}
+
+void Daemon::announceClaims() {
+  // A fresh time: the time left of a release is counted from it (the apply took a while).
+  handle(membership_->setOwnClaims(std::chrono::steady_clock::now(), claims(), timed_.releasing,
+                                   timed_.release_at, last_digest_));
+}
+
+void Daemon::reportHandOffs(const TimedHold& before, TimePoint now) {
+  const auto ms = [](Duration d) {
+    return std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(d).count() / 1000.0)
+        .substr(0, 5);
+  };
+  for (std::size_t s = 0; s < def_.services.size(); ++s) {
+    const Service& svc = def_.services[s];
+    std::vector<uint32_t> released;
+    if (s < timed_.releasing.size()) {
+      for (uint32_t b : timed_.releasing[s].list()) {
+        if (s >= before.releasing.size() || !before.releasing[s].has(b)) released.push_back(b);
+      }
+    }
+    if (!released.empty()) {
+      log(LogLevel::Info, "service %s: handing buckets %s over, answered %s ms more (until %s)",
+          svc.name.c_str(), cli::bucketRanges(released).c_str(),
+          ms(timed_.release_at - now).c_str(), wallText(wallNs(timed_.release_at)).c_str());
+    }
+    if (s >= timed_.taking.size()) continue;
+    for (const auto& [b, from] : timed_.taking[s]) {
+      bool moved = false;
+      if (s < before.taking.size()) {
+        auto was = before.taking[s].find(b);
+        if (was != before.taking[s].end() && was->second == from) continue;  // (logged)
+        moved = was != before.taking[s].end();
+      }
+      // Loaded after its instant: the bucket went unanswered from the instant until now
+      // (unless it was scheduled already and a faster copy of the announcement moved it).
+      const TimePoint loaded = std::chrono::steady_clock::now();
+      if (moved) {
+        log(LogLevel::Info, "service %s: taking bucket %u earlier, from %s", svc.name.c_str(), b,
+            wallText(wallNs(std::max(from, loaded))).c_str());
+      } else if (loaded > from) {
+        ++late_takes_;
+        log(LogLevel::Warning, "service %s: took bucket %u %s ms after its hand-over instant %s",
+            svc.name.c_str(), b, ms(loaded - from).c_str(), wallText(wallNs(from)).c_str());
+      } else {
+        log(LogLevel::Info, "service %s: taking bucket %u in %s ms (from %s)", svc.name.c_str(), b,
+            ms(from - loaded).c_str(), wallText(wallNs(from)).c_str());
+      }
+    }
   }
 }
 
 void Daemon::reportBucketChanges(const std::vector<BucketSet>& before) {
+  const std::vector<BucketSet> now = answered();
   for (std::size_t s = 0; s < def_.services.size(); ++s) {
     std::vector<uint32_t> gained;
     std::vector<uint32_t> lost;
     for (uint32_t b = 0; b < def_.services[s].buckets; ++b) {
       const bool had = s < before.size() && before[s].has(b);
-      if (held_[s].has(b) && !had) {
+      if (now[s].has(b) && !had) {
         gained.push_back(b);
-      } else if (!held_[s].has(b) && had) {
+      } else if (!now[s].has(b) && had) {
         lost.push_back(b);
       }
     }
@@ -572,7 +705,7 @@ void Daemon::reportBucketChanges(const std::vector<BucketSet>& before) {
       }
       const std::string text =
           "service " + svc.name + ": " + what + " buckets " + cli::bucketRanges(*list) + " (now " +
-          std::to_string(held_[s].count()) + " of " + std::to_string(svc.buckets) + ")";
+          std::to_string(now[s].count()) + " of " + std::to_string(svc.buckets) + ")";
       log(LogLevel::Info, "%s", text.c_str());
       events_.add("buckets", text);
       hook({{"SHOAL_EVENT", std::string("bucket-") + what},
@@ -770,23 +903,48 @@ void Daemon::waitForSignal() {
 }
 
 void Daemon::gracefulLeave() {
+  if (leaving_ || stopping_) {
+    return;
+  }
+  stopping_ = true;
+  log(LogLevel::Notice, "leaving the cluster: handing the buckets over");
+  notifySystemd("STOPPING=1");
+  // Out of the rebalance in every view at once: the peers become the owners of this node's
+  // buckets while its claims still hold, and this node hands them over (reconcile() in
+  // handle()), at an instant where the dataplane can switch on time, else at once. Then the
+  // peers take them, and nothing is answered twice.
+  handle(membership_->setLeaving(std::chrono::steady_clock::now()));
+  finishLeave();
+}
+
+void Daemon::finishLeave() {
   if (leaving_) {
     return;
   }
-  log(LogLevel::Notice, "leaving the cluster: handing the buckets over");
-  notifySystemd("STOPPING=1");
   const TimePoint now = std::chrono::steady_clock::now();
-  // Let go first, tell the peers (empty claims, then Leave): they take the buckets as soon as
-  // they hear it, so nothing is answered twice and nobody waits for failure detection.
+  if (!timed_.empty() && timed_.release_at > now) {
+    // Still answering what it hands over: stay a member until the instant has passed.
+    leave_timer_.expires_at(timed_.release_at);
+    leave_timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (!ec) {
+        reconcile();  // the release is over: claims without those buckets
+        finishLeave();
+      }
+    });
+    return;
+  }
+  // Let go of anything left, tell the peers (empty claims, then Leave): they take what is
+  // left as soon as they hear it.
   std::vector<BucketSet> none;
   for (const Service& svc : def_.services) {
     none.emplace_back(svc.buckets);
   }
-  if (auto st = lease_->apply(now, desiredState(none)); !st.ok()) {
+  const std::vector<BucketSet> before = answered();
+  held_ = none;
+  timed_ = TimedHold{};
+  if (auto st = lease_->apply(now, desiredState(held_, timed_)); !st.ok()) {
     log(LogLevel::Error, "dataplane: %s", st.error().message.c_str());
   }
-  const std::vector<BucketSet> before = held_;
-  held_ = none;
   reportBucketChanges(before);
   Output out = membership_->setOwnClaims(now, held_, last_digest_);
   for (const Datagram& d : out.send) {
@@ -807,6 +965,8 @@ void Daemon::gracefulLeave() {
   }
   drift_timer_.cancel();
   retry_timer_.cancel();
+  handoff_timer_.cancel();
+  leave_timer_.cancel();
   health_timer_.cancel();
   health_runner_.reset();
   exit_code_ = 0;
@@ -935,6 +1095,7 @@ control::Status Daemon::buildStatus() const {
   s.set_uptime_ms(static_cast<uint64_t>(msSince(now, started_)));
 
   const uint64_t mine = viewDigest(view);
+  const std::vector<BucketSet> own = answered();
   bool agree = true;
   for (std::size_t i = 0; i < view.members.size(); ++i) {
     const MemberView& m = view.members[i];
@@ -977,7 +1138,7 @@ control::Status Daemon::buildStatus() const {
         agree = false;
       }
     }
-    const std::vector<BucketSet>& holds = i == self_ ? held_ : m.claims;
+    const std::vector<BucketSet>& holds = i == self_ ? own : m.claims;
     for (std::size_t sv = 0; sv < def_.services.size(); ++sv) {
       auto* b = n->add_buckets();
       b->set_service(def_.services[sv].name);
@@ -1000,7 +1161,7 @@ control::Status Daemon::buildStatus() const {
     for (uint32_t b = 0; b < svc.buckets; ++b) {
       std::string owner;
       for (std::size_t i = 0; i < view.members.size() && owner.empty(); ++i) {
-        const std::vector<BucketSet>& holds = i == self_ ? held_ : view.members[i].claims;
+        const std::vector<BucketSet>& holds = i == self_ ? own : view.members[i].claims;
         if ((i == self_ || view.members[i].up()) && sv < holds.size() && holds[sv].has(b)) {
           owner = def_.nodes[i].name;
         }

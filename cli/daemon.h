@@ -89,8 +89,22 @@ class Daemon {
   /// on a lapse, logs it and holds nothing until the peers have been heard from again.
   void noteRenewal(TimePoint now, const dataplane::LeaseKeeper::Renewal& r);
   void reconcile();
-  dataplane::DesiredState desiredState(const std::vector<BucketSet>& hold) const;
+  dataplane::DesiredState desiredState(const std::vector<BucketSet>& hold,
+                                       const TimedHold& timed) const;
+  /// What this node answers now or is committed to (its claims): held, releasing, taking.
+  std::vector<BucketSet> claims() const;
+  /// Logs and hooks the buckets gained and lost between two "answered now" sets
+  /// (answered()).
   void reportBucketChanges(const std::vector<BucketSet>& before);
+  /// Logs the hand-overs started since `before` (releases, takes; a take loaded after its
+  /// instant is a warning and counted).
+  void reportHandOffs(const TimedHold& before, TimePoint now);
+  /// The buckets answered now: held and still releasing.
+  std::vector<BucketSet> answered() const;
+  /// Arms the hand-off timer for the next release or take instant (reconcile() then).
+  void armHandOff(TimePoint when);
+  /// Tells the peers what this node claims and hands over (at once, on every link).
+  void announceClaims();
 
   // Health.
   void onCheckResult(CheckResult r);
@@ -107,7 +121,10 @@ class Daemon {
 
   // Signals.
   void waitForSignal();
+  /// SIGTERM: announces the leave and hands the buckets over (timed where the dataplane can
+  /// switch on time), then finishLeave() once the hand-over instant has passed.
   void gracefulLeave();
+  void finishLeave();
   void reload();
 
   void persistDrain();
@@ -142,10 +159,16 @@ class Daemon {
   std::unique_ptr<WakeupTimer> wakeup_;  ///< the membership core's next wake-up
   boost::asio::steady_timer drift_timer_;
   boost::asio::steady_timer retry_timer_;
+  boost::asio::steady_timer handoff_timer_;  // the next release or take instant
+  boost::asio::steady_timer leave_timer_;    // a graceful stop's hand-over instant
   boost::asio::steady_timer health_timer_;
   boost::asio::signal_set signals_;
   EventLog events_;
-  std::vector<BucketSet> held_;
+  std::vector<BucketSet> held_;  ///< answered without a time limit
+  /// Answered within a window of time: planned moves switched at an instant (ownership.h).
+  TimedHold timed_;
+  TimePoint next_change_ = TimePoint::max();  ///< when the decision must be made again
+  TimePoint handoff_armed_ = TimePoint::max();
   /// Per service and bucket: the last up peer seen claiming it, and the node this node took it
   /// from (-1: nobody), to tell take-overs from a dead node from hand-overs.
   std::vector<std::vector<int>> last_claimant_;
@@ -158,9 +181,11 @@ class Daemon {
   bool health_published_ = false;
   uint64_t last_digest_ = 0;
   bool apply_failed_ = false;
-  bool leaving_ = false;
+  bool stopping_ = false;  // SIGTERM: leaving, handing the buckets over
+  bool leaving_ = false;   // left: nothing more is sent or decided
   bool drain_unsaved_ = false;  // a drain write arrived; persistDrain() at the end of handle()
   uint64_t drift_repairs_ = 0;
+  uint64_t late_takes_ = 0;  // timed takes loaded after their instant
   int exit_code_ = 0;
 };
 

@@ -307,6 +307,9 @@ Output Membership::setOwnClaims(TimePoint now, std::vector<BucketSet> claims,
     me.claims = std::move(claims);
     me.view_digest = view_digest;
     me.releasing = std::move(releasing);
+    if (any_releasing && release_at != me.release_at) {
+      ++release_serial_;  // a new instant: earlier announcements do not bound it
+    }
     me.release_at = release_at;
     broadcast_pending_ = true;
   }
@@ -615,6 +618,7 @@ void Membership::handleHeartbeat(TimePoint now, const wire::Envelope& in, uint32
   const bool newer = in.boot_id() > p.claims_boot ||
                      (in.boot_id() == p.claims_boot && in.sequence() > p.claims_sequence);
   if (newer) {
+    const bool same_boot = in.boot_id() == p.claims_boot;
     p.claims_boot = in.boot_id();
     p.claims_sequence = in.sequence();
     peer.claims.clear();
@@ -624,6 +628,7 @@ void Membership::handleHeartbeat(TimePoint now, const wire::Envelope& in, uint32
           def_.services[s].buckets));
     }
     peer.view_digest = hb.view_digest();
+    const TimePoint bound_before = peer.releasing.empty() ? TimePoint{} : peer.release_at;
     peer.releasing.clear();
     peer.release_at = TimePoint{};
     if (hb.releasing_size() > 0) {
@@ -634,8 +639,17 @@ void Membership::handleHeartbeat(TimePoint now, const wire::Envelope& in, uint32
             def_.services[s].buckets));
       }
       // Counted from when the heartbeat reached this host: it was sealed before that, so the
-      // sender has stopped by then.
-      peer.release_at = arrived_ + std::chrono::microseconds(hb.release_in_us());
+      // sender has stopped by then. Every copy about the same instant bounds it: the one that
+      // travelled fastest bounds it best.
+      // The time left was measured on the sender's clock and elapses on this one: stretched
+      // by the most two clocks disciplined by NTP may disagree on a rate (kClockRateBound).
+      const uint64_t left = hb.release_in_us();
+      peer.release_at = arrived_ + std::chrono::microseconds(left + (left + kClockRateBound - 1) /
+                                                                       kClockRateBound);
+      if (bound_before != TimePoint{} && same_boot && hb.release_serial() == p.release_serial) {
+        peer.release_at = std::min(peer.release_at, bound_before);
+      }
+      p.release_serial = hb.release_serial();
     }
     peer.leaving = hb.leaving();
     peer.claims_known = true;
@@ -1259,6 +1273,7 @@ wire::Heartbeat Membership::ownHeartbeat(uint32_t link, uint64_t probe_id) const
     const auto left = std::chrono::ceil<std::chrono::microseconds>(me.release_at - now_);
     hb.set_release_in_us(static_cast<uint32_t>(
         std::clamp<int64_t>(left.count(), 0, std::numeric_limits<uint32_t>::max())));
+    hb.set_release_serial(release_serial_);
   }
   hb.set_leaving(me.leaving);
   if (links_ > 1) {

@@ -72,6 +72,12 @@ inline constexpr uint32_t kGossipRounds = 3;
 /// link 0 works. The rate decides only how soon a failed backup link is noticed: when link 0
 /// fails, every round goes out on the backup link again within 1.5 intervals, whatever it is.
 inline constexpr uint32_t kBackupRoundDivisor = 8;
+/// A peer's announced time left until it stops answering buckets it hands over is stretched
+/// by 1/kClockRateBound of itself before this node counts it on its own clock: the kernel
+/// lets NTP run a clock at most 500 ppm off (MAXFREQ), so two clocks disagree on a rate by at
+/// most 1000 ppm, 30 us over the 30 ms of a hand-over. A clock slewed faster than that
+/// (chrony after a large offset, with tick adjustments) is not covered.
+inline constexpr uint64_t kClockRateBound = 1000;
 /// Heartbeat intervals between two full state exchanges with a random peer.
 inline constexpr uint32_t kPushPullRounds = 20;
 /// Most member updates piggybacked on one packet (keeps it under kMaxPacketSize).
@@ -191,6 +197,8 @@ class Membership {
     // newer one (reordered, or sent on a slower link) must not bring older claims back.
     uint64_t claims_boot = 0;
     uint64_t claims_sequence = 0;
+    // Heartbeat.release_serial of the stop instant MemberView::release_at bounds.
+    uint32_t release_serial = 0;
     // Links on which the peer heard this node, as its latest heartbeat said (Heartbeat.heard),
     // and when that heartbeat arrived.
     uint8_t heard_me = 0;
@@ -283,6 +291,8 @@ class Membership {
   bool left_ = false;
   // When the packet being handled reached this host (onPacket()).
   TimePoint arrived_{};
+  // Counts this node's own stop instants (Heartbeat.release_serial).
+  uint32_t release_serial_ = 0;
   bool joined_ = false;
   bool broadcast_pending_ = false;
   uint32_t join_attempts_ = 0;

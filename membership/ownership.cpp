@@ -139,17 +139,12 @@ OwnershipDecision decideOwnership(const OwnershipInput& in) {
           }
           continue;  // (otherwise let go at once)
         }
-        if (pending) {
-          if (mine) {
-            taking.emplace(b, *pending);
-          }
-          continue;  // (no longer ours before the instant came: cancelled)
-        }
         if (!mine) {
-          continue;
+          continue;  // (a take scheduled before it stopped being ours: cancelled)
         }
         // Nobody claims it: take it now. Every claimer hands it over: take it from the latest
-        // of their stops on.
+        // of their stops on (an earlier bound of the same stops, if one came, moves a
+        // scheduled take earlier: every bound is safe).
         bool claimed = false;
         bool all_releasing = true;
         TimePoint from{};
@@ -165,12 +160,17 @@ OwnershipDecision decideOwnership(const OwnershipInput& in) {
             all_releasing = false;
           }
         }
-        if (claims_unknown || (claimed && !(timed && all_releasing))) {
+        std::optional<TimePoint> start = pending;
+        if (!claims_unknown && (!claimed || (timed && all_releasing))) {
+          const TimePoint bound = claimed ? from + kTakeMargin : in.now;
+          start = start ? std::min(*start, bound) : bound;
+        }
+        if (!start) {
           ++d.waiting;
-        } else if (!claimed || from + kTakeMargin <= in.now) {
+        } else if (*start <= in.now) {
           hold.set(b);
         } else {
-          taking.emplace(b, from + kTakeMargin);
+          taking.emplace(b, *start);
         }
       }
     }

@@ -498,6 +498,32 @@ TEST_CASE("timed hand-off: the owner takes a bucket every claimer hands over fro
   CHECK(d.timed.taking[0].empty());
 }
 
+TEST_CASE("timed hand-off: an earlier bound of the same stop moves a scheduled take earlier; "
+          "a later one, or the claim's end, does not make it later") {
+  Timed f(0);
+  const uint32_t b = f.targetOf(0)[0];
+  auto& peer = f.view.members[1];
+  peer.claims[0].set(b);
+  peer.releasing = {BucketSet(16)};
+  peer.releasing[0].set(b);
+  peer.release_at = f.now + std::chrono::milliseconds(9);
+  f.adopt(f.decideTimed());
+  REQUIRE(f.timed.taking[0].at(b) == peer.release_at + shoal::kTakeMargin);
+  peer.release_at -= std::chrono::milliseconds(2);  // a copy that travelled faster
+  f.adopt(f.decideTimed());
+  CHECK(f.timed.taking[0].at(b) == peer.release_at + shoal::kTakeMargin);
+  const shoal::TimePoint best = f.timed.taking[0].at(b);
+  peer.release_at += std::chrono::milliseconds(5);
+  f.adopt(f.decideTimed());
+  CHECK(f.timed.taking[0].at(b) == best);
+  // The releaser no longer claims it (it stopped): taken at once.
+  peer.claims[0].set(b, false);
+  peer.releasing[0].set(b, false);
+  const auto d = f.decideTimed();
+  CHECK(d.hold[0].has(b));
+  CHECK(d.timed.taking[0].empty());
+}
+
 TEST_CASE("timed hand-off: a plain claim, or one claimer of two not handing over, means wait") {
   Timed f(0);
   const uint32_t b = f.targetOf(0)[0];
@@ -526,7 +552,12 @@ TEST_CASE("timed hand-off: a plain claim, or one claimer of two not handing over
 TEST_CASE("timed hand-off: a scheduled take is cancelled when the bucket stops being ours") {
   Timed f(0);
   const uint32_t b = f.targetOf(0)[0];
-  f.timed.taking = {{{b, f.now + std::chrono::milliseconds(5)}}};
+  auto& peer = f.view.members[1];
+  peer.claims[0].set(b);
+  peer.releasing = {BucketSet(16)};
+  peer.releasing[0].set(b);
+  peer.release_at = f.now + std::chrono::milliseconds(5);
+  f.timed.taking = {{{b, peer.release_at + shoal::kTakeMargin}}};
   f.timed.releasing = {BucketSet(16)};
   CHECK(f.decideTimed().timed.taking[0].count(b) == 1);
   f.view.members[0].drain.mode = shoal::DrainMode::Drained;
