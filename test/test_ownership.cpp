@@ -397,6 +397,15 @@ struct Timed : Fixture {
     in.handoff_lead = lead;
     return shoal::decideOwnership(in);
   }
+  // Peer `node` claims bucket `b` and hands it over, stopping `in` from now.
+  shoal::MemberView& releasingPeer(uint32_t node, uint32_t b, shoal::Duration in) {
+    auto& peer = view.members[node];
+    peer.claims[0].set(b);
+    peer.releasing = {BucketSet(16)};
+    peer.releasing[0].set(b);
+    peer.release_at = now + in;
+    return peer;
+  }
   // Takes the decision as the daemon does: what to hold, and the timed part.
   void adopt(const shoal::OwnershipDecision& d) {
     held = d.hold;
@@ -474,11 +483,7 @@ TEST_CASE("timed hand-off: the owner takes a bucket every claimer hands over fro
   Timed f(0);
   const auto mine = f.targetOf(0);
   const uint32_t b = mine[0];
-  auto& peer = f.view.members[1];
-  peer.claims[0].set(b);
-  peer.releasing = {BucketSet(16)};
-  peer.releasing[0].set(b);
-  peer.release_at = f.now + std::chrono::milliseconds(7);
+  auto& peer = f.releasingPeer(1, b, std::chrono::milliseconds(7));
   auto d = f.decideTimed();
   CHECK_FALSE(d.hold[0].has(b));
   REQUIRE(d.timed.taking[0].count(b) == 1);
@@ -502,11 +507,7 @@ TEST_CASE("timed hand-off: an earlier bound of the same stop moves a scheduled t
           "a later one, or the claim's end, does not make it later") {
   Timed f(0);
   const uint32_t b = f.targetOf(0)[0];
-  auto& peer = f.view.members[1];
-  peer.claims[0].set(b);
-  peer.releasing = {BucketSet(16)};
-  peer.releasing[0].set(b);
-  peer.release_at = f.now + std::chrono::milliseconds(9);
+  auto& peer = f.releasingPeer(1, b, std::chrono::milliseconds(9));
   f.adopt(f.decideTimed());
   REQUIRE(f.timed.taking[0].at(b) == peer.release_at + shoal::kTakeMargin);
   peer.release_at -= std::chrono::milliseconds(2);  // a copy that travelled faster
@@ -552,11 +553,7 @@ TEST_CASE("timed hand-off: a plain claim, or one claimer of two not handing over
 TEST_CASE("timed hand-off: a scheduled take is cancelled when the bucket stops being ours") {
   Timed f(0);
   const uint32_t b = f.targetOf(0)[0];
-  auto& peer = f.view.members[1];
-  peer.claims[0].set(b);
-  peer.releasing = {BucketSet(16)};
-  peer.releasing[0].set(b);
-  peer.release_at = f.now + std::chrono::milliseconds(5);
+  auto& peer = f.releasingPeer(1, b, std::chrono::milliseconds(5));
   f.timed.taking = {{{b, peer.release_at + shoal::kTakeMargin}}};
   f.timed.releasing = {BucketSet(16)};
   CHECK(f.decideTimed().timed.taking[0].count(b) == 1);
