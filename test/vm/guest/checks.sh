@@ -145,7 +145,7 @@ usleep 300000
 flows "after drift repair, teardown, kill -9 and restart: each flow answered by exactly its owner" \
   $HASH n1=0:1:2 n2=3:4:5:6:7:8:9:10
 
-section "nftables backend on 6.1: flows by the owner, a bucket move, the lease, kill -9"
+section "nftables backend on 6.1: flows by the owner, a bucket move, a timed hand-off, the lease, kill -9"
 # Debian 12 runs this kernel, and there nftables is the backend most nodes get: the rules,
 # the netlink batches for bucket moves and lease renewals, and the owner and guard tables,
 # on 6.1 itself. Each agent holds a lease of 600 ms and renews it every 200 ms.
@@ -179,6 +179,26 @@ for HASH in sourceip sourceip-sourceport; do
   check_eq "[$HASH] a bucket move answers ok (n2 takes 3:4:5)" "ok" "${ans%% *}"
   nft_flows "[$HASH] after the move: the answers follow the buckets" $HASH \
     n1=0:1:2 n2=3:4:5:6:7:8:9:10 n3=$NOWN3
+  if [ $HASH = sourceip ]; then
+    # A hand-off at an instant of the kernel's clock (timed buckets, `meta time` against an
+    # interval set): n2 answers 3:4:5 until 6 s from now, n1 from then on.
+    ans=$(agent_cmd n2 4 "timed web 3:4:5 - 6000")
+    check_eq "[$HASH] timed: n2's window is loaded" "ok" "${ans%% *}"
+    ans=$(agent_cmd n1 3 "timed web 3:4:5 6000 -")
+    check_eq "[$HASH] timed: n1's window is loaded" "ok" "${ans%% *}"
+    t0=$(cut -d. -f1 /proc/uptime)
+    nft_flows "[$HASH] timed: before the instant, n2 answers 3:4:5" $HASH \
+      n1=0:1:2 n2=3:4:5:6:7:8:9:10 n3=$NOWN3
+    t1=$(cut -d. -f1 /proc/uptime)
+    check "[$HASH] timed: that check ended before the instant ($((t1 - t0)) s)" [ $((t1 - t0)) -le 4 ]
+    while [ $(($(cut -d. -f1 /proc/uptime) - t0)) -lt 8 ]; do usleep 200000; done
+    nft_flows "[$HASH] timed: after the instant, n1 answers 3:4:5" $HASH \
+      n1=0:1:2:3:4:5 n2=6:7:8:9:10 n3=$NOWN3
+    ans=$(agent_cmd n1 3 "set web 0:1:2")
+    check_eq "[$HASH] timed: back to plain sets on n1" "ok" "${ans%% *}"
+    ans=$(agent_cmd n2 4 "set web 3:4:5:6:7:8:9:10")
+    check_eq "[$HASH] timed: back to plain sets on n2" "ok" "${ans%% *}"
+  fi
   # A stopped agent renews nothing: its node stops answering once the lease runs out, the
   # others keep their buckets; resumed, it renews and answers again.
   kill -STOP "$(agent_pid n1)"
