@@ -671,8 +671,11 @@ void Daemon::reportHandOffs(const TimedHold& before, TimePoint now) {
             wallText(wallNs(std::max(from, loaded))).c_str());
       } else if (loaded > from) {
         ++late_takes_;
-        log(LogLevel::Warning, "service %s: took bucket %u %s ms after its hand-over instant %s",
-            svc.name.c_str(), b, ms(loaded - from).c_str(), wallText(wallNs(from)).c_str());
+        const std::string text = "service " + svc.name + ": took bucket " + std::to_string(b) +
+                                 " " + ms(loaded - from) + " ms after its hand-over instant " +
+                                 wallText(wallNs(from)) + " (unanswered meanwhile)";
+        log(LogLevel::Warning, "%s", text.c_str());
+        events_.add("buckets", text);
       } else {
         log(LogLevel::Info, "service %s: taking bucket %u in %s ms (from %s)", svc.name.c_str(), b,
             ms(from - loaded).c_str(), wallText(wallNs(from)).c_str());
@@ -1202,6 +1205,11 @@ control::Status Daemon::buildStatus() const {
   }
   if (drift_repairs_ > 0) {
     s.add_warnings(std::to_string(drift_repairs_) + " dataplane drift repairs since start");
+  }
+  if (late_takes_ > 0) {
+    s.add_warnings(std::to_string(late_takes_) +
+                   " planned hand-overs reached this node after their instant (see events): "
+                   "is it starved of CPU?");
   }
   auto* lease = s.mutable_lease();
   lease->set_enforced(lease_->enforced());
