@@ -44,6 +44,12 @@ Duration wallClockOffset() {
   return std::chrono::duration_cast<Duration>(wall) - mono;
 }
 constexpr milliseconds kHookTimeout{10000};
+// Receive timestamps (wall clock) are not used for kStampDistrust after the wall clock moved
+// against the monotonic clock by more than kWallStepLimit between two reads (a step: NTP
+// slews far slower), nor when older than kStampMaxAge (no queue holds a heartbeat that long).
+constexpr Duration kWallStepLimit = std::chrono::milliseconds(1);
+constexpr Duration kStampDistrust = std::chrono::seconds(1);
+constexpr Duration kStampMaxAge = std::chrono::milliseconds(200);
 
 // A monotonic instant as the kernel's wall clock (`meta time`, ns since the epoch): both
 // clocks read together.
@@ -65,18 +71,6 @@ std::string wallText(int64_t ns) {
   return buf;
 }
 
-// `arrived` (the kernel's wall-clock receive time of a datagram) in monotonic time, counted
-// back from `now`; TimePoint{} when unknown or not before now (the wall clock was stepped).
-TimePoint steadyTime(TimePoint now, UdpTransport::WallTime arrived) {
-  if (arrived == UdpTransport::WallTime{}) {
-    return TimePoint{};
-  }
-  const auto ago = std::chrono::system_clock::now() - arrived;
-  if (ago <= decltype(ago)::zero()) {
-    return TimePoint{};
-  }
-  return now - std::chrono::duration_cast<Duration>(ago);
-}
 
 std::string joinErrors(const std::vector<ConfigError>& errors) {
   std::string out;
@@ -220,7 +214,8 @@ Result<std::unique_ptr<Daemon>> Daemon::create(asio::io_context& io, DaemonOptio
             UdpTransport::WallTime arrived) {
         if (!raw->leaving_) {
           const TimePoint now = std::chrono::steady_clock::now();
-          raw->handle(raw->membership_->onPacket(now, bytes, link, from, steadyTime(now, arrived)));
+          raw->handle(
+              raw->membership_->onPacket(now, bytes, link, from, raw->arrivalTime(now, arrived)));
         }
       });
   if (!transport.ok()) {
@@ -486,6 +481,27 @@ dataplane::DesiredState Daemon::desiredState(const std::vector<BucketSet>& hold,
   return desired;
 }
 
+TimePoint Daemon::arrivalTime(TimePoint now, UdpTransport::WallTime arrived) {
+  // The kernel stamps datagrams with the wall clock; turned into monotonic time by how long
+  // ago that was. A step of the wall clock between the stamp and now would move the result
+  // by the step, so after a change of the two clocks' difference, stamps are not used for a
+  // while: the read time stands in (later than the arrival: a looser bound, never a wrong
+  // one). Stamps older than any queue should hold are not used either.
+  const Duration offset = std::chrono::duration_cast<Duration>(
+                              std::chrono::system_clock::now().time_since_epoch()) -
+                          now.time_since_epoch();
+  if (wall_offset_ && std::chrono::abs(offset - *wall_offset_) > kWallStepLimit) {
+    stamps_distrusted_until_ = now + kStampDistrust;
+  }
+  wall_offset_ = offset;
+  if (arrived == UdpTransport::WallTime{} || now < stamps_distrusted_until_) {
+    return TimePoint{};
+  }
+  const TimePoint at = TimePoint(std::chrono::duration_cast<Duration>(arrived.time_since_epoch()) -
+                                 offset);
+  return at <= now && now - at <= kStampMaxAge ? at : TimePoint{};
+}
+
 std::vector<BucketSet> Daemon::answered() const {
   std::vector<BucketSet> out = held_;
   for (std::size_t s = 0; s < out.size() && s < timed_.releasing.size(); ++s) {
@@ -657,18 +673,18 @@ void Daemon::reportHandOffs(const TimedHold& before, TimePoint now) {
     }
     if (s >= timed_.taking.size()) continue;
     for (const auto& [b, from] : timed_.taking[s]) {
-      bool moved = false;
-      if (s < before.taking.size()) {
-        auto was = before.taking[s].find(b);
-        if (was != before.taking[s].end() && was->second == from) continue;  // (logged)
-        moved = was != before.taking[s].end();
-      }
       // Loaded after its instant: the bucket went unanswered from the instant until now
       // (unless it was scheduled already and a faster copy of the announcement moved it).
       const TimePoint loaded = std::chrono::steady_clock::now();
-      if (moved) {
-        log(LogLevel::Info, "service %s: taking bucket %u earlier, from %s", svc.name.c_str(), b,
-            wallText(wallNs(std::max(from, loaded))).c_str());
+      std::optional<TimePoint> was;
+      if (s < before.taking.size()) {
+        if (auto w = before.taking[s].find(b); w != before.taking[s].end()) was = w->second;
+      }
+      if (was) {
+        if (*was != from && *was > loaded) {
+          log(LogLevel::Info, "service %s: taking bucket %u earlier, from %s", svc.name.c_str(),
+              b, wallText(wallNs(std::max(from, loaded))).c_str());
+        }
       } else if (loaded > from) {
         ++late_takes_;
         const std::string text = "service " + svc.name + ": took bucket " + std::to_string(b) +

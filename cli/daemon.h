@@ -29,9 +29,7 @@
 #include "membership/ownership.h"
 #include "proto/control.pb.h"
 
-namespace shoal {
-class UdpTransport;
-}
+#include "membership/udp_transport.h"
 
 namespace shoal::daemon {
 
@@ -69,6 +67,9 @@ class Daemon {
   Daemon(boost::asio::io_context& io, DaemonOptions options, ClusterDefinition def, uint32_t self);
 
   // Membership plumbing.
+  /// The kernel's receive timestamp of a datagram read at `now`, in monotonic time;
+  /// TimePoint{} when there is none or it cannot be trusted (the wall clock was stepped).
+  TimePoint arrivalTime(TimePoint now, UdpTransport::WallTime arrived);
   void handle(Output out);
   void armTimer(TimePoint when);
   void onTimer();
@@ -186,6 +187,8 @@ class Daemon {
   bool drain_unsaved_ = false;  // a drain write arrived; persistDrain() at the end of handle()
   uint64_t drift_repairs_ = 0;
   uint64_t late_takes_ = 0;  // timed takes loaded after their instant
+  std::optional<Duration> wall_offset_;  // wall clock minus monotonic clock at the last read
+  TimePoint stamps_distrusted_until_{};
   int exit_code_ = 0;
 };
 

@@ -628,6 +628,18 @@ void Membership::handleHeartbeat(TimePoint now, const wire::Envelope& in, uint32
           def_.services[s].buckets));
     }
     peer.view_digest = hb.view_digest();
+    // The clock offset bound: this heartbeat's own (its receive time minus its sealing,
+    // which is the offset plus its trip), or the best one so far aged by the rate bound,
+    // whichever is smaller.
+    const Duration sample = arrived_.time_since_epoch() - std::chrono::microseconds(hb.sent_us());
+    if (p.offset_boot != in.boot_id() || p.offset_bound_at == TimePoint{}) {
+      p.offset_bound = sample;
+    } else {
+      const Duration aged = p.offset_bound + (arrived_ - p.offset_bound_at) / kClockRateBound;
+      p.offset_bound = std::min(sample, aged);
+    }
+    p.offset_bound_at = arrived_;
+    p.offset_boot = in.boot_id();
     const TimePoint bound_before = peer.releasing.empty() ? TimePoint{} : peer.release_at;
     peer.releasing.clear();
     peer.release_at = TimePoint{};
@@ -638,14 +650,16 @@ void Membership::handleHeartbeat(TimePoint now, const wire::Envelope& in, uint32
                                                                : "",
             def_.services[s].buckets));
       }
-      // Counted from when the heartbeat reached this host: it was sealed before that, so the
-      // sender has stopped by then. Every copy about the same instant bounds it: the one that
-      // travelled fastest bounds it best.
-      // The time left was measured on the sender's clock and elapses on this one: stretched
-      // by the most two clocks disciplined by NTP may disagree on a rate (kClockRateBound).
+      // The stop in the sender's clock is sent_us + release_in_us; in this node's clock it is
+      // at most that plus the offset bound (the offset may grow by the rate bound until the
+      // stop). With this heartbeat's own sample as the bound that is its receive time plus
+      // the time left: it was sealed before it arrived, so the sender has stopped by then.
+      // A faster heartbeat lately gives a tighter bound. Every copy about the same instant
+      // bounds it: the tightest counts.
       const uint64_t left = hb.release_in_us();
-      peer.release_at = arrived_ + std::chrono::microseconds(left + (left + kClockRateBound - 1) /
-                                                                       kClockRateBound);
+      peer.release_at = TimePoint(std::chrono::microseconds(hb.sent_us() + left)) +
+                        p.offset_bound +
+                        std::chrono::microseconds((left + kClockRateBound - 1) / kClockRateBound);
       if (bound_before != TimePoint{} && same_boot && hb.release_serial() == p.release_serial) {
         peer.release_at = std::min(peer.release_at, bound_before);
       }
@@ -1269,13 +1283,17 @@ wire::Heartbeat Membership::ownHeartbeat(uint32_t link, uint64_t probe_id) const
     for (const BucketSet& r : me.releasing) {
       hb.add_releasing(r.toBytes());
     }
-    // Rounded up: a peer must never start before this node stops.
-    const auto left = std::chrono::ceil<std::chrono::microseconds>(me.release_at - now_);
+    // Rounded up from the sealing time as sent (rounded down): a peer must never start
+    // before this node stops.
+    const auto sealed = std::chrono::floor<std::chrono::microseconds>(now_.time_since_epoch());
+    const auto left = std::chrono::ceil<std::chrono::microseconds>(me.release_at - TimePoint(sealed));
     hb.set_release_in_us(static_cast<uint32_t>(
         std::clamp<int64_t>(left.count(), 0, std::numeric_limits<uint32_t>::max())));
     hb.set_release_serial(release_serial_);
   }
   hb.set_leaving(me.leaving);
+  hb.set_sent_us(static_cast<uint64_t>(
+      std::chrono::floor<std::chrono::microseconds>(now_.time_since_epoch()).count()));
   if (links_ > 1) {
     // How this node hears each peer: the peers decide from it whether their backup links may
     // run at the reduced rate (see heartbeatRound()).

@@ -199,6 +199,13 @@ class Membership {
     uint64_t claims_sequence = 0;
     // Heartbeat.release_serial of the stop instant MemberView::release_at bounds.
     uint32_t release_serial = 0;
+    // How far this node's clock is ahead of the peer's (this node's time minus the peer's),
+    // bounded from above by the receive time minus Heartbeat.sent_us of its heartbeats, and
+    // when that bound was last brought up to date (it grows by the rate bound as it ages);
+    // for the boot `offset_boot` of the peer.
+    Duration offset_bound{};
+    TimePoint offset_bound_at{};
+    uint64_t offset_boot = 0;
     // Links on which the peer heard this node, as its latest heartbeat said (Heartbeat.heard),
     // and when that heartbeat arrived.
     uint8_t heard_me = 0;

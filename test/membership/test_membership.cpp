@@ -549,10 +549,12 @@ TEST_CASE("a release announced with its time left reaches peers at once, counted
   CHECK(seen.releasing == buckets({4}));
   CHECK(seen.releases(0, 4));
   CHECK_FALSE(seen.releases(0, 3));
-  // 30.0003 ms left when sealed, rounded up to whole microseconds, from the arrival, and
-  // stretched by a thousandth (clock rates), rounded up.
-  CHECK(seen.release_at == arrival + std::chrono::microseconds(30001 + 31));
+  // Not counted from this copy's slow trip: the heartbeats before it came at once (the same
+  // clock, no delay), so the offset bound is about zero (aged at most 40 us since the last
+  // one), plus the time left stretched by a thousandth for clock rates.
   CHECK(seen.release_at >= stops);
+  CHECK(seen.release_at <= stops + std::chrono::microseconds(1 + 31 + 40));
+  CHECK(seen.release_at < arrival + milliseconds(30));
   // The next round (at 120 ms) says how much is left then; delivered here in the instant it
   // is sent, so counted from the sealing: the stop itself, rounded up.
   h.run(t0 + milliseconds(102), t0 + milliseconds(125));
@@ -580,6 +582,29 @@ TEST_CASE("a release announced with its time left reaches peers at once, counted
   h.step(t0 + milliseconds(166));
   CHECK(h.viewOf(1, 0).claims == buckets({3}));
   CHECK(h.viewOf(1, 0).releasing.empty());
+}
+
+TEST_CASE("with nothing faster heard before, a release is bounded by its announcement's own trip") {
+  Harness h(2, 2, true);
+  h.cut[0] = true;  // node 1 hears nothing of node 0 before the announcement
+  h.startAll(t0);
+  h.run(t0, t0 + milliseconds(100));
+  h.cut[0] = false;
+  h.in_flight.clear();
+  const TimePoint sealed = t0 + milliseconds(101);
+  const TimePoint stops = sealed + milliseconds(30) + std::chrono::nanoseconds(300);
+  h.take(0, h.cores[0]->setOwnClaims(sealed, oneService({3, 4}), oneService({4}), stops, 7));
+  const TimePoint arrival = sealed + milliseconds(2);
+  for (auto& [from, d] : h.in_flight) {
+    if (d.node != 1) continue;
+    const Endpoint src{h.def.nodes[from].addresses[d.link], h.def.port};
+    h.take(1, h.cores[1]->onPacket(arrival + milliseconds(1), bytesOf(d.bytes), d.link, src,
+                                   arrival));
+  }
+  h.in_flight.clear();
+  // 30.0003 ms left when sealed, rounded up to whole microseconds, from the arrival, and
+  // stretched by a thousandth (clock rates), rounded up.
+  CHECK(h.viewOf(1, 0).release_at == arrival + std::chrono::microseconds(30001 + 31));
 }
 
 TEST_CASE("a node that announces it is leaving stops serving in every view, claims still held") {
