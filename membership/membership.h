@@ -40,6 +40,12 @@
 //   1 + score, so a slow node accuses more slowly instead of declaring healthy peers dead.
 // - Flap damping: a member that died flap_threshold times within flap_window is held out for
 //   flap_hold_down when it returns.
+// - Claims: every heartbeat says which buckets its sender answers, which of them it hands
+//   over and until when (time left, and its monotonic sealing time), and whether it is
+//   leaving (membership/ownership.h decides from them). Receivers turn a hand-over's stop
+//   into their own clock with the offset bound of that peer: the smallest receive time
+//   (the caller's kernel stamp, `arrived`) minus sealing time of its recent heartbeats, aged
+//   by kClockRateBound; never earlier than the sender really stops.
 // - Drain is cluster state: last writer wins on (Lamport clock, writer); the caller persists
 //   drainSnapshot() on every DrainChanged event and passes the saved one to start(). A
 //   restarting node also learns it from its peers (full state exchange on join).

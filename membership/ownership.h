@@ -40,13 +40,15 @@
 //   decided while one runs join it (same instant); a later one gets its own instant once the
 //   first has passed. With no owner up, or without quorum, it lets go at once;
 // - the bucket's owner, seeing every up peer that claims it releasing it, answers it from
-//   the latest of their release_at (plus kTakeMargin) on: each release_at is the peer's time
-//   left counted from the kernel's receive timestamp of the announcement, which the peer
-//   sealed before it was received (and stretched for clock rates, kClockRateBound), so the
-//   taker's instant is never before the releaser's stop, without synchronised clocks. Every
-//   copy of the announcement (one per link, one per round until the instant) bounds the
-//   stop; the earliest bound counts. The gap is the fastest copy's trip through the
-//   network. Until then
+//   the latest of their release_at (plus kTakeMargin) on. The membership core places each
+//   release_at (MemberView::release_at): the peer's stop in its own clock (sealing time plus
+//   time left, both in the heartbeat) plus an upper bound of how far this node's clock is
+//   ahead of the peer's, the smallest receive-minus-sealing time of its recent heartbeats
+//   (the kernel's receive stamps), aged and stretched for clock rates (kClockRateBound). A
+//   heartbeat arrives after it was sealed, so the bound holds on any clocks and the taker's
+//   instant is never before the releaser's stop; the gap is about the fastest recent trip.
+//   Every copy of the announcement (one per link, one per round until the instant) bounds
+//   the stop; the earliest bound counts. Until then
 //   the bucket is among the taker's claims (it is committed to it; nobody else takes it);
 //   if the taker stops being the owner before the instant, it simply cancels;
 // - an announcement that comes late (or not at all: the releaser's next claims no longer
