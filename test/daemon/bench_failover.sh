@@ -20,6 +20,9 @@
 #              once under a UDP prober (outage, lost).
 #   drain      a maintenance cycle: `shoalctl drain` of a node, `undrain` once it owns
 #              nothing, until it owns buckets again; same probers.
+#   hand-overs the gap between each releaser's stop and its taker's start in those leaves
+#              and drains, as the daemons log the instants (handoff_report in cluster_lib.sh);
+#              a negative gap would be an overlap (answered twice).
 #   usage      VmRSS (/proc/PID/status) and CPU (utime+stime of /proc/PID/stat over a
 #              measured wall interval) of every shoald in steady state, at BENCH_NODES and
 #              BENCH_BIG_NODES nodes; at BENCH_BIG_NODES also with multicast heartbeats
@@ -271,6 +274,9 @@ phase_failover() {
         graceful_run drain tcp "$profile"
         graceful_run drain udp "$profile"
       done
+      # The gaps of the timed hand-overs of those leaves and drains, from the daemons' logs
+      # (one clock for all namespaces: the difference of the logged instants is the gap).
+      record "handoff $profile $NODES $(handoff_report "$WORK"/n*/shoald.log)"
     fi
   done
 }
@@ -386,6 +392,8 @@ for profile in $PROFILES; do
       if [ "$kind" = leave ]; then what="SIGTERM to shoald's exit"; else what="drain command to the node owning nothing"; fi
       echo "  the $kind itself ($what): median $kmed ms"
     done
+    h=$(awk -v p="$profile" '$1 == "handoff" && $2 == p { $1 = $2 = $3 = ""; print; exit }' "$SAMPLES")
+    echo "== timed hand-overs of those leaves and drains (take instant - release instant, from the logs): $h"
   fi
 done
 echo

@@ -303,3 +303,46 @@ event_times() {
 who_answers() {
   in_ns c timeout 1 ncat --recv-only -s "10.50.1.$1" "$VIP" "$PORT" </dev/null 2>/dev/null | head -n 1
 }
+
+# handoff_report LOG...: pairs the timed hand-overs the daemons logged (a releaser's
+# "handing buckets B over ... (until T)" with the taker's "taking bucket b ... (from T')",
+# "taking bucket b earlier, from T'" or "took bucket b ... instant T'"; the namespaces share
+# one clock, so T' - T is the real gap) and prints "takes=N overlaps=O late=L min_us=..
+# median_us=.. max_us=..". An overlap is a take that starts before its releaser stopped.
+handoff_report() {
+  awk '
+    function us(t,   p) { split(t, p, ":"); return ((p[1] * 60 + p[2]) * 60 + p[3]) * 1e6 }
+    /handing buckets .* over, answered .*\(until / {
+      match($0, /buckets [0-9,-]+ over/); list = substr($0, RSTART + 8, RLENGTH - 13)
+      match($0, /until [0-9:.]+\)/); t = us(substr($0, RSTART + 6, RLENGTH - 7))
+      n = split(list, parts, ",")
+      for (i = 1; i <= n; i++) {
+        if (split(parts[i], ab, "-") == 2) { for (b = ab[1]; b <= ab[2]; b++) rel[b, ++nr[b]] = t }
+        else rel[parts[i], ++nr[parts[i]]] = t
+      }
+    }
+    /taking bucket [0-9]+ (in .*\(from|earlier, from) / || /took bucket [0-9]+ .* instant / {
+      match($0, /bucket [0-9]+/); b = substr($0, RSTART + 7, RLENGTH - 7)
+      match($0, /(from|instant) [0-9:.]+/); s = substr($0, RSTART, RLENGTH); sub(/^[a-z]+ /, "", s)
+      take[++nt] = b; at[nt] = us(s); if ($0 ~ /took bucket/) lateflag[nt] = 1
+    }
+    END {
+      for (k = 1; k <= nt; k++) {
+        b = take[k]; best = -1
+        for (i = 1; i <= nr[b]; i++) {
+          d = at[k] - rel[b, i]; if (d < 0) d = -d
+          if (d < 1e6 && (best < 0 || d < bestd)) { best = i; bestd = d }
+        }
+        if (best < 0) continue
+        key = b SUBSEP best
+        if (!(key in start) || at[k] < start[key]) start[key] = at[k]
+        if (lateflag[k]) late++
+      }
+      n = 0
+      for (key in start) { split(key, kb, SUBSEP); g[++n] = start[key] - rel[kb[1], kb[2]] }
+      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (g[j] < g[i]) { x = g[i]; g[i] = g[j]; g[j] = x }
+      over = 0; for (i = 1; i <= n; i++) if (g[i] < 0) over++
+      printf "takes=%d overlaps=%d late=%d min_us=%d median_us=%d max_us=%d\n", n, over, late + 0,
+        n ? g[1] : 0, n ? g[int((n + 1) / 2)] : 0, n ? g[n] : 0
+    }' "$@"
+}

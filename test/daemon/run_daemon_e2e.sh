@@ -59,6 +59,11 @@ stop_prober; r=$R
 echo "drain+undrain (tcp, new connection every 10 ms per source): $r"
 expect "drain and undrain lose no request" test "$(result_field "$r" lost)" = 0
 expect "undrained node owns buckets again" owns_some n2
+# The moves were switched at kernel-clock instants, each take at or after its release.
+h=$(handoff_report "$WORK"/n*/shoald.log)
+echo "hand-overs of the drain and undrain: $h"
+expect "drain and undrain: timed hand-overs, none started before its release" \
+  test "$(result_field " $h" takes)" -gt 0 -a "$(result_field " $h" overlaps)" = 0
 
 # A failing health check drains the node by itself; it comes back after the hold-down.
 start_prober tcp
@@ -167,6 +172,13 @@ sleep 1.5
 stop_prober; r=$R
 echo "graceful leave of n1 (tcp): $r"
 expect "graceful leave loses no request" test "$(result_field "$r" lost)" = 0
+h=$(handoff_report "$WORK"/n*/shoald.log)
+echo "hand-overs so far: $h"
+expect "graceful leave: n1 handed its buckets over at an instant" \
+  awk '/leaving the cluster/ { f = 1 } f && /handing buckets .* over/ { h = 1 } END { exit !h }' \
+  "$WORK/n1/shoald.log"
+expect "every timed hand-over so far started at or after its release" \
+  test "$(result_field " $h" overlaps)" = 0
 start_node 1
 wait_converged 2 3 15 || fail "n1 rejoins"
 
