@@ -71,7 +71,6 @@ std::string wallText(int64_t ns) {
   return buf;
 }
 
-
 std::string joinErrors(const std::vector<ConfigError>& errors) {
   std::string out;
   for (const auto& e : errors) {
@@ -208,16 +207,16 @@ Result<std::unique_ptr<Daemon>> Daemon::create(asio::io_context& io, DaemonOptio
     return wakeup.error();
   }
   d->wakeup_ = std::move(wakeup.value());
-  auto transport = UdpTransport::open(
-      io, d->def_, self,
-      [raw](uint32_t link, std::span<const uint8_t> bytes, const Endpoint& from,
-            UdpTransport::WallTime arrived) {
-        if (!raw->leaving_) {
-          const TimePoint now = std::chrono::steady_clock::now();
-          raw->handle(
-              raw->membership_->onPacket(now, bytes, link, from, raw->arrivalTime(now, arrived)));
-        }
-      });
+  auto transport =
+      UdpTransport::open(io, d->def_, self,
+                         [raw](uint32_t link, std::span<const uint8_t> bytes, const Endpoint& from,
+                               UdpTransport::WallTime arrived) {
+                           if (!raw->leaving_) {
+                             const TimePoint now = std::chrono::steady_clock::now();
+                             raw->handle(raw->membership_->onPacket(
+                                 now, bytes, link, from, raw->arrivalTime(now, arrived)));
+                           }
+                         });
   if (!transport.ok()) {
     return transport.error();
   }
@@ -487,9 +486,9 @@ TimePoint Daemon::arrivalTime(TimePoint now, UdpTransport::WallTime arrived) {
   // by the step, so after a change of the two clocks' difference, stamps are not used for a
   // while: the read time stands in (later than the arrival: a looser bound, never a wrong
   // one). Stamps older than any queue should hold are not used either.
-  const Duration offset = std::chrono::duration_cast<Duration>(
-                              std::chrono::system_clock::now().time_since_epoch()) -
-                          now.time_since_epoch();
+  const Duration offset =
+      std::chrono::duration_cast<Duration>(std::chrono::system_clock::now().time_since_epoch()) -
+      now.time_since_epoch();
   if (wall_offset_ && std::chrono::abs(offset - *wall_offset_) > kWallStepLimit) {
     stamps_distrusted_until_ = now + kStampDistrust;
   }
@@ -497,8 +496,8 @@ TimePoint Daemon::arrivalTime(TimePoint now, UdpTransport::WallTime arrived) {
   if (arrived == UdpTransport::WallTime{} || now < stamps_distrusted_until_) {
     return TimePoint{};
   }
-  const TimePoint at = TimePoint(std::chrono::duration_cast<Duration>(arrived.time_since_epoch()) -
-                                 offset);
+  const TimePoint at =
+      TimePoint(std::chrono::duration_cast<Duration>(arrived.time_since_epoch()) - offset);
   return at <= now && now - at <= kStampMaxAge ? at : TimePoint{};
 }
 
@@ -663,7 +662,8 @@ void Daemon::reportHandOffs(const TimedHold& before, TimePoint now) {
     std::vector<uint32_t> released;
     if (s < timed_.releasing.size()) {
       for (uint32_t b : timed_.releasing[s].list()) {
-        if (s >= before.releasing.size() || !before.releasing[s].has(b)) released.push_back(b);
+        if (s >= before.releasing.size() || !before.releasing[s].has(b))
+          released.push_back(b);
       }
     }
     if (!released.empty()) {
@@ -671,19 +671,21 @@ void Daemon::reportHandOffs(const TimedHold& before, TimePoint now) {
           svc.name.c_str(), cli::bucketRanges(released).c_str(),
           ms(timed_.release_at - now).c_str(), wallText(wallNs(timed_.release_at)).c_str());
     }
-    if (s >= timed_.taking.size()) continue;
+    if (s >= timed_.taking.size())
+      continue;
     for (const auto& [b, from] : timed_.taking[s]) {
       // Loaded after its instant: the bucket went unanswered from the instant until now
       // (unless it was scheduled already and a faster copy of the announcement moved it).
       const TimePoint loaded = std::chrono::steady_clock::now();
       std::optional<TimePoint> was;
       if (s < before.taking.size()) {
-        if (auto w = before.taking[s].find(b); w != before.taking[s].end()) was = w->second;
+        if (auto w = before.taking[s].find(b); w != before.taking[s].end())
+          was = w->second;
       }
       if (was) {
         if (*was != from && *was > loaded) {
-          log(LogLevel::Info, "service %s: taking bucket %u earlier, from %s", svc.name.c_str(),
-              b, wallText(wallNs(std::max(from, loaded))).c_str());
+          log(LogLevel::Info, "service %s: taking bucket %u earlier, from %s", svc.name.c_str(), b,
+              wallText(wallNs(std::max(from, loaded))).c_str());
         }
       } else if (loaded > from) {
         ++late_takes_;

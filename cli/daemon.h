@@ -27,9 +27,8 @@
 #include "dataplane/link_monitor.h"
 #include "membership/membership.h"
 #include "membership/ownership.h"
-#include "proto/control.pb.h"
-
 #include "membership/udp_transport.h"
+#include "proto/control.pb.h"
 
 namespace shoal::daemon {
 
@@ -182,11 +181,11 @@ class Daemon {
   bool health_published_ = false;
   uint64_t last_digest_ = 0;
   bool apply_failed_ = false;
-  bool stopping_ = false;  // SIGTERM: leaving, handing the buckets over
-  bool leaving_ = false;   // left: nothing more is sent or decided
+  bool stopping_ = false;       // SIGTERM: leaving, handing the buckets over
+  bool leaving_ = false;        // left: nothing more is sent or decided
   bool drain_unsaved_ = false;  // a drain write arrived; persistDrain() at the end of handle()
   uint64_t drift_repairs_ = 0;
-  uint64_t late_takes_ = 0;  // timed takes loaded after their instant
+  uint64_t late_takes_ = 0;              // timed takes loaded after their instant
   std::optional<Duration> wall_offset_;  // wall clock minus monotonic clock at the last read
   TimePoint stamps_distrusted_until_{};
   int exit_code_ = 0;

@@ -26,7 +26,7 @@ inline constexpr int64_t kForeverNs = INT64_MAX;
 /// unanswered.
 struct TimedBucket {
   uint32_t bucket = 0;
-  int64_t from_ns = 0;           ///< 0: answered from the past on
+  int64_t from_ns = 0;            ///< 0: answered from the past on
   int64_t until_ns = kForeverNs;  ///< exclusive; kForeverNs: no end
 
   auto operator<=>(const TimedBucket&) const = default;

@@ -123,7 +123,9 @@ std::string ensureDeleted(const char* family, const std::string& name, bool owne
 std::string ownedSetName(std::size_t index) { return "s" + std::to_string(index) + "_owned"; }
 std::string resetSetName(std::size_t index) { return "s" + std::to_string(index) + "_reset"; }
 std::string liveSetName() { return "live"; }
-std::string timedSetName(std::size_t index) { return "s" + std::to_string(index) + "_timed"; }
+std::string timedSetName(std::size_t index) {
+  return "s" + std::to_string(index) + "_timed";
+}
 
 uint16_t checksumCompensation(const MacAddress& from, const MacAddress& to) {
   // Ones' complement arithmetic: the reserved word must add back what the MAC change removed:

@@ -631,14 +631,21 @@ void Membership::handleHeartbeat(TimePoint now, const wire::Envelope& in, uint32
     // The clock offset bound: this heartbeat's own (its receive time minus its sealing,
     // which is the offset plus its trip), or the best one so far aged by the rate bound,
     // whichever is smaller.
-    const Duration sample = arrived_.time_since_epoch() - std::chrono::microseconds(hb.sent_us());
+    const Duration sample =
+        arrived_.time_since_epoch() - std::chrono::microseconds(static_cast<int64_t>(hb.sent_us()));
     if (p.offset_boot != in.boot_id() || p.offset_bound_at == TimePoint{}) {
       p.offset_bound = sample;
-    } else {
+      p.offset_bound_at = arrived_;
+    } else if (arrived_ >= p.offset_bound_at) {
       const Duration aged = p.offset_bound + (arrived_ - p.offset_bound_at) / kClockRateBound;
       p.offset_bound = std::min(sample, aged);
+      p.offset_bound_at = arrived_;
+    } else {
+      // Received before the bound's time (another link's socket was read first): the sample
+      // bounds the offset at the bound's time once aged forward to it.
+      p.offset_bound =
+          std::min(p.offset_bound, sample + (p.offset_bound_at - arrived_) / kClockRateBound);
     }
-    p.offset_bound_at = arrived_;
     p.offset_boot = in.boot_id();
     const TimePoint bound_before = peer.releasing.empty() ? TimePoint{} : peer.release_at;
     peer.releasing.clear();
@@ -647,7 +654,7 @@ void Membership::handleHeartbeat(TimePoint now, const wire::Envelope& in, uint32
       for (std::size_t s = 0; s < def_.services.size(); ++s) {
         peer.releasing.push_back(BucketSet::fromBytes(
             s < static_cast<std::size_t>(hb.releasing_size()) ? hb.releasing(static_cast<int>(s))
-                                                               : "",
+                                                              : "",
             def_.services[s].buckets));
       }
       // The stop in the sender's clock is sent_us + release_in_us; in this node's clock it is
@@ -656,10 +663,13 @@ void Membership::handleHeartbeat(TimePoint now, const wire::Envelope& in, uint32
       // the time left: it was sealed before it arrived, so the sender has stopped by then.
       // A faster heartbeat lately gives a tighter bound. Every copy about the same instant
       // bounds it: the tightest counts.
-      const uint64_t left = hb.release_in_us();
-      peer.release_at = TimePoint(std::chrono::microseconds(hb.sent_us() + left)) +
-                        p.offset_bound +
-                        std::chrono::microseconds((left + kClockRateBound - 1) / kClockRateBound);
+      const auto left = static_cast<int64_t>(hb.release_in_us());
+      const Duration anchor_gap =
+          p.offset_bound_at > arrived_ ? p.offset_bound_at - arrived_ : Duration::zero();
+      peer.release_at =
+          TimePoint(std::chrono::microseconds(static_cast<int64_t>(hb.sent_us()) + left)) +
+          p.offset_bound + anchor_gap / kClockRateBound +
+          std::chrono::microseconds((left + kClockRateBound - 1) / kClockRateBound);
       if (bound_before != TimePoint{} && same_boot && hb.release_serial() == p.release_serial) {
         peer.release_at = std::min(peer.release_at, bound_before);
       }
@@ -1286,7 +1296,8 @@ wire::Heartbeat Membership::ownHeartbeat(uint32_t link, uint64_t probe_id) const
     // Rounded up from the sealing time as sent (rounded down): a peer must never start
     // before this node stops.
     const auto sealed = std::chrono::floor<std::chrono::microseconds>(now_.time_since_epoch());
-    const auto left = std::chrono::ceil<std::chrono::microseconds>(me.release_at - TimePoint(sealed));
+    const auto left =
+        std::chrono::ceil<std::chrono::microseconds>(me.release_at - TimePoint(sealed));
     hb.set_release_in_us(static_cast<uint32_t>(
         std::clamp<int64_t>(left.count(), 0, std::numeric_limits<uint32_t>::max())));
     hb.set_release_serial(release_serial_);

@@ -83,7 +83,7 @@ inline constexpr uint32_t kBackupRoundDivisor = 8;
 /// lets NTP run a clock at most 500 ppm off (MAXFREQ), so two clocks disagree on a rate by at
 /// most 1000 ppm, 30 us over the 30 ms of a hand-over. A clock slewed faster than that
 /// (chrony after a large offset, with tick adjustments) is not covered.
-inline constexpr uint64_t kClockRateBound = 1000;
+inline constexpr int64_t kClockRateBound = 1000;
 /// Heartbeat intervals between two full state exchanges with a random peer.
 inline constexpr uint32_t kPushPullRounds = 20;
 /// Most member updates piggybacked on one packet (keeps it under kMaxPacketSize).
@@ -147,8 +147,7 @@ class Membership {
   /// every heartbeat carries them with the time left, counted from the `now` of the call
   /// that seals it, rounded up. Pass a fresh `now`: the time left is measured from it.
   Output setOwnClaims(TimePoint now, std::vector<BucketSet> claims,
-                      std::vector<BucketSet> releasing, TimePoint release_at,
-                      uint64_t view_digest);
+                      std::vector<BucketSet> releasing, TimePoint release_at, uint64_t view_digest);
 
   /// Announces that this node is stopping gracefully: its heartbeats say so from now on (the
   /// first at once), so the peers count it out of the rebalance while its claims still hold

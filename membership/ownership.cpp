@@ -1,9 +1,9 @@
 #include "membership/ownership.h"
 
-#include "core/rebalance.h"
-
 #include <algorithm>
 #include <optional>
+
+#include "core/rebalance.h"
 
 namespace shoal {
 

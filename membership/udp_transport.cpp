@@ -451,9 +451,10 @@ void UdpTransport::readQueued(std::size_t index, bool from_group, uint64_t gener
         continue;
       }
       ++stats_.received;
-      on_receive_(static_cast<uint32_t>(index),
-                  std::span<const uint8_t>(r.buffers[static_cast<std::size_t>(i)].data(), m.msg_len),
-                  endpointOf(r.names[static_cast<std::size_t>(i)]), arrivalOf(m.msg_hdr));
+      on_receive_(
+          static_cast<uint32_t>(index),
+          std::span<const uint8_t>(r.buffers[static_cast<std::size_t>(i)].data(), m.msg_len),
+          endpointOf(r.names[static_cast<std::size_t>(i)]), arrivalOf(m.msg_hdr));
       if (!current()) {
         return;
       }

@@ -650,9 +650,9 @@ TEST_CASE(
 
 TEST_CASE("every service gets the lease gate") {
   const Service second = makeService("10.0.0.101", HashMode::SourceIpSourcePort);
-  DesiredState d{
-      {ServiceAssignment{makeService("10.0.0.100"), {0}, {}, {}}, ServiceAssignment{second, {}, {}, {}}},
-      Millis{146}};
+  DesiredState d{{ServiceAssignment{makeService("10.0.0.100"), {0}, {}, {}},
+                  ServiceAssignment{second, {}, {}, {}}},
+                 Millis{146}};
   auto script = fullScript(d, {}, NftRulesetOptions{});
   REQUIRE(script);
   CHECK(occurrences(*script, "meta mark & 0xffff0000 != @live drop") == 2);
@@ -915,7 +915,8 @@ TEST_CASE("a timed set's elements are mark . time intervals in network byte orde
   auto add = attributes(b.bytes.data() + m[2].offset + kHeaders, m[2].length - kHeaders);
   std::vector<std::vector<uint8_t>> keys;
   for (auto [it, end] = add.equal_range(1); it != end; ++it) {  // NFTA_DATA_VALUE
-    if (it->second.size() == 12) keys.push_back(it->second);  // (type 1 is the table, too)
+    if (it->second.size() == 12)
+      keys.push_back(it->second);  // (type 1 is the table, too)
   }
   REQUIRE(keys.size() == 2);  // the key, then the key end
   CHECK(keys[0] == nft_key);

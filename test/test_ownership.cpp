@@ -418,7 +418,8 @@ struct Timed : Fixture {
 TEST_CASE("timed hand-off: a planned release is answered until now + lead, then let go") {
   Timed f(0);
   const auto mine = f.targetOf(0);
-  for (uint32_t b : mine) f.held[0].set(b);
+  for (uint32_t b : mine)
+    f.held[0].set(b);
   f.view.members[0].drain.mode = shoal::DrainMode::Drained;  // drained: every bucket moves
   auto d = f.decideTimed();
   CHECK(d.hold[0].empty());
@@ -463,7 +464,8 @@ TEST_CASE("timed hand-off: a release decided while one runs joins its instant") 
   Timed f(0, 4);
   const auto mine = f.targetOf(0);
   REQUIRE(mine.size() >= 2);
-  for (uint32_t b : mine) f.held[0].set(b);
+  for (uint32_t b : mine)
+    f.held[0].set(b);
   // First one bucket moves away (it is held but no longer this node's target).
   f.held[0].set(f.targetOf(1)[0]);
   f.adopt(f.decideTimed());
@@ -478,8 +480,9 @@ TEST_CASE("timed hand-off: a release decided while one runs joins its instant") 
   CHECK(f.held[0].empty());
 }
 
-TEST_CASE("timed hand-off: the owner takes a bucket every claimer hands over from the latest "
-          "stop on, and only then") {
+TEST_CASE(
+    "timed hand-off: the owner takes a bucket every claimer hands over from the latest "
+    "stop on, and only then") {
   Timed f(0);
   const auto mine = f.targetOf(0);
   const uint32_t b = mine[0];
@@ -503,8 +506,9 @@ TEST_CASE("timed hand-off: the owner takes a bucket every claimer hands over fro
   CHECK(d.timed.taking[0].empty());
 }
 
-TEST_CASE("timed hand-off: an earlier bound of the same stop moves a scheduled take earlier; "
-          "a later one, or the claim's end, does not make it later") {
+TEST_CASE(
+    "timed hand-off: an earlier bound of the same stop moves a scheduled take earlier; "
+    "a later one, or the claim's end, does not make it later") {
   Timed f(0);
   const uint32_t b = f.targetOf(0)[0];
   auto& peer = f.releasingPeer(1, b, std::chrono::milliseconds(9));
@@ -564,8 +568,9 @@ TEST_CASE("timed hand-off: a scheduled take is cancelled when the bucket stops b
   CHECK_FALSE(d.hold[0].has(b));
 }
 
-TEST_CASE("timed hand-off: a leaving node hands every bucket over; its peers take them at its "
-          "stop, never before, whatever the announcement's delay") {
+TEST_CASE(
+    "timed hand-off: a leaving node hands every bucket over; its peers take them at its "
+    "stop, never before, whatever the announcement's delay") {
   // Node 2 leaves. Its announcement reaches node 0 after `delay`; node 0 counts the time left
   // from the arrival (as the membership core does), decides, and the kernel's windows are
   // compared: node 0 never answers a bucket before node 2 stops, and starts within the
@@ -575,9 +580,12 @@ TEST_CASE("timed hand-off: a leaving node hands every bucket over; its peers tak
     Timed leaver(2);
     Timed taker(0);
     const auto owned_by_2 = leaver.targetOf(2);
-    for (uint32_t b : owned_by_2) leaver.held[0].set(b);
-    for (auto* v : {&leaver.view, &taker.view}) v->members[2].leaving = true;
-    for (uint32_t b : owned_by_2) taker.view.members[2].claims[0].set(b);
+    for (uint32_t b : owned_by_2)
+      leaver.held[0].set(b);
+    for (auto* v : {&leaver.view, &taker.view})
+      v->members[2].leaving = true;
+    for (uint32_t b : owned_by_2)
+      taker.view.members[2].claims[0].set(b);
     const auto d = leaver.decideTimed();
     REQUIRE(d.hold[0].empty());
     REQUIRE(d.timed.releasing[0].list() == owned_by_2);
@@ -593,9 +601,9 @@ TEST_CASE("timed hand-off: a leaving node hands every bucket over; its peers tak
     const auto t = taker.decideTimed();
     const auto mine_now = taker.targetOf(0);
     for (uint32_t b : owned_by_2) {
-      if (std::find(mine_now.begin(), mine_now.end(), b) == mine_now.end()) continue;
-      const shoal::TimePoint starts =
-          t.hold[0].has(b) ? taker.now : t.timed.taking[0].at(b);
+      if (std::find(mine_now.begin(), mine_now.end(), b) == mine_now.end())
+        continue;
+      const shoal::TimePoint starts = t.hold[0].has(b) ? taker.now : t.timed.taking[0].at(b);
       CHECK(starts >= stop);  // never answered twice
       if (taker.now < stop) {
         CHECK(starts - stop <= delay + shoal::kTakeMargin + std::chrono::microseconds(1));

@@ -199,7 +199,8 @@ int main(int argc, char** argv) {
           return w == "-" ? open : now_ns + std::strtoll(w.c_str(), nullptr, 10) * 1000000;
         };
         for (auto& a : next.services) {
-          if (a.service.name != words[1] || !buckets) continue;
+          if (a.service.name != words[1] || !buckets)
+            continue;
           for (uint32_t b : *buckets) {
             std::erase(a.owned, b);
             std::erase(a.reset_orphans, b);

@@ -164,7 +164,8 @@ Timeline isolateAt(Harness& h, uint32_t node, TimePoint cut_at) {
 // The claims of a node of a one-service (16-bucket) cluster: `list` of that service.
 std::vector<BucketSet> oneService(std::initializer_list<uint32_t> list) {
   BucketSet set(16);
-  for (uint32_t b : list) set.set(b);
+  for (uint32_t b : list)
+    set.set(b);
   return std::vector<BucketSet>{set};
 }
 
@@ -525,8 +526,9 @@ TEST_CASE("claims from a heartbeat older than the last one heard are not taken b
   CHECK(h.viewOf(1, 0).claims_heard > heard);
 }
 
-TEST_CASE("a release announced with its time left reaches peers at once, counted from the "
-          "arrival, never before the sender stops") {
+TEST_CASE(
+    "a release announced with its time left reaches peers at once, counted from the "
+    "arrival, never before the sender stops") {
   Harness h(2, 2, true);
   h.startAll(t0);
   h.run(t0, t0 + milliseconds(100));
@@ -562,8 +564,8 @@ TEST_CASE("a release announced with its time left reaches peers at once, counted
   CHECK(h.viewOf(1, 0).releasing == buckets({4}));
   CHECK(h.viewOf(1, 0).release_at >= stops);
   // 11.0003 ms left: 11001 us + 12 us.
-  CHECK(h.viewOf(1, 0).release_at == stops - std::chrono::nanoseconds(300) +
-                                         std::chrono::microseconds(1 + 12));
+  CHECK(h.viewOf(1, 0).release_at ==
+        stops - std::chrono::nanoseconds(300) + std::chrono::microseconds(1 + 12));
   // Once the stop has passed, zero is left (the arrival itself), but the earliest bound of
   // the same instant stands.
   const TimePoint best = h.viewOf(1, 0).release_at;
@@ -573,8 +575,8 @@ TEST_CASE("a release announced with its time left reaches peers at once, counted
   CHECK(h.viewOf(1, 0).release_at == best);
   // A new instant is not bounded by the announcements of the old one.
   const TimePoint later = t0 + milliseconds(190);
-  h.take(0, h.cores[0]->setOwnClaims(t0 + milliseconds(165), buckets({3, 4}), buckets({4}), later,
-                                     9));
+  h.take(0,
+         h.cores[0]->setOwnClaims(t0 + milliseconds(165), buckets({3, 4}), buckets({4}), later, 9));
   h.step(t0 + milliseconds(165));
   CHECK(h.viewOf(1, 0).release_at == later + std::chrono::microseconds(25));
   // Done: the claims without the bucket, nothing releasing.
@@ -596,10 +598,11 @@ TEST_CASE("with nothing faster heard before, a release is bounded by its announc
   h.take(0, h.cores[0]->setOwnClaims(sealed, oneService({3, 4}), oneService({4}), stops, 7));
   const TimePoint arrival = sealed + milliseconds(2);
   for (auto& [from, d] : h.in_flight) {
-    if (d.node != 1) continue;
+    if (d.node != 1)
+      continue;
     const Endpoint src{h.def.nodes[from].addresses[d.link], h.def.port};
-    h.take(1, h.cores[1]->onPacket(arrival + milliseconds(1), bytesOf(d.bytes), d.link, src,
-                                   arrival));
+    h.take(1,
+           h.cores[1]->onPacket(arrival + milliseconds(1), bytesOf(d.bytes), d.link, src, arrival));
   }
   h.in_flight.clear();
   // 30.0003 ms left when sealed, rounded up to whole microseconds, from the arrival, and

@@ -112,9 +112,9 @@ TEST_CASE("binding an address this host does not have is an error naming it") {
   asio::io_context io;
   ClusterDefinition def = loopbackDefinition();
   def.nodes[0].addresses[1] = *IpAddress::parse("192.0.2.123");
-  auto t =
-      UdpTransport::open(io, def, 0, [](uint32_t, std::span<const uint8_t>, const Endpoint&,
-                                         UdpTransport::WallTime) {});
+  auto t = UdpTransport::open(
+      io, def, 0,
+      [](uint32_t, std::span<const uint8_t>, const Endpoint&, UdpTransport::WallTime) {});
   REQUIRE_FALSE(t.ok());
   CHECK(t.error().message.find("link 1") != std::string::npos);
   CHECK(t.error().message.find("192.0.2.123") != std::string::npos);

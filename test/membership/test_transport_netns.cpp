@@ -81,7 +81,9 @@ int threeCoresAgree() {
 
 int openError(const ClusterDefinition& def, const char* expected) {
   asio::io_context io;
-  auto t = UdpTransport::open(io, def, 0, [](uint32_t, std::span<const uint8_t>, const Endpoint&, UdpTransport::WallTime) {});
+  auto t = UdpTransport::open(
+      io, def, 0,
+      [](uint32_t, std::span<const uint8_t>, const Endpoint&, UdpTransport::WallTime) {});
   if (t.ok()) {
     std::fprintf(stderr, "open() succeeded; expected an error with \"%s\"\n", expected);
     return 1;
