@@ -8,6 +8,7 @@
 #include <ctime>
 #include <random>
 
+#include "cli/clock_lead.h"
 #include "cli/control_server.h"
 #include "cli/log.h"
 #include "cli/sd_notify.h"
@@ -51,13 +52,8 @@ constexpr Duration kWallStepLimit = std::chrono::milliseconds(1);
 constexpr Duration kStampDistrust = std::chrono::seconds(1);
 constexpr Duration kStampMaxAge = std::chrono::milliseconds(200);
 
-// A monotonic instant as the kernel's wall clock (`meta time`, ns since the epoch): both
-// clocks read together.
-int64_t wallNs(TimePoint t) {
-  const auto wall_now = std::chrono::system_clock::now().time_since_epoch();
-  const TimePoint steady_now = std::chrono::steady_clock::now();
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(wall_now + (t - steady_now)).count();
-}
+// A monotonic instant on the wall clock, for logs (not for the kernel: see wallFrom()).
+int64_t wallNs(TimePoint t) { return wallNotAfter(t, readClockLead()); }
 
 // A wall-clock instant (ns since the epoch) as "HH:MM:SS.uuuuuu" in local time, for logs
 // that compare instants across nodes.
@@ -212,9 +208,10 @@ Result<std::unique_ptr<Daemon>> Daemon::create(asio::io_context& io, DaemonOptio
                          [raw](uint32_t link, std::span<const uint8_t> bytes, const Endpoint& from,
                                UdpTransport::WallTime arrived) {
                            if (!raw->leaving_) {
+                             const ClockLead lead = readClockLead();
                              const TimePoint now = std::chrono::steady_clock::now();
                              raw->handle(raw->membership_->onPacket(
-                                 now, bytes, link, from, raw->arrivalTime(now, arrived)));
+                                 now, bytes, link, from, raw->arrivalTime(now, lead, arrived)));
                            }
                          });
   if (!transport.ok()) {
@@ -457,12 +454,12 @@ dataplane::DesiredState Daemon::desiredState(const std::vector<BucketSet>& hold,
     a.owned = hold[s].list();
     if (s < timed.releasing.size()) {
       for (uint32_t b : timed.releasing[s].list()) {
-        a.timed.push_back(dataplane::TimedBucket{b, 0, wallNs(timed.release_at)});
+        a.timed.push_back(dataplane::TimedBucket{b, 0, wallInstant(timed.release_at, false)});
       }
     }
     if (s < timed.taking.size()) {
       for (const auto& [b, from] : timed.taking[s]) {
-        a.timed.push_back(dataplane::TimedBucket{b, wallNs(from), dataplane::kForeverNs});
+        a.timed.push_back(dataplane::TimedBucket{b, wallInstant(from, true), dataplane::kForeverNs});
       }
     }
     std::sort(a.timed.begin(), a.timed.end());
@@ -480,25 +477,60 @@ dataplane::DesiredState Daemon::desiredState(const std::vector<BucketSet>& hold,
   return desired;
 }
 
-TimePoint Daemon::arrivalTime(TimePoint now, UdpTransport::WallTime arrived) {
-  // The kernel stamps datagrams with the wall clock; turned into monotonic time by how long
-  // ago that was. A step of the wall clock between the stamp and now would move the result
-  // by the step, so after a change of the two clocks' difference, stamps are not used for a
-  // while: the read time stands in (later than the arrival: a looser bound, never a wrong
-  // one). Stamps older than any queue should hold are not used either.
-  const Duration offset =
-      std::chrono::duration_cast<Duration>(std::chrono::system_clock::now().time_since_epoch()) -
-      now.time_since_epoch();
-  if (wall_offset_ && std::chrono::abs(offset - *wall_offset_) > kWallStepLimit) {
+TimePoint Daemon::arrivalTime(TimePoint now, const ClockLead& lead, WallTime arrived) {
+  // The kernel stamps datagrams with the wall clock, turned into monotonic time no earlier
+  // than the truth (clock_lead.h). A step of the wall clock between the stamp and now would
+  // move the result by the step, so after a change of the two clocks' difference stamps are
+  // not used for a while: the read time stands in (later than the arrival: a looser bound,
+  // never a wrong one). Stamps older than any queue should hold are not used either. A step
+  // also moves the kernel's instants of the timed buckets: they are converted again.
+  if (last_lead_ && std::chrono::abs(lead.low - last_lead_->low) > kWallStepLimit) {
     stamps_distrusted_until_ = now + kStampDistrust;
+    wall_instants_.clear();
+    reconvert_ = true;
+    log(LogLevel::Warning, "the wall clock was stepped by %lld us: converting the hand-over "
+        "instants again, receive stamps unused for %lld ms",
+        static_cast<long long>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                   lead.low - last_lead_->low)
+                                   .count()),
+        static_cast<long long>(kStampDistrust.count() / 1000000));
   }
-  wall_offset_ = offset;
-  if (arrived == UdpTransport::WallTime{} || now < stamps_distrusted_until_) {
+  last_lead_ = lead;
+  if (arrived == WallTime{} || now < stamps_distrusted_until_) {
     return TimePoint{};
   }
-  const TimePoint at =
-      TimePoint(std::chrono::duration_cast<Duration>(arrived.time_since_epoch()) - offset);
+  const TimePoint at = steadyNotBefore(arrived, lead);
   return at <= now && now - at <= kStampMaxAge ? at : TimePoint{};
+}
+
+void Daemon::pruneWallInstants() {
+  std::erase_if(wall_instants_, [this](const auto& entry) {
+    const auto& [t, from] = entry.first;
+    if (!from) {
+      return t != timed_.release_at;
+    }
+    for (const auto& service : timed_.taking) {
+      for (const auto& [b, at] : service) {
+        if (at == t) {
+          return false;
+        }
+      }
+    }
+    return true;
+  });
+}
+
+int64_t Daemon::wallInstant(TimePoint t, bool from) const {
+  // Converted once per instant: converting again at every apply would give another value
+  // each time and make the dataplane rewrite the timed sets for nothing.
+  const auto key = std::make_pair(t, from);
+  if (auto it = wall_instants_.find(key); it != wall_instants_.end()) {
+    return it->second;
+  }
+  const ClockLead lead = readClockLead();
+  const int64_t ns = from ? wallNotBefore(t, lead) : wallNotAfter(t, lead);
+  wall_instants_.emplace(key, ns);
+  return ns;
 }
 
 std::vector<BucketSet> Daemon::answered() const {
@@ -560,7 +592,7 @@ void Daemon::reconcile() {
   // Most packets repeat what was known: when nothing the decision reads has changed, the
   // decision, the dataplane and the announced claims stay as they are, until the next
   // release or take instant. A failed apply is retried regardless.
-  if (!decided_inputs_.update(input) && !apply_failed_ && now < next_change_) {
+  if (!decided_inputs_.update(input) && !apply_failed_ && !reconvert_ && now < next_change_) {
     return;
   }
   for (std::size_t s = 0; s < def_.services.size(); ++s) {
@@ -598,7 +630,8 @@ void Daemon::reconcile() {
   }
   const uint64_t digest = viewDigest(view);
   armHandOff(d.next_change);
-  if (d.hold != held_ || d.timed != timed_ || orphans_changed) {
+  if (d.hold != held_ || d.timed != timed_ || orphans_changed || reconvert_) {
+    reconvert_ = false;
     if (auto st = lease_->apply(now, desired); !st.ok()) {
       // The previous state stays in force; try again shortly.
       if (!apply_failed_) {
@@ -630,6 +663,7 @@ void Daemon::reconcile() {
     const TimedHold timed_before = timed_;
     held_ = d.hold;
     timed_ = d.timed;
+    pruneWallInstants();
     last_ = std::move(d);
     have_decision_ = true;
     reportBucketChanges(before);

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/clock_lead.h"
 #include "cli/event_log.h"
 #include "cli/health_checks.h"
 #include "cli/health_state.h"
@@ -68,7 +69,12 @@ class Daemon {
   // Membership plumbing.
   /// The kernel's receive timestamp of a datagram read at `now`, in monotonic time;
   /// TimePoint{} when there is none or it cannot be trusted (the wall clock was stepped).
-  TimePoint arrivalTime(TimePoint now, UdpTransport::WallTime arrived);
+  TimePoint arrivalTime(TimePoint now, const ClockLead& lead, WallTime arrived);
+  /// Monotonic instant `t` on the wall clock for the kernel (ns since the epoch): no earlier
+  /// than the truth for the start of a take (`from`), no later for the end of a release.
+  int64_t wallInstant(TimePoint t, bool from) const;
+  /// Forgets the wall-clock values of instants no longer in timed_.
+  void pruneWallInstants();
   void handle(Output out);
   void armTimer(TimePoint when);
   void onTimer();
@@ -186,8 +192,12 @@ class Daemon {
   bool drain_unsaved_ = false;  // a drain write arrived; persistDrain() at the end of handle()
   uint64_t drift_repairs_ = 0;
   uint64_t late_takes_ = 0;              // timed takes loaded after their instant
-  std::optional<Duration> wall_offset_;  // wall clock minus monotonic clock at the last read
+  std::optional<ClockLead> last_lead_;  // the two clocks' difference at the last read
   TimePoint stamps_distrusted_until_{};
+  /// The wall-clock values the kernel got for the hand-over instants ((instant, is a take
+  /// start) -> ns), kept while the instants are in use.
+  mutable std::map<std::pair<TimePoint, bool>, int64_t> wall_instants_;
+  bool reconvert_ = false;  // the wall clock was stepped: apply the timed buckets again
   int exit_code_ = 0;
 };
 
