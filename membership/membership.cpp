@@ -628,25 +628,7 @@ void Membership::handleHeartbeat(TimePoint now, const wire::Envelope& in, uint32
           def_.services[s].buckets));
     }
     peer.view_digest = hb.view_digest();
-    // The clock offset bound: this heartbeat's own (its receive time minus its sealing,
-    // which is the offset plus its trip), or the best one so far aged by the rate bound,
-    // whichever is smaller.
-    const Duration sample =
-        arrived_.time_since_epoch() - std::chrono::microseconds(static_cast<int64_t>(hb.sent_us()));
-    if (p.offset_boot != in.boot_id() || p.offset_bound_at == TimePoint{}) {
-      p.offset_bound = sample;
-      p.offset_bound_at = arrived_;
-    } else if (arrived_ >= p.offset_bound_at) {
-      const Duration aged = p.offset_bound + (arrived_ - p.offset_bound_at) / kClockRateBound;
-      p.offset_bound = std::min(sample, aged);
-      p.offset_bound_at = arrived_;
-    } else {
-      // Received before the bound's time (another link's socket was read first): the sample
-      // bounds the offset at the bound's time once aged forward to it.
-      p.offset_bound =
-          std::min(p.offset_bound, sample + (p.offset_bound_at - arrived_) / kClockRateBound);
-    }
-    p.offset_boot = in.boot_id();
+    p.offset.add(in.boot_id(), hb.sent_us(), arrived_);
     const TimePoint bound_before = peer.releasing.empty() ? TimePoint{} : peer.release_at;
     peer.releasing.clear();
     peer.release_at = TimePoint{};
@@ -657,19 +639,8 @@ void Membership::handleHeartbeat(TimePoint now, const wire::Envelope& in, uint32
                                                               : "",
             def_.services[s].buckets));
       }
-      // The stop in the sender's clock is sent_us + release_in_us; in this node's clock it is
-      // at most that plus the offset bound (the offset may grow by the rate bound until the
-      // stop). With this heartbeat's own sample as the bound that is its receive time plus
-      // the time left: it was sealed before it arrived, so the sender has stopped by then.
-      // A faster heartbeat lately gives a tighter bound. Every copy about the same instant
-      // bounds it: the tightest counts.
-      const auto left = static_cast<int64_t>(hb.release_in_us());
-      const Duration anchor_gap =
-          p.offset_bound_at > arrived_ ? p.offset_bound_at - arrived_ : Duration::zero();
-      peer.release_at =
-          TimePoint(std::chrono::microseconds(static_cast<int64_t>(hb.sent_us()) + left)) +
-          p.offset_bound + anchor_gap / kClockRateBound +
-          std::chrono::microseconds((left + kClockRateBound - 1) / kClockRateBound);
+      // Placed on this node's clock no earlier than the sender can stop (offset_bound.h).
+      peer.release_at = p.offset.stopOf(in.boot_id(), hb.sent_us(), hb.release_in_us(), arrived_);
       if (bound_before != TimePoint{} && same_boot && hb.release_serial() == p.release_serial) {
         peer.release_at = std::min(peer.release_at, bound_before);
       }

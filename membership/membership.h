@@ -65,6 +65,7 @@
 #include "membership/flap_damper.h"
 #include "membership/local_health.h"
 #include "membership/membership_types.h"
+#include "membership/offset_bound.h"
 #include "membership/rng.h"
 
 namespace shoal {
@@ -78,12 +79,6 @@ inline constexpr uint32_t kGossipRounds = 3;
 /// link 0 works. The rate decides only how soon a failed backup link is noticed: when link 0
 /// fails, every round goes out on the backup link again within 1.5 intervals, whatever it is.
 inline constexpr uint32_t kBackupRoundDivisor = 8;
-/// A peer's announced time left until it stops answering buckets it hands over is stretched
-/// by 1/kClockRateBound of itself before this node counts it on its own clock: the kernel
-/// lets NTP run a clock at most 500 ppm off (MAXFREQ), so two clocks disagree on a rate by at
-/// most 1000 ppm, 30 us over the 30 ms of a hand-over. A clock slewed faster than that
-/// (chrony after a large offset, with tick adjustments) is not covered.
-inline constexpr int64_t kClockRateBound = 1000;
 /// Heartbeat intervals between two full state exchanges with a random peer.
 inline constexpr uint32_t kPushPullRounds = 20;
 /// Most member updates piggybacked on one packet (keeps it under kMaxPacketSize).
@@ -204,13 +199,8 @@ class Membership {
     uint64_t claims_sequence = 0;
     // Heartbeat.release_serial of the stop instant MemberView::release_at bounds.
     uint32_t release_serial = 0;
-    // How far this node's clock is ahead of the peer's (this node's time minus the peer's),
-    // bounded from above by the receive time minus Heartbeat.sent_us of its heartbeats, and
-    // when that bound was last brought up to date (it grows by the rate bound as it ages);
-    // for the boot `offset_boot` of the peer.
-    Duration offset_bound{};
-    TimePoint offset_bound_at{};
-    uint64_t offset_boot = 0;
+    // How far this node's clock is ahead of the peer's, from its heartbeats' sealing times.
+    OffsetBound offset;
     // Links on which the peer heard this node, as its latest heartbeat said (Heartbeat.heard),
     // and when that heartbeat arrived.
     uint8_t heard_me = 0;

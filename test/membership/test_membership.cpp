@@ -538,8 +538,8 @@ TEST_CASE(
   const TimePoint stops = sealed + milliseconds(30) + std::chrono::nanoseconds(300);
   h.take(0, h.cores[0]->setOwnClaims(sealed, buckets({3, 4}), buckets({4}), stops, 7));
   REQUIRE_FALSE(h.in_flight.empty());  // at once, not at the next round
-  // Delivered 2 ms later, and read 1 ms after it reached the host.
-  const TimePoint arrival = sealed + milliseconds(2);
+  // Delivered 1.5 ms later, and read 1 ms after it reached the host.
+  const TimePoint arrival = sealed + std::chrono::microseconds(1500);
   for (auto& [from, d] : h.in_flight) {
     const Endpoint src{h.def.nodes[from].addresses[d.link], h.def.port};
     h.take(d.node, h.cores[d.node]->onPacket(arrival + milliseconds(1), bytesOf(d.bytes), d.link,
@@ -555,7 +555,7 @@ TEST_CASE(
   // clock, no delay), so the offset bound is about zero (aged at most 40 us since the last
   // one), plus the time left stretched by a thousandth for clock rates.
   CHECK(seen.release_at >= stops);
-  CHECK(seen.release_at <= stops + std::chrono::microseconds(1 + 31 + 40));
+  CHECK(seen.release_at <= stops + std::chrono::microseconds(1 + 31 + 40 + 1));
   CHECK(seen.release_at < arrival + milliseconds(30));
   // The next round (at 120 ms) says how much is left then; delivered here in the instant it
   // is sent, so counted from the sealing: the stop itself, rounded up.
@@ -563,9 +563,10 @@ TEST_CASE(
   CHECK(h.viewOf(1, 0).claims_heard >= t0 + milliseconds(120));
   CHECK(h.viewOf(1, 0).releasing == buckets({4}));
   CHECK(h.viewOf(1, 0).release_at >= stops);
-  // 11.0003 ms left: 11001 us + 12 us.
-  CHECK(h.viewOf(1, 0).release_at ==
-        stops - std::chrono::nanoseconds(300) + std::chrono::microseconds(1 + 12));
+  // 11.0003 ms left: 11001 us, stretched by a thousandth of it (11001 ns, rounded up).
+  CHECK(h.viewOf(1, 0).release_at == stops - std::chrono::nanoseconds(300) +
+                                         std::chrono::microseconds(1) +
+                                         std::chrono::nanoseconds(11001));
   // Once the stop has passed, zero is left (the arrival itself), but the earliest bound of
   // the same instant stands.
   const TimePoint best = h.viewOf(1, 0).release_at;
@@ -607,7 +608,8 @@ TEST_CASE("with nothing faster heard before, a release is bounded by its announc
   h.in_flight.clear();
   // 30.0003 ms left when sealed, rounded up to whole microseconds, from the arrival, and
   // stretched by a thousandth (clock rates), rounded up.
-  CHECK(h.viewOf(1, 0).release_at == arrival + std::chrono::microseconds(30001 + 31));
+  CHECK(h.viewOf(1, 0).release_at ==
+        arrival + std::chrono::microseconds(30001) + std::chrono::nanoseconds(30001));
 }
 
 TEST_CASE("a node that announces it is leaving stops serving in every view, claims still held") {
