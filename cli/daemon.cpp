@@ -589,6 +589,7 @@ void Daemon::reconcile() {
   input.timed = &timed_;
   // Planned moves switch at an instant where the kernel can do it (nftables).
   input.handoff_lead = dataplane_->timedBuckets() ? kHandOffLead : Duration::zero();
+  input.take_margin = def_.handoff_margin;
   // Most packets repeat what was known: when nothing the decision reads has changed, the
   // decision, the dataplane and the announced claims stay as they are, until the next
   // release or take instant. A failed apply is retried regardless.
@@ -1090,6 +1091,11 @@ void Daemon::reload() {
     def_.health_hold_down = loaded.definition->health_hold_down;
     health_.setHoldDown(holdDown());
     publishHealth();
+  }
+  if (loaded.definition->handoff_margin != def_.handoff_margin) {
+    def_.handoff_margin = loaded.definition->handoff_margin;
+    log(LogLevel::Notice, "hand-over margin now %lld us",
+        static_cast<long long>(def_.handoff_margin.count()));
   }
   if (loaded.definition->notify_hooks != def_.notify_hooks) {
     def_.notify_hooks = loaded.definition->notify_hooks;

@@ -108,6 +108,13 @@ struct ClusterDefinition {
   /// How long a node whose failed checks recovered stays drained before it serves again
   /// (against flapping health). Local policy: not part of the fingerprint, reloaded on SIGHUP.
   Millis health_hold_down{10000};
+  /// How much later than the node handing a bucket over this node starts answering it at a
+  /// planned hand-over (membership/ownership.h, OwnershipInput::take_margin): covers one
+  /// node processing a client's packet later than another after it reached both. 250 us
+  /// covers NIC interrupt moderation (adaptive rx-usecs of common NICs holds a frame up to
+  /// 50-200 us) on both nodes; a bigger value risks fewer answers twice and loses more
+  /// requests at each move. Local policy: not part of the fingerprint, reloaded on SIGHUP.
+  std::chrono::microseconds handoff_margin{250};
   /// Scripts (absolute paths) run on every node on bucket and node changes, in order
   /// (cli/notify_hooks.h). Local policy: not part of the fingerprint, reloaded on SIGHUP.
   std::vector<std::string> notify_hooks;

@@ -1156,7 +1156,8 @@ std::optional<ClusterDefinition> Validator::validate(const YNode* root,
   const Fields f = checkMap(root, "",
                             {"cluster", "key_file", "port", "dataplane", "partition_policy",
                              "timing", "services", "nodes", "heartbeat_multicast",
-                             "health_checks", "health_hold_down_ms", "notify_hooks"},
+                             "health_checks", "health_hold_down_ms", "notify_hooks",
+                             "handoff_margin_us"},
                             "a cluster definition with cluster, key_file, services and nodes");
   if (!f.is_map) {
     return std::nullopt;
@@ -1197,6 +1198,9 @@ std::optional<ClusterDefinition> Validator::validate(const YNode* root,
     def.health_hold_down = Millis{static_cast<int64_t>(*v)};
   }
   def.notify_hooks = checkNotifyHooks(f);
+  if (auto v = integerField(f, "handoff_margin_us", 0, 100000, "us")) {
+    def.handoff_margin = std::chrono::microseconds{static_cast<int64_t>(*v)};
+  }
   if (const YNode* k = scalarField(f, "key_file", true,
                                    "the path of the cluster key, absolute or relative to this "
                                    "file's folder")) {

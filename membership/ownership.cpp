@@ -103,6 +103,9 @@ OwnershipDecision decideOwnership(const OwnershipInput& in) {
     }
   }
   const TimePoint release_at = release_running ? was.release_at : in.now + in.handoff_lead;
+  // Joining a release that ends very soon would leave the taker too little time to load its
+  // side: such releases wait for the next instant, the bucket held meanwhile.
+  const bool defer_releases = release_running && was.release_at - in.now < in.handoff_lead / 2;
   bool any_releasing = false;
   for (std::size_t s = 0; s < def.services.size(); ++s) {
     const Service& svc = def.services[s];
@@ -120,7 +123,7 @@ OwnershipDecision decideOwnership(const OwnershipInput& in) {
       for (uint32_t b = 0; b < svc.buckets; ++b) {
         const bool mine = target[b] == self;
         if (was_releasing != nullptr && was_releasing->has(b)) {
-          releasing.set(b);  // announced: answered until the instant, whatever changed since
+          releasing.set(b);  // announced: answered until the instant, even if ours again
           continue;
         }
         std::optional<TimePoint> pending;
@@ -135,7 +138,8 @@ OwnershipDecision decideOwnership(const OwnershipInput& in) {
             hold.set(b);
           } else if (timed && target[b] >= 0 &&
                      view.members[static_cast<std::size_t>(target[b])].up()) {
-            releasing.set(b);  // a planned move: hand it over at the instant
+            // A planned move: hand it over at the instant (or at the next one).
+            (defer_releases ? hold : releasing).set(b);
           }
           continue;  // (otherwise let go at once)
         }
@@ -147,6 +151,7 @@ OwnershipDecision decideOwnership(const OwnershipInput& in) {
         // scheduled take earlier: every bound is safe).
         bool claimed = false;
         bool all_releasing = true;
+        bool lower_claims = false;  // a lower-numbered node claims it, not handing it over
         TimePoint from{};
         for (std::size_t m = 0; m < view.members.size(); ++m) {
           const MemberView& peer = view.members[m];
@@ -158,11 +163,14 @@ OwnershipDecision decideOwnership(const OwnershipInput& in) {
             from = std::max(from, peer.release_at);
           } else {
             all_releasing = false;
+            lower_claims = lower_claims || m < view.self;
           }
         }
-        std::optional<TimePoint> start = pending;
+        // Two nodes whose views differ may both have scheduled it: the higher-numbered one
+        // gives way (a scheduled take is not answered yet: cancelling it is always safe).
+        std::optional<TimePoint> start = lower_claims ? std::nullopt : pending;
         if (!claims_unknown && (!claimed || (timed && all_releasing))) {
-          const TimePoint bound = claimed ? from + kTakeMargin : in.now;
+          const TimePoint bound = claimed ? from + kTakeMargin + in.take_margin : in.now;
           start = start ? std::min(*start, bound) : bound;
         }
         if (!start) {
@@ -185,6 +193,9 @@ OwnershipDecision decideOwnership(const OwnershipInput& in) {
   if (any_releasing) {
     d.timed.release_at = release_at;
     d.next_change = std::min(d.next_change, release_at);
+  }
+  if (defer_releases) {
+    d.next_change = std::min(d.next_change, was.release_at);  // the deferred ones, then
   }
   return d;
 }

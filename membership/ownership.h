@@ -36,9 +36,12 @@
 //   keeps answering it until release_at = now + handoff_lead and not a moment longer (its
 //   kernel switches then), and announces it at once: the bucket stays among its claims,
 //   marked releasing, with the time left until release_at (Heartbeat.release_in_us). The
-//   announcement is irrevocable: whatever happens next, it stops at release_at. Releases
-//   decided while one runs join it (same instant); a later one gets its own instant once the
-//   first has passed. With no owner up, or without quorum, it lets go at once;
+//   announcement is never extended: it stops at release_at at the latest (earlier only when
+//   it loses quorum or must settle again). Releases decided while one runs join it (same
+//   instant) if at least half the lead is left, and are otherwise held until it has passed
+//   and then get an instant of their own. With no
+//   owner up, or without quorum or settling, it lets go at once (the running release too:
+//   answering less is always safe);
 // - the bucket's owner, seeing every up peer that claims it releasing it, answers it from
 //   the latest of their release_at (plus kTakeMargin) on. The membership core places each
 //   release_at (MemberView::release_at): the peer's stop in its own clock (sealing time plus
@@ -48,9 +51,12 @@
 //   heartbeat arrives after it was sealed, so the bound holds on any clocks and the taker's
 //   instant is never before the releaser's stop; the gap is about the fastest recent trip.
 //   Every copy of the announcement (one per link, one per round until the instant) bounds
-//   the stop; the earliest bound counts. Until then
+//   the stop; the earliest bound counts. The taker adds take_margin: each node decides a
+//   client's packet by its own clock when it processes it, and one node may process a packet
+//   later than another after it reached both. Until then
 //   the bucket is among the taker's claims (it is committed to it; nobody else takes it);
-//   if the taker stops being the owner before the instant, it simply cancels;
+//   if the taker stops being the owner before the instant, or a lower-numbered node claims
+//   the bucket without handing it over (their views differ), it simply cancels;
 // - an announcement that comes late (or not at all: the releaser's next claims no longer
 //   hold the bucket) makes the take late: a gap, never an overlap.
 
@@ -105,6 +111,12 @@ struct OwnershipInput {
   /// Zero: planned moves are not timed (release at once, take once nobody claims).
   /// Otherwise how long a released bucket is still answered: kHandOffLead.
   Duration handoff_lead{};
+  /// Added to the releasers' stop before a timed take starts: how much later one node may
+  /// process a client's packet than another after it reached both (interrupt moderation,
+  /// softirq scheduling). Each node decides its packets on its own clock as it processes
+  /// them, so without it a packet the taker processes that much later than the releaser is
+  /// answered by both. ClusterDefinition::handoff_margin.
+  Duration take_margin{};
 };
 
 struct OwnershipDecision {

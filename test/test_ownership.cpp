@@ -611,3 +611,58 @@ TEST_CASE(
     }
   }
 }
+
+TEST_CASE("timed hand-off: a release decided when the running one is nearly over waits for the "
+          "next instant, held meanwhile") {
+  Timed f(0, 4);
+  const auto theirs = f.targetOf(1);
+  REQUIRE(theirs.size() >= 2);
+  f.held[0].set(theirs[0]);
+  f.adopt(f.decideTimed());
+  const shoal::TimePoint first = f.timed.release_at;
+  // 20 of the 30 ms gone: another bucket stops being ours.
+  f.now += std::chrono::milliseconds(20);
+  f.held[0].set(theirs[1]);
+  auto d = f.decideTimed();
+  CHECK(d.hold[0].has(theirs[1]));  // still answered, not announced yet
+  CHECK_FALSE(d.timed.releasing[0].has(theirs[1]));
+  CHECK(d.timed.releasing[0].has(theirs[0]));
+  CHECK(d.next_change == first);
+  f.adopt(d);
+  // The first instant: the second bucket gets an instant of its own, a full lead away.
+  f.now = first;
+  d = f.decideTimed();
+  CHECK(d.timed.releasing[0].list() == std::vector<uint32_t>{theirs[1]});
+  CHECK(d.timed.release_at == first + shoal::kHandOffLead);
+  CHECK_FALSE(d.hold[0].has(theirs[1]));
+}
+
+TEST_CASE("timed hand-off: of two nodes that both scheduled a take, the higher-numbered one "
+          "gives way to a plain claim of the other") {
+  Timed f(1);
+  const uint32_t b = f.targetOf(1)[0];
+  f.timed.taking = {{{b, f.now + std::chrono::milliseconds(5)}}};
+  f.timed.releasing = {BucketSet(16)};
+  f.view.members[2].claims[0].set(b);  // node 2 claims it too: 1 keeps its take
+  auto& releaser = f.releasingPeer(2, b, std::chrono::milliseconds(4));
+  releaser.releasing[0].set(b, false);
+  CHECK(f.decideTimed().timed.taking[0].count(b) == 1);
+  f.view.members[0].claims[0].set(b);  // node 0 claims it: 1 gives way
+  const auto d = f.decideTimed();
+  CHECK(d.timed.taking[0].empty());
+  CHECK_FALSE(d.hold[0].has(b));
+}
+
+TEST_CASE("timed hand-off: the take margin delays the taker's start past the releaser's stop") {
+  Timed f(0);
+  const uint32_t b = f.targetOf(0)[0];
+  auto& peer = f.releasingPeer(1, b, std::chrono::milliseconds(9));
+  shoal::OwnershipInput in{&f.def, &f.view, &f.held, true};
+  in.now = f.now;
+  in.timed = &f.timed;
+  in.handoff_lead = shoal::kHandOffLead;
+  in.take_margin = std::chrono::microseconds(250);
+  const auto d = shoal::decideOwnership(in);
+  CHECK(d.timed.taking[0].at(b) ==
+        peer.release_at + shoal::kTakeMargin + std::chrono::microseconds(250));
+}
