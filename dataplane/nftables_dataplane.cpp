@@ -243,16 +243,32 @@ Status NftablesDataplane::rebuild(const DesiredState& desired) {
   if (!done)
     return done.error();
   ++full_rebuilds_;
-  applied_ = desired;
   if (desired.lease)
     lease_expiry_ = options_.clock() + *desired.lease;
+  // The script loads the timed sets empty (its syntax has whole seconds only): their
+  // elements follow in a transaction of their own. Until it commits the node answers less,
+  // never more, than `desired`; if it fails, the kernel holds `desired` without them (and
+  // the next apply sends them).
+  std::vector<TimedSetContents> timed;
+  for (std::size_t i = 0; i < desired.services.size(); ++i) {
+    if (!desired.services[i].timed.empty())
+      timed.push_back(timedSetContents(i, desired.services[i]));
+  }
+  Status timed_sent = Ok{};
+  if (!timed.empty())
+    timed_sent = sendSets({}, timed);
+  applied_ = desired;
+  if (!timed_sent) {
+    for (auto& a : applied_->services)
+      a.timed.clear();
+  }
   auto listings = listTables();
   if (!listings)
     return Error{"rules loaded but cannot be listed: " + listings.error().message};
   structure_.clear();
   for (const auto& l : *listings)
     structure_.push_back(withoutElements(l));
-  return Ok{};
+  return timed_sent;
 }
 
 Status NftablesDataplane::apply(const DesiredState& desired) {
@@ -287,18 +303,6 @@ Status NftablesDataplane::apply(const DesiredState& desired) {
   const std::optional<DesiredState> previous = applied_;
   if (Status st = rebuild(desired); !st)
     return st;
-  // The script loads the timed sets empty (its syntax has whole seconds only): their
-  // elements follow in a transaction of their own. Until it commits the node answers less,
-  // never more, than `desired`.
-  std::vector<TimedSetContents> timed;
-  for (std::size_t i = 0; i < desired.services.size(); ++i) {
-    if (!desired.services[i].timed.empty())
-      timed.push_back(timedSetContents(i, desired.services[i]));
-  }
-  if (!timed.empty()) {
-    if (Status st = sendSets({}, timed); !st)
-      return st;
-  }
   if (previous) {
     if (Status st = releaseUnused(*previous, desired); !st)
       return st;

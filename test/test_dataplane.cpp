@@ -933,3 +933,34 @@ TEST_CASE("timedSetMarks reads the marks of a timed set as nft lists it") {
   CHECK(timedSetMarks(listing, "s1_timed") == std::vector<uint32_t>{});
   CHECK_FALSE(timedSetMarks(listing, "s2_timed").has_value());
 }
+
+TEST_CASE("timed buckets: a rebuild loads them in a batch after the script; a failed batch is "
+          "sent again by the next apply; bucket moves send only what changed") {
+  Rig rig;
+  DesiredState d = stateWith({1});
+  d.services[0].timed = {TimedBucket{4, 0, 2000000000000000000}, TimedBucket{6, 1000, kForeverNs}};
+  rig.session->fail_send = true;
+  CHECK_FALSE(rig.dp->apply(d).ok());  // the script ran, the timed batch did not
+  REQUIRE(rig.session->scripts.size() == 1);
+  CHECK(contains(rig.session->scripts[0], "set s0_timed {\n    typeof meta mark . meta time\n"
+                                          "    flags interval\n  }"));
+  REQUIRE(rig.session->batches.size() == 1);
+  rig.session->fail_send = false;
+  REQUIRE(rig.dp->apply(d).ok());  // the same state: only the timed batch again
+  CHECK(rig.session->scripts.size() == 1);
+  REQUIRE(rig.session->batches.size() == 2);
+  auto messages = splitNetlink(rig.session->batches[1].bytes.data(),
+                               rig.session->batches[1].bytes.size());
+  REQUIRE(messages.ok());
+  CHECK(messages->size() == 4);  // begin, flush of s0_timed, its two elements, end
+  // Unchanged: nothing sent. A moved owned bucket: its sets only, not the timed set.
+  REQUIRE(rig.dp->apply(d).ok());
+  CHECK(rig.session->batches.size() == 2);
+  d.services[0].owned = {1, 2};
+  REQUIRE(rig.dp->apply(d).ok());
+  REQUIRE(rig.session->batches.size() == 3);
+  auto move = splitNetlink(rig.session->batches[2].bytes.data(),
+                           rig.session->batches[2].bytes.size());
+  REQUIRE(move.ok());
+  CHECK(move->size() == 5);  // begin, flush + add of s0_owned, flush of s0_reset, end
+}
