@@ -140,6 +140,30 @@ Result<Backend> chooseBackend(Backend requested, const KernelFacts& facts) {
   return Error{"dataplane: unknown backend"};
 }
 
+namespace {
+
+// Whether the kernel takes the timed set and its lookup: checked, not committed (a dry run:
+// the kernel validates the whole transaction and aborts it).
+bool timedSetsWork() {
+  nft_ctx* ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+  if (ctx == nullptr) {
+    return false;
+  }
+  nft_ctx_buffer_output(ctx);
+  nft_ctx_buffer_error(ctx);
+  nft_ctx_set_dry_run(ctx, true);
+  const int rc = nft_run_cmd_from_buffer(
+      ctx,
+      "table inet shoal_probe {\n"
+      "  set t { typeof meta mark . meta time; flags interval; }\n"
+      "  chain c { meta mark . meta time @t accept; }\n"
+      "}\n");
+  nft_ctx_free(ctx);
+  return rc == 0;
+}
+
+}  // namespace
+
 KernelFacts probeKernel() {
   KernelFacts facts;
   utsname name{};
@@ -170,6 +194,7 @@ KernelFacts probeKernel() {
     facts.nftables_problem = "the nft_hash module (jhash) is missing";
   } else {
     facts.nftables_works = true;
+    facts.nftables_timed = timedSetsWork();
   }
   return facts;
 }
@@ -222,6 +247,7 @@ Result<std::unique_ptr<Dataplane>> makeDataplane(const ClusterDefinition& defini
   }
   NftablesOptions options;
   options.vip_ledger = settings.vip_ledger;
+  options.ruleset.timed_sets = facts.nftables_timed;
   if (settings.renew_on_send) {
     options.ruleset.renew_sport = definition.port;
     options.ruleset.renew_uid = static_cast<uint32_t>(::geteuid());

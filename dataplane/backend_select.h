@@ -24,6 +24,10 @@ struct KernelFacts {
   std::string release;             ///< `uname -r`, e.g. "6.1.0-56-cloud-amd64"
   bool nftables_works = false;     ///< nf_tables answers and jhash (nft_hash) is available
   std::string nftables_problem;    ///< why not, when nftables_works is false
+  /// nf_tables takes a set of `meta mark . meta time` intervals (meta time: kernel 5.4,
+  /// concatenated intervals: 5.6; nft 0.9.4 for `typeof`): the timed buckets of planned
+  /// hand-overs (dataplane.h). Without it the nftables backend runs without them.
+  bool nftables_timed = false;
   bool clusterip_module = false;   ///< ipt_CLUSTERIP is loaded, built in or installed
   bool iptables_legacy = false;    ///< iptables-legacy-restore and -save are in PATH
 };

@@ -71,7 +71,7 @@ void replaceSet(std::ostringstream& o, const std::string& prefix, const std::str
   }
 }
 
-void emitServiceChain(std::ostringstream& o, std::size_t i, const Service& s) {
+void emitServiceChain(std::ostringstream& o, std::size_t i, const Service& s, bool timed) {
   const std::string mark_set = "meta mark";
   o << "  chain s" << i << " {\n";
   if (s.hash == HashMode::SourceIp) {
@@ -101,8 +101,11 @@ void emitServiceChain(std::ostringstream& o, std::size_t i, const Service& s) {
   o << "    meta l4proto tcp ct state invalid drop\n";
   // Not owned, and not timed at this instant of the wall clock (a planned hand-off switching
   // at a kernel-clock instant): not ours. Owned packets never reach the interval lookup.
-  o << "    " << mark_set << " != @" << ownedSetName(i) << " " << mark_set << " . meta time != @"
-    << timedSetName(i) << " drop\n";
+  o << "    " << mark_set << " != @" << ownedSetName(i);
+  if (timed) {
+    o << " " << mark_set << " . meta time != @" << timedSetName(i);
+  }
+  o << " drop\n";
   o << "    meta l4proto tcp ct state new ct mark set ct mark | " << hex(kAcceptedFlowBit, 8)
     << "\n";
   o << "  }\n";
@@ -156,10 +159,12 @@ Result<std::string> fullScript(const DesiredState& desired,
   for (std::size_t i = 0; i < services.size(); ++i) {
     emitSet(o, ownedSetName(i), asMarks(services[i].owned), false, std::nullopt);
     emitSet(o, resetSetName(i), asMarks(services[i].reset_orphans), false, std::nullopt);
-    // Loaded empty: nft's syntax has no sub-second times, so the elements follow as a
-    // netlink batch (timedSetContents()).
-    o << "  set " << timedSetName(i)
-      << " {\n    typeof meta mark . meta time\n    flags interval\n  }\n";
+    if (options.timed_sets) {
+      // Loaded empty: nft's syntax has no sub-second times, so the elements follow as a
+      // netlink batch (timedSetContents()).
+      o << "  set " << timedSetName(i)
+        << " {\n    typeof meta mark . meta time\n    flags interval\n  }\n";
+    }
   }
   const bool ran_out = desired.lease && desired.lease->count() <= 0;
   emitSet(o, liveSetName(), ran_out ? std::vector<uint32_t>{} : std::vector{kLiveMark}, true,
@@ -176,7 +181,9 @@ Result<std::string> fullScript(const DesiredState& desired,
     o << "    " << ipKeyword(s) << " daddr " << s.vip.toString() << " jump s" << i << "\n";
   }
   o << "  }\n";
-  for (std::size_t i = 0; i < services.size(); ++i) emitServiceChain(o, i, services[i].service);
+  for (std::size_t i = 0; i < services.size(); ++i) {
+    emitServiceChain(o, i, services[i].service, options.timed_sets);
+  }
   if (options.renew_sport != 0 && desired.lease) {
     // The heartbeat itself renews: the element's expiry is always the last heartbeat's send
     // time plus the lease, exactly the bound of dataplane/lease.h. Only an element that is

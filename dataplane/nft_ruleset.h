@@ -71,6 +71,9 @@ struct NftRulesetOptions {
   uint16_t renew_sport = 0;
   uint32_t renew_uid = 0;
   Millis renew_lease{0};
+  /// The timed sets and their lookup (sI_timed): off where the kernel lacks them
+  /// (KernelFacts::nftables_timed); then no bucket can be timed.
+  bool timed_sets = true;
 };
 
 /// Name of the owned-bucket set of service `index` ("s0_owned").

@@ -274,6 +274,14 @@ Status NftablesDataplane::rebuild(const DesiredState& desired) {
 Status NftablesDataplane::apply(const DesiredState& desired) {
   if (Status valid = validateDesiredState(desired, kMaxBuckets); !valid)
     return valid;
+  if (!options_.ruleset.timed_sets) {
+    for (const auto& a : desired.services) {
+      if (!a.timed.empty())
+        return Error{describe(a.service) +
+                     ": timed buckets need sets of meta time intervals, which this kernel "
+                     "lacks (Linux 5.6 or later)"};
+    }
+  }
   if (applied_ && sameStructure(*applied_, desired)) {
     // The hot path: only bucket sets change, one small transaction, sent as a prebuilt
     // netlink batch (nft_batch.h) on the context's socket: no parser, no ruleset cache.
@@ -458,7 +466,8 @@ Result<DriftReport> NftablesDataplane::checkAndRepair() {
           want_owned.push_back(kMarkBase + b);
         for (uint32_t b : a.reset_orphans)
           want_reset.push_back(kMarkBase + b);
-        auto timed = timedSetMarks(*listed, timedSetName(i));
+        auto timed = options_.ruleset.timed_sets ? timedSetMarks(*listed, timedSetName(i))
+                                                 : std::make_optional(std::vector<uint32_t>{});
         std::vector<uint32_t> want_timed;
         for (const TimedBucket& tb : a.timed)
           want_timed.push_back(kMarkBase + tb.bucket);

@@ -67,8 +67,9 @@ class NftablesDataplane final : public Dataplane {
 
   /// The live element expires: a lease is enforced by the kernel.
   bool leaseEnforced() const override { return true; }
-  /// Timed buckets are an interval set on `meta time`: the kernel switches them.
-  bool timedBuckets() const override { return true; }
+  /// Timed buckets are an interval set on `meta time`: the kernel switches them (where it
+  /// has such sets: NftRulesetOptions::timed_sets).
+  bool timedBuckets() const override { return options_.ruleset.timed_sets; }
   bool renewsOnSend() const override;
   void renewedBySend(Millis lease) override;
   /// The live element rewritten with a timeout of `lease`: one prebuilt netlink transaction

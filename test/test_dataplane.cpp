@@ -964,3 +964,26 @@ TEST_CASE("timed buckets: a rebuild loads them in a batch after the script; a fa
   REQUIRE(move.ok());
   CHECK(move->size() == 5);  // begin, flush + add of s0_owned, flush of s0_reset, end
 }
+
+TEST_CASE("without timed sets (an older kernel) the rules have none and timed buckets are refused") {
+  NftRulesetOptions options;
+  options.timed_sets = false;
+  auto script = fullScript(stateWith({1}), {}, options);
+  REQUIRE(script);
+  CHECK_FALSE(contains(*script, "s0_timed"));
+  CHECK_FALSE(contains(*script, "meta time"));
+  CHECK(contains(*script, "    meta mark != @s0_owned drop\n"));
+  Rig rig;
+  NftablesOptions nft;
+  nft.ruleset.timed_sets = false;
+  nft.tcp_loose_path = rig.loose_path;
+  auto session = std::make_unique<FakeSession>(rig.log);
+  NftablesDataplane dp(std::move(session), std::make_unique<FakeVips>(rig.log),
+                       std::make_unique<FakeMacs>(rig.log), nft);
+  CHECK_FALSE(dp.timedBuckets());
+  DesiredState d = stateWith({1});
+  d.services[0].timed = {TimedBucket{4, 0, 1000}};
+  auto refused = dp.apply(d);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(contains(refused.error().message, "timed buckets need"));
+}

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "dataplane/backend_select.h"
 #include "dataplane/link_monitor.h"
 #include "dataplane/mac_membership.h"
 #include "dataplane/nftables_dataplane.h"
@@ -346,4 +347,13 @@ TEST_CASE("nftables dataplane through the nft command: renewals go out on a sock
   CHECK(shell("nft list set inet shoal live | grep -q '0x53480000 timeout 5s'"));
   CHECK(shell("nft list set inet shoal s0_owned | grep -q 'elements = { 0x53480001 }'"));
   REQUIRE(dp.teardown().ok());
+}
+
+TEST_CASE("the kernel probe finds sets of meta time intervals on this kernel, without a trace") {
+  freshNamespace();
+  const KernelFacts facts = probeKernel();
+  CHECK(facts.nftables_works);
+  CHECK(facts.nftables_timed);
+  // A dry run: the probe's table was never committed.
+  CHECK_FALSE(shell("nft list tables | grep -q shoal_probe"));
 }
