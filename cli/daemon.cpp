@@ -689,8 +689,12 @@ void Daemon::announceClaims() {
 
 void Daemon::reportHandOffs(const TimedHold& before, TimePoint now) {
   const auto ms = [](Duration d) {
-    return std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(d).count() / 1000.0)
-        .substr(0, 5);
+    char buf[32];
+    std::snprintf(
+        buf, sizeof buf, "%.3f",
+        static_cast<double>(std::chrono::duration_cast<std::chrono::microseconds>(d).count()) /
+            1000.0);
+    return std::string(buf);
   };
   for (std::size_t s = 0; s < def_.services.size(); ++s) {
     const Service& svc = def_.services[s];

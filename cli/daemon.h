@@ -174,7 +174,7 @@ class Daemon {
   /// Answered within a window of time: planned moves switched at an instant (ownership.h).
   TimedHold timed_;
   TimePoint next_change_ = TimePoint::max();  ///< when the decision must be made again
-  TimePoint handoff_armed_ = TimePoint::max();
+  TimePoint handoff_armed_ = TimePoint::max();  ///< where handoff_timer_ is set (max: not)
   /// Per service and bucket: the last up peer seen claiming it, and the node this node took it
   /// from (-1: nobody), to tell take-overs from a dead node from hand-overs.
   std::vector<std::vector<int>> last_claimant_;

@@ -22,8 +22,8 @@ inline constexpr int64_t kForeverNs = INT64_MAX;
 /// A planned hand-off switches a bucket at one instant this way: the releasing node answers
 /// it until T, the receiving node from T' >= T (membership/ownership.h says how the two
 /// instants are agreed without synchronised clocks), so no request is answered twice and
-/// only those that arrive between T and T' (the time the announcement took to arrive) go
-/// unanswered.
+/// only those that arrive between T and T' (about the fastest recent heartbeat's trip plus
+/// a margin) go unanswered.
 struct TimedBucket {
   uint32_t bucket = 0;
   int64_t from_ns = 0;            ///< 0: answered from the past on

@@ -62,15 +62,15 @@ struct SetContents {
 /// One element of a `typeof meta mark . meta time; flags interval` set: packets with this
 /// mark match while their `meta time` (CLOCK_REALTIME, ns) is in [from_ns, until_ns).
 struct TimedElement {
-  uint32_t mark = 0;  ///< host byte order
-  int64_t from_ns = 0;
+  uint32_t mark = 0;     ///< host byte order
+  int64_t from_ns = 0;   ///< first instant matched (ns since the epoch, CLOCK_REALTIME)
   int64_t until_ns = 0;  ///< exclusive, above from_ns
 };
 
 /// What one such set is to hold.
 struct TimedSetContents {
-  std::string set;
-  std::vector<TimedElement> elements;
+  std::string set;                     ///< the set's name in the table
+  std::vector<TimedElement> elements;  ///< all of them (the set is flushed first)
 };
 
 /// Most elements per NEWSETELEM message: keeps each message's element list well inside the

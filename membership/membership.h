@@ -108,8 +108,8 @@ class Membership {
   /// Handles one datagram received on heartbeat link `link` from `from`. Anything that fails
   /// verification is counted in counters().rejected and changes nothing else.
   /// `arrived`, if known (not TimePoint{}, not after `now`): when the datagram reached this
-  /// host (the kernel's receive timestamp); a releasing sender's announced time is counted
-  /// from it (MemberView::release_at), else from `now`.
+  /// host (the kernel's receive timestamp, no earlier than the truth); the clock offset
+  /// bound of the sender (membership/offset_bound.h) is sampled from it, else from `now`.
   Output onPacket(TimePoint now, std::span<const uint8_t> bytes, uint32_t link,
                   const Endpoint& from, TimePoint arrived = TimePoint{});
   /// The same, for a datagram the caller has already opened: `opened` must be

@@ -129,9 +129,10 @@ struct MemberView {
   /// probes) say nothing of its claims.
   TimePoint claims_heard{};
   /// The buckets among `claims` it is handing over, per service (empty entries: none), and
-  /// when it stops answering them, in this node's time: the arrival of the heartbeat that
-  /// said so plus the time it announced (never earlier than the member really stops). For
-  /// this node itself: what it announced with setOwnClaims().
+  /// when it stops answering them, in this node's time: the latest moment it can stop, as
+  /// the offset bound of its heartbeats places its announced stop (membership/offset_bound.h;
+  /// never earlier than the member really stops; the earliest of the announcement's copies).
+  /// For this node itself: what it announced with setOwnClaims().
   std::vector<BucketSet> releasing;
   TimePoint release_at{};
   /// It is stopping gracefully (it said so in its heartbeats): out of the rebalance while it

@@ -43,9 +43,9 @@
 //   owner up, or without quorum or settling, it lets go at once (the running release too:
 //   answering less is always safe);
 // - the bucket's owner, seeing every up peer that claims it releasing it, answers it from
-//   the latest of their release_at (plus kTakeMargin) on. The membership core places each
-//   release_at (MemberView::release_at): the peer's stop in its own clock (sealing time plus
-//   time left, both in the heartbeat) plus an upper bound of how far this node's clock is
+//   the latest of their release_at (plus kTakeMargin and take_margin) on. The membership core
+//   places each release_at (MemberView::release_at): the peer's stop in its own clock (sealing time
+//   plus time left, both in the heartbeat) plus an upper bound of how far this node's clock is
 //   ahead of the peer's, the smallest receive-minus-sealing time of its recent heartbeats
 //   (the kernel's receive stamps), aged and stretched for clock rates (kClockRateBound). A
 //   heartbeat arrives after it was sealed, so the bound holds on any clocks and the taker's
@@ -76,8 +76,9 @@ namespace shoal {
 /// connections a second, 10 ms still left one take in ten late (a gap of up to 18 ms),
 /// 30 ms none in a hundred. It costs that much more time for a drain or a graceful stop.
 inline constexpr Duration kHandOffLead = std::chrono::milliseconds(30);
-/// Added to a releasing peer's stop before taking over: the two nodes each turn monotonic
-/// time into wall-clock time for their kernels, which may be off by some tens of nanoseconds.
+/// Added to a releasing peer's stop before taking over, besides take_margin: rounding of the
+/// microseconds on the wire (the clock conversions themselves err on the safe side:
+/// cli/clock_lead.h).
 inline constexpr Duration kTakeMargin = std::chrono::microseconds(1);
 
 /// The timed part of what a node answers: planned moves switched at an instant.
