@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Failover benchmark: real shoald daemons in network namespaces, the nftables dataplane, and
-# a client that counts what users see. Needs root. Takes about five minutes; not a test.
+# a client that counts what users see. Needs root. Takes about ten minutes; not a test.
 #
 #   SHOALD=... SHOALCTL=... RESPONDER=... PROBER=... bench_failover.sh
 #
@@ -23,6 +23,8 @@
 #   hand-overs the gap between each releaser's stop and its taker's start in those leaves
 #              and drains, as the daemons log the instants (handoff_report in cluster_lib.sh);
 #              a negative gap would be an overlap (answered twice).
+#   margin     drains under a UDP prober with handoff_margin_us 0 and at its default: what
+#              the margin costs (requests lost in the gap) and what it saves (answered twice).
 #   usage      VmRSS (/proc/PID/status) and CPU (utime+stime of /proc/PID/stat over a
 #              measured wall interval) of every shoald in steady state, at BENCH_NODES and
 #              BENCH_BIG_NODES nodes; at BENCH_BIG_NODES also with multicast heartbeats
@@ -45,6 +47,9 @@ BIG=${BENCH_BIG_NODES:-16}
 SAMPLE_S=${BENCH_SAMPLE_S:-20}
 GRACEFUL_PROFILES=${BENCH_GRACEFUL_PROFILES:-default}
 PROFILES="default fast"
+# The built-in hand-over margin (ClusterDefinition::handoff_margin), read from its source.
+DEFAULT_MARGIN_US=$(sed -n 's/.*std::chrono::microseconds handoff_margin{\([0-9]*\)};.*/\1/p' \
+  "$HERE/../../core/cluster_definition.h")
 
 # Fixed references: measured earlier on this machine with two nodes in namespaces and the same
 # kind of client (the project's field notes), not re-measured here.
@@ -181,9 +186,10 @@ wait_owned() {
   return 1
 }
 
-# graceful_run KIND MODE PROFILE: one leave or drain of a node under a MODE prober.
+# graceful_run KIND MODE PROFILE [LABEL]: one leave or drain of a node under a MODE prober,
+# recorded under LABEL (PROFILE).
 graceful_run() {
-  local kind=$1 mode=$2 profile=$3 v obs t0 t1 owned deadline
+  local kind=$1 mode=$2 profile=$3 label=${4:-$3} v obs t0 t1 owned deadline
   pick_victim
   [ -n "$VICTIM" ] || { fresh_cluster "$profile"; pick_victim; }
   v=$VICTIM
@@ -213,15 +219,15 @@ graceful_run() {
     started_node "$v"
   fi
   if [ "$mode" = tcp ]; then
-    record "$kind-tcp $profile $NODES node=n$v lost=$(result_field "$R" lost)" \
+    record "$kind-tcp $label $NODES node=n$v lost=$(result_field "$R" lost)" \
       "slowest_ms=$(result_field "$R" slowest_ms) over_100ms=$(result_field "$R" over_100ms)" \
       "took_ms=$((t1 - t0)) load1=$(cut -d' ' -f1 /proc/loadavg)"
   else
-    record "$kind-udp $profile $NODES node=n$v outage_ms=$(result_field "$R" max_outage_ms)" \
+    record "$kind-udp $label $NODES node=n$v outage_ms=$(result_field "$R" max_outage_ms)" \
       "lost=$(result_field "$R" lost) duplicates=$(result_field "$R" duplicates)" \
       "took_ms=$((t1 - t0)) load1=$(cut -d' ' -f1 /proc/loadavg)"
   fi
-  say "$kind ($mode) $profile n$v: $R took=$((t1 - t0))"
+  say "$kind ($mode) $label n$v: $R took=$((t1 - t0))"
 }
 
 # smaps_figures PID: "pss_kib=P private_kib=U" from /proc/PID/smaps_rollup. RSS counts every
@@ -281,6 +287,25 @@ phase_failover() {
   done
 }
 
+# The hand-over margin's trade-off, measured in the same run: drains under a UDP prober with
+# handoff_margin_us 0 (the baseline) and at the built-in default, recorded as profiles
+# default+mN. Without a margin the gap is only the heartbeat trip and the clock-rate
+# allowance; a packet that one node processes later than another by more than that is
+# answered twice.
+phase_margins() {
+  local m i k
+  cluster_setup "$SMALL" default majority
+  for m in 0 "$DEFAULT_MARGIN_US"; do
+    sed -i '/^handoff_margin_us:/d' "$WORK/cluster.yaml"
+    echo "handoff_margin_us: $m" >>"$WORK/cluster.yaml"
+    fresh_cluster default
+    for k in $(seq 1 "$NODES"); do : >"$WORK/n$k/shoald.log"; done
+    say "drains at handoff_margin_us $m"
+    for ((i = 0; i < RUNS; i++)); do graceful_run drain udp default "default+m$m"; done
+    record "handoff default+m$m $NODES $(handoff_report "$WORK"/n*/shoald.log)"
+  done
+}
+
 phase_usage() {
   local profile groups label
   cluster_setup "$BIG" default majority
@@ -324,6 +349,7 @@ T_START=$SECONDS
 "$0" --phase failover "$SAMPLES" || { echo "bench_failover: failover phase failed" >&2; exit 1; }
 LOAD_MID=$(loadavg)
 "$0" --phase usage "$SAMPLES" || { echo "bench_failover: usage phase failed" >&2; exit 1; }
+"$0" --phase margins "$SAMPLES" || { echo "bench_failover: margins phase failed" >&2; exit 1; }
 LOAD_END=$(loadavg)
 
 # stats KIND PROFILE NODES FIELD: "n median p95 min max" of FIELD over matching samples.
@@ -423,6 +449,13 @@ for label in mcast1 mcast2; do
   read -r n cmed _ _ cmax < <(stats usage "default+$label" "$BIG" cpu_pct)
   if [ "$label" = mcast1 ]; then what="link 0 on a group, link 1 unicast"; else what="both links on groups"; fi
   echo "  $what ($n measured): CPU median $cmed %, max $cmax % of one core (goal <= $GOAL_CPU_PCT: $(verdict "$cmax" "$GOAL_CPU_PCT")); ratio to unicast $(ratio "$cmed" "$c_uni")"
+done
+echo "== hand-over margin (handoff_margin_us): $SMALL-node drains (drain, undrain) under a UDP prober; baseline: margin 0, same run"
+for m in 0 "$DEFAULT_MARGIN_US"; do
+  read -r n _ _ _ _ < <(stats drain-udp "default+m$m" "$SMALL" lost)
+  read -r _ lmed _ _ lmax < <(stats drain-udp "default+m$m" "$SMALL" lost)
+  h=$(awk -v p="default+m$m" '$1 == "handoff" && $2 == p { $1 = $2 = $3 = ""; print; exit }' "$SAMPLES")
+  echo "  margin $m us ($n runs): lost $(total drain-udp "default+m$m" "$SMALL" lost) over all runs (per run median $lmed, max $lmax); answered twice $(total drain-udp "default+m$m" "$SMALL" duplicates); gaps:$h"
 done
 echo
 echo "raw samples: $SAMPLES"
