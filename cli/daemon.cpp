@@ -955,9 +955,15 @@ void Daemon::waitForSignal() {
     }
     if (signo == SIGHUP) {
       reload();
-      waitForSignal();
+    } else if (lingering_) {
+      log(LogLevel::Notice, "second stop signal: leaving now, open connections break");
+      completeLeave();
+      return;
     } else {
       gracefulLeave();
+    }
+    if (!leaving_) {
+      waitForSignal();
     }
   });
 }
@@ -978,7 +984,7 @@ void Daemon::gracefulLeave() {
 }
 
 void Daemon::finishLeave() {
-  if (leaving_) {
+  if (leaving_ || lingering_) {
     return;
   }
   const TimePoint now = std::chrono::steady_clock::now();
@@ -1010,8 +1016,80 @@ void Daemon::finishLeave() {
   for (const Datagram& d : out.send) {
     transport_->send(d);
   }
+  if (!startLinger(now)) {
+    completeLeave();
+  }
+}
+
+bool Daemon::startLinger(TimePoint now) {
+  if (def_.leave_linger <= Millis{0} || !dataplane_->keepsEstablished()) {
+    return false;
+  }
+  if (!connections_) {
+    auto opened = dataplane::openConntrackCount();
+    if (!opened.ok()) {
+      log(LogLevel::Warning, "leaving without waiting for open connections: %s",
+          opened.error().message.c_str());
+      return false;
+    }
+    connections_ = std::move(opened.value());
+  }
+  const auto open = connections_->open();
+  if (!open.ok()) {
+    log(LogLevel::Warning, "leaving without waiting for open connections: %s",
+        open.error().message.c_str());
+    return false;
+  }
+  if (*open == 0) {
+    return false;
+  }
+  lingering_ = true;
+  linger_from_ = now;
+  linger_until_ = now + def_.leave_linger;
+  const std::string text = "leaving: buckets handed over, serving " + std::to_string(*open) +
+                           " open connections for up to " +
+                           std::to_string(def_.leave_linger.count()) + " ms";
+  log(LogLevel::Notice, "%s", text.c_str());
+  events_.add("leave", text);
+  notifySystemd("STATUS=" + text);
+  pollLinger();
+  return true;
+}
+
+void Daemon::pollLinger() {
+  leave_timer_.expires_after(milliseconds(100));
+  leave_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec || leaving_) {
+      return;
+    }
+    const TimePoint now = std::chrono::steady_clock::now();
+    const auto waited = std::chrono::duration_cast<milliseconds>(now - linger_from_).count();
+    const auto open = connections_->open();
+    if (!open.ok()) {
+      log(LogLevel::Warning, "leaving: %s", open.error().message.c_str());
+    } else if (*open == 0) {
+      log(LogLevel::Notice, "leaving: the last open connection closed after %lld ms",
+          static_cast<long long>(waited));
+    } else if (now >= linger_until_) {
+      log(LogLevel::Warning,
+          "leaving: %zu connections still open after %lld ms (leave_linger_ms), they break", *open,
+          static_cast<long long>(waited));
+    } else {
+      pollLinger();
+      return;
+    }
+    completeLeave();
+  });
+}
+
+void Daemon::completeLeave() {
+  if (leaving_) {
+    return;
+  }
+  lingering_ = false;
+  const TimePoint now = std::chrono::steady_clock::now();
   leaving_ = true;
-  out = membership_->leave(now);
+  Output out = membership_->leave(now);
   for (const Datagram& d : out.send) {
     transport_->send(d);
   }
@@ -1100,6 +1178,11 @@ void Daemon::reload() {
     def_.handoff_margin = loaded.definition->handoff_margin;
     log(LogLevel::Notice, "hand-over margin now %lld us",
         static_cast<long long>(def_.handoff_margin.count()));
+  }
+  if (loaded.definition->leave_linger != def_.leave_linger) {
+    def_.leave_linger = loaded.definition->leave_linger;
+    log(LogLevel::Notice, "leave linger now %lld ms",
+        static_cast<long long>(def_.leave_linger.count()));
   }
   if (loaded.definition->notify_hooks != def_.notify_hooks) {
     def_.notify_hooks = loaded.definition->notify_hooks;

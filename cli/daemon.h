@@ -23,6 +23,7 @@
 #include "core/bucket_set.h"
 #include "core/cluster_definition.h"
 #include "core/result.h"
+#include "dataplane/conntrack_count.h"
 #include "dataplane/dataplane.h"
 #include "dataplane/lease.h"
 #include "dataplane/link_monitor.h"
@@ -130,7 +131,16 @@ class Daemon {
   /// SIGTERM: announces the leave and hands the buckets over (timed where the dataplane can
   /// switch on time), then finishLeave() once the hand-over instant has passed.
   void gracefulLeave();
+  /// After the hand-over instant: lets go of everything, then lingers or leaves.
   void finishLeave();
+  /// With leave_linger_ms and a dataplane that keeps established connections on their node:
+  /// while connections this node accepted are open, it stays a member that owns nothing
+  /// (peers reset no flow of a member that is up) and serves them, checking every 100 ms,
+  /// until none is left or the linger ends. False: nothing to wait for, leave now.
+  bool startLinger(TimePoint now);
+  void pollLinger();
+  /// Leave message, dataplane teardown, exit.
+  void completeLeave();
   void reload();
 
   void persistDrain();
@@ -189,6 +199,10 @@ class Daemon {
   bool apply_failed_ = false;
   bool stopping_ = false;       // SIGTERM: leaving, handing the buckets over
   bool leaving_ = false;        // left: nothing more is sent or decided
+  bool lingering_ = false;      // stopping, owning nothing, serving open connections
+  TimePoint linger_from_{};
+  TimePoint linger_until_{};
+  std::unique_ptr<dataplane::ConnectionCount> connections_;  // opened at the first stop
   bool drain_unsaved_ = false;  // a drain write arrived; persistDrain() at the end of handle()
   uint64_t drift_repairs_ = 0;
   uint64_t late_takes_ = 0;              // timed takes loaded after their instant

@@ -115,6 +115,11 @@ struct ClusterDefinition {
   /// 50-200 us) on both nodes; a bigger value risks fewer answers twice and loses more
   /// requests at each move. Local policy: not part of the fingerprint, reloaded on SIGHUP.
   std::chrono::microseconds handoff_margin{250};
+  /// How long a stopping node (SIGTERM) keeps serving the TCP connections it accepted after
+  /// it has handed its buckets over; it leaves as soon as none is open (nftables only:
+  /// CLUSTERIP answers by bucket only, a moved bucket's connections break there). 0: leave
+  /// at once, which breaks them. Local policy: not part of the fingerprint, reloaded on SIGHUP.
+  Millis leave_linger{5000};
   /// Scripts (absolute paths) run on every node on bucket and node changes, in order
   /// (cli/notify_hooks.h). Local policy: not part of the fingerprint, reloaded on SIGHUP.
   std::vector<std::string> notify_hooks;

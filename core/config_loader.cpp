@@ -1153,12 +1153,12 @@ std::optional<ClusterDefinition> Validator::validate(const YNode* root,
                          "and nodes (see etc/cluster.yaml)"});
     return std::nullopt;
   }
-  const Fields f = checkMap(root, "",
-                            {"cluster", "key_file", "port", "dataplane", "partition_policy",
-                             "timing", "services", "nodes", "heartbeat_multicast",
-                             "health_checks", "health_hold_down_ms", "notify_hooks",
-                             "handoff_margin_us"},
-                            "a cluster definition with cluster, key_file, services and nodes");
+  const Fields f =
+      checkMap(root, "",
+               {"cluster", "key_file", "port", "dataplane", "partition_policy", "timing",
+                "services", "nodes", "heartbeat_multicast", "health_checks", "health_hold_down_ms",
+                "notify_hooks", "handoff_margin_us", "leave_linger_ms"},
+               "a cluster definition with cluster, key_file, services and nodes");
   if (!f.is_map) {
     return std::nullopt;
   }
@@ -1200,6 +1200,9 @@ std::optional<ClusterDefinition> Validator::validate(const YNode* root,
   def.notify_hooks = checkNotifyHooks(f);
   if (auto v = integerField(f, "handoff_margin_us", 0, 100000, "us")) {
     def.handoff_margin = std::chrono::microseconds{static_cast<int64_t>(*v)};
+  }
+  if (auto v = integerField(f, "leave_linger_ms", 0, 3600000, "ms")) {
+    def.leave_linger = Millis{static_cast<int64_t>(*v)};
   }
   if (const YNode* k = scalarField(f, "key_file", true,
                                    "the path of the cluster key, absolute or relative to this "

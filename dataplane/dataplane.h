@@ -98,6 +98,9 @@ class Dataplane {
   /// (CLUSTERIP: its /proc responsibility switches when written) refuse timed buckets, and
   /// the daemon hands buckets over the untimed way: release, announce, take.
   virtual bool timedBuckets() const { return false; }
+  /// Whether connections this node accepted stay on it after their bucket moves away (and
+  /// while it owns no bucket at all), as long as the lease runs.
+  virtual bool keepsEstablished() const { return false; }
 
   /// True if each heartbeat this node sends renews the lease of the state in force by itself
   /// (nftables: a rule on the output path), so the caller needs renew() only when none left.

@@ -70,6 +70,7 @@ class NftablesDataplane final : public Dataplane {
   /// Timed buckets are an interval set on `meta time`: the kernel switches them (where it
   /// has such sets: NftRulesetOptions::timed_sets).
   bool timedBuckets() const override { return options_.ruleset.timed_sets; }
+  bool keepsEstablished() const override { return true; }
   bool renewsOnSend() const override;
   void renewedBySend(Millis lease) override;
   /// The live element rewritten with a timeout of `lease`: one prebuilt netlink transaction

@@ -9,7 +9,7 @@ packages=(
   build-essential cmake pkg-config ninja-build
   libboost-dev libprotobuf-dev protobuf-compiler
   libnl-3-dev libnl-route-3-dev libyaml-cpp-dev libssl-dev doctest-dev
-  libnftables-dev libsystemd-dev
+  libnftables-dev libnetfilter-conntrack-dev libsystemd-dev
   # running and end-to-end tests: real nftables in network namespaces
   nftables iproute2 iptables iputils-ping ncat procps jq
   # the CLUSTERIP backend is tested inside Debian's 6.1 kernel under qemu

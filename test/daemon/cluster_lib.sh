@@ -346,3 +346,43 @@ handoff_report() {
         n ? g[1] : 0, n ? g[int((n + 1) / 2)] : 0, n ? g[n] : 0
     }' "$@"
 }
+
+# conn_start K SOURCES FLOWS: FLOWS TCP connections to the VIP from SOURCES (FIRST+COUNT),
+# each checked to be greeted by its bucket's owner as node K's status names it, then held
+# open by a client (FLOW_CLIENT, test/e2e/flow_client.cpp) that takes commands through
+# conn_cmd. Returns once the client reported its connects: 0 if all were as predicted.
+conn_start() {
+  : "${FLOW_CLIENT:?set FLOW_CLIENT to the built flow_client}"
+  local k=$1 sources=$2 flows=$3 owners=()
+  mapfile -t owners < <(ctl "$k" status --json | jq -r '.services[0].owners | to_entries |
+    group_by(.value) | map("--owner\n\(.[0].value)=" + (map(.key | tostring) | join(":"))) | .[]')
+  rm -f "$WORK/conn.in"
+  mkfifo "$WORK/conn.in"
+  ip netns exec "${P}c" "$FLOW_CLIENT" tcp --vip "$VIP" --ports "$PORT" --sources "$sources" \
+    --flows "$flows" --service "hash=sourceip,buckets=16,seed=0x5eed" "${owners[@]}" \
+    --timeout-ms 2000 <"$WORK/conn.in" >"$WORK/conn.out" 2>&1 &
+  CONN_PID=$!
+  CL_PIDS+=($CONN_PID)
+  exec {CONN_FD}>"$WORK/conn.in"
+  local i
+  for ((i = 0; i < 300; i++)); do grep -q 'tcp-connect' "$WORK/conn.out" && break; sleep 0.02; done
+  grep 'tcp-connect' "$WORK/conn.out"
+  grep -q 'tcp-connect.*PASS' "$WORK/conn.out"
+}
+# conn_cmd COMMAND: sends it to the connection client, prints its answer, 0 on PASS.
+conn_cmd() {
+  local before i
+  before=$(grep -c . "$WORK/conn.out")
+  echo "$1" >&"$CONN_FD"
+  for ((i = 0; i < 300; i++)); do
+    tail -n +"$((before + 1))" "$WORK/conn.out" | grep -q 'PASS\|FAIL' && break
+    sleep 0.02
+  done
+  tail -n +"$((before + 1))" "$WORK/conn.out"
+  tail -n +"$((before + 1))" "$WORK/conn.out" | grep -q PASS
+}
+# conn_close: ends the client, which closes its connections.
+conn_close() {
+  exec {CONN_FD}>&-
+  wait "$CONN_PID" 2>/dev/null
+}

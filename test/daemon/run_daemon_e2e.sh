@@ -2,7 +2,7 @@
 # End-to-end tests of shoald: real daemons in network namespaces, real heartbeats over UDP,
 # the real nftables dataplane, and a client whose requests are counted.
 #
-#   SHOALD=... SHOALCTL=... RESPONDER=... PROBER=... run_daemon_e2e.sh
+#   SHOALD=... SHOALCTL=... RESPONDER=... PROBER=... FLOW_CLIENT=... run_daemon_e2e.sh
 #
 # Each check prints PASS or FAIL with its figures; the last line is "N passed, M failed".
 set -u
@@ -14,6 +14,11 @@ owned_by() { ctl 1 status --json 2>/dev/null | jq "[.services[0].owners[] | sele
 owns_none() { [ "$(owned_by "$1")" = 0 ]; }
 owns_some() { [ "$(owned_by "$1")" -gt 0 ] 2>/dev/null; }
 n1_has() { ctl 1 status --json 2>/dev/null | jq -e "$1" >/dev/null; }
+exited() {  # exited PID: the process has ended (gone, or a zombie not yet waited for)
+  local st
+  st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)
+  [ -z "$st" ] || [ "$st" = Z ]
+}
 events_have() { ctl 1 events 2>/dev/null | grep -q "$1"; }
 
 CLUSTER_HEALTH_SCRIPT=1 cluster_setup 3 default majority
@@ -47,6 +52,8 @@ expect "steady state: every request answered once" \
   test "$(result_field "$r" lost)" = 0 -a "$(result_field "$r" duplicates)" = 0
 
 # Drain and undrain with zero lost requests and no broken established connection.
+expect "before the drain: 48 connections greeted by their buckets' owners" \
+  conn_start 1 10.50.1.40+16 48
 start_prober tcp
 sleep 1
 ctl 2 drain n2 >/dev/null
@@ -59,6 +66,8 @@ stop_prober; r=$R
 echo "drain+undrain (tcp, new connection every 10 ms per source): $r"
 expect "drain and undrain lose no request" test "$(result_field "$r" lost)" = 0
 expect "undrained node owns buckets again" owns_some n2
+expect "drain and undrain: every established connection still answers" conn_cmd "check alive"
+conn_close
 # The moves were switched at kernel-clock instants, each take at or after its release.
 h=$(handoff_report "$WORK"/n*/shoald.log)
 echo "hand-overs of the drain and undrain: $h"
@@ -164,14 +173,29 @@ in_ns n2 ip link set lan0 up
 start_node 2
 wait_converged 1 3 15 || fail "n2 rejoins"
 
-# Graceful leave (SIGTERM): no lost request.
+# Graceful leave (SIGTERM): no lost request, and no broken established connection: n1 hands
+# its buckets over, serves the connections it accepted until they close, then exits.
+expect "before the leave: 48 connections greeted by their buckets' owners" \
+  conn_start 1 10.50.1.40+16 48
 start_prober tcp
 sleep 1
-stop_node 1
+leaver=${SHOALD_PID[1]}
+kill -TERM "$leaver"
 sleep 1.5
 stop_prober; r=$R
 echo "graceful leave of n1 (tcp): $r"
 expect "graceful leave loses no request" test "$(result_field "$r" lost)" = 0
+expect "graceful leave: n1 still serves its open connections after the hand-over" \
+  grep -q "leaving: buckets handed over, serving [1-9][0-9]* open connections" "$WORK/n1/shoald.log"
+expect "graceful leave: every established connection still answers" conn_cmd "check alive"
+conn_close
+t_close=$(now_ms)
+until_true 3 exited "$leaver"
+echo "n1's shoald exited $(($(now_ms) - t_close)) ms after its last connections closed"
+expect "graceful leave: n1 exits once its connections are closed (within 3 s, linger 5 s)" \
+  eval "exited $leaver && grep -q 'the last open connection closed' '$WORK/n1/shoald.log'"
+wait "$leaver" 2>/dev/null
+unset "SHOALD_PID[1]"
 h=$(handoff_report "$WORK"/n*/shoald.log)
 echo "hand-overs so far: $h"
 expect "graceful leave: n1 handed its buckets over at an instant" \
