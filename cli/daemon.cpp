@@ -1256,6 +1256,7 @@ control::Status Daemon::buildStatus() const {
     n->set_held_down(m.held_down);
     n->set_incarnation(m.incarnation);
     n->set_serving(m.serving());
+    n->set_leaving(m.leaving);
     if (i == self_) {
       for (const auto& f : health_.failing()) {
         n->add_failing_checks(f);

@@ -104,10 +104,14 @@ std::string renderStatusText(const control::Status& s) {
     if (n.held_down()) {
       health += ",held";
     }
+    // A stopping node is up until it has left: it owns nothing and serves its open
+    // connections meanwhile (leave_linger_ms).
+    const std::string state = n.leaving() && n.state() == "alive" ? "leaving" : n.state();
     append(out, "%-*s  %-7s  %-8s  %-7s  %-5s  %4llu  %7s  %s\n", width,
-           (n.name() + (n.self() ? "*" : "")).c_str(), n.state().c_str(), n.drain().c_str(),
+           (n.name() + (n.self() ? "*" : "")).c_str(), state.c_str(), n.drain().c_str(),
            health.c_str(), links.c_str(), static_cast<unsigned long long>(n.incarnation()),
-           n.self() ? "-" : heard(n.last_heard_ms()).c_str(), buckets.empty() ? "-" : buckets.c_str());
+           n.self() ? "-" : heard(n.last_heard_ms()).c_str(),
+           buckets.empty() ? "-" : buckets.c_str());
   }
 
   for (const auto& svc : s.services()) {

@@ -69,6 +69,17 @@ TEST_CASE("status text shows nodes, buckets, owners and warnings") {
   CHECK(text.find("rejected packets: bad_mac 7") != std::string::npos);
   CHECK(text.find("replay") == std::string::npos);      // zero counters are not warnings
   CHECK(text.find("10.0.0.9:7400 runs another cluster definition") != std::string::npos);
+  CHECK(text.find("leaving") == std::string::npos);
+}
+
+TEST_CASE("status text names a stopping node leaving while it is up") {
+  shoal::control::Status s = sampleStatus();
+  s.mutable_nodes(0)->set_leaving(true);
+  s.mutable_nodes(1)->set_leaving(true);  // dead: its state says more
+  const std::string text = shoal::cli::renderStatusText(s);
+  CHECK(text.find("alpha*  leaving") != std::string::npos);
+  CHECK(text.find("beta    dead") != std::string::npos);
+  CHECK(shoal::cli::renderStatusJson(s).find("\"leaving\":true") != std::string::npos);
 }
 
 TEST_CASE("status json keeps proto field names for scripts") {

@@ -187,6 +187,8 @@ echo "graceful leave of n1 (tcp): $r"
 expect "graceful leave loses no request" test "$(result_field "$r" lost)" = 0
 expect "graceful leave: n1 still serves its open connections after the hand-over" \
   grep -q "leaving: buckets handed over, serving [1-9][0-9]* open connections" "$WORK/n1/shoald.log"
+expect "graceful leave: n2's status shows n1 up and leaving meanwhile" \
+  test "$(ctl 2 status --json | jq '.nodes[0] | .leaving and .state == "alive"')" = true
 expect "graceful leave: every established connection still answers" conn_cmd "check alive"
 conn_close
 t_close=$(now_ms)
