@@ -394,6 +394,7 @@ void Daemon::noteRenewal(TimePoint now, const dataplane::LeaseKeeper::Renewal& r
   // Hold nothing (reconcile() releases at the end of this handler) until every up peer has
   // been heard from since, as after a start.
   resettle_from_ = now;
+  resettle_reason_ = "the lease lapse";
   backlog_read_.reset();
 }
 
@@ -420,7 +421,16 @@ bool Daemon::resettled(TimePoint now) {
   }
   const auto& members = membership_->view().members;
   for (std::size_t i = 0; i < members.size(); ++i) {
-    if (i == self_ || !members[i].up()) {
+    if (i == self_ || members[i].state == MemberState::Left) {
+      continue;
+    }
+    if (!members[i].up()) {
+      // Dead in a view as old as the stall or the partition, perhaps alive and serving: not
+      // taken over before it has had the time to be heard (it then comes up and must send
+      // its claims), unless it has been silent that long.
+      if (now <= fresh + def_.timing.suspect_after) {
+        return false;
+      }
       continue;
     }
     // A heartbeat, not just any packet: only heartbeats carry the claims.
@@ -580,8 +590,9 @@ void Daemon::reconcile() {
   const View& view = membership_->view();
   if (resettle_from_ && resettled(now)) {
     resettle_from_.reset();
-    log(LogLevel::Notice, "heard every peer again after the lease lapse: taking buckets");
-    events_.add("lease", "heard every peer again after the lapse");
+    const std::string text = "heard every peer again after " + resettle_reason_;
+    log(LogLevel::Notice, "%s: taking buckets", text.c_str());
+    events_.add("resettle", text);
   }
   OwnershipInput input{&def_, &view, &held_, settled(now)};
   input.now = now;
@@ -608,6 +619,16 @@ void Daemon::reconcile() {
     }
   }
   OwnershipDecision d = decideOwnership(input);
+  if (have_decision_ && d.quorum && !last_.quorum && !resettle_from_) {
+    // Back from a minority (cut off, or alone): its view of who is dead is as old as the
+    // partition, and a peer it believes dead may be serving. Take nothing until every peer
+    // has been heard again or stayed silent, as after a lease lapse.
+    resettle_from_ = now;
+    resettle_reason_ = "regaining quorum";
+    backlog_read_.reset();
+    input.settled = false;
+    d = decideOwnership(input);
+  }
   for (std::size_t s = 0; s < def_.services.size(); ++s) {
     for (uint32_t b = 0; b < def_.services[s].buckets; ++b) {
       if (d.hold[s].has(b) && !held_[s].has(b)) {
@@ -656,8 +677,14 @@ void Daemon::reconcile() {
       applied_orphans_.push_back(a.reset_orphans);
     }
     if (d.hold == held_ && d.timed == timed_) {
+      // Only the resets changed (a peer came back, held out by flap damping, say): the view
+      // did, so the peers hear of it.
       last_ = std::move(d);
       have_decision_ = true;
+      if (digest != last_digest_) {
+        last_digest_ = digest;
+        announceClaims();
+      }
       return;
     }
     const std::vector<BucketSet> before = answered();
@@ -1245,6 +1272,7 @@ control::Status Daemon::buildStatus() const {
   const uint64_t mine = viewDigest(view);
   const std::vector<BucketSet> own = answered();
   bool agree = true;
+  std::string differing;  // the peers whose last word on the view differs from this node's
   for (std::size_t i = 0; i < view.members.size(); ++i) {
     const MemberView& m = view.members[i];
     auto* n = s.add_nodes();
@@ -1285,6 +1313,7 @@ control::Status Daemon::buildStatus() const {
       n->set_last_heard_ms(last);
       if (m.up() && m.view_digest != mine) {
         agree = false;
+        differing += (differing.empty() ? "" : ", ") + def_.nodes[i].name;
       }
     }
     const std::vector<BucketSet>& holds = i == self_ ? own : m.claims;
@@ -1340,6 +1369,11 @@ control::Status Daemon::buildStatus() const {
     s.add_warnings("no quorum: this node serves nothing (policy " +
                    std::string(toString(def_.partition_policy)) + ")");
   }
+  if (last_.holds_ignored) {
+    s.add_warnings(
+        "every node that could serve is held down by flap damping: serving with "
+        "them anyway");
+  }
   if (!settled(now)) {
     s.add_warnings("starting: waiting to hear every peer before taking buckets");
   }
@@ -1347,7 +1381,7 @@ control::Status Daemon::buildStatus() const {
     s.add_warnings("the dataplane refuses changes: see the log");
   }
   if (!agree) {
-    s.add_warnings("nodes do not share one view yet");
+    s.add_warnings("nodes do not share one view yet (differing: " + differing + ")");
   }
   if (drift_repairs_ > 0) {
     s.add_warnings(std::to_string(drift_repairs_) + " dataplane drift repairs since start");

@@ -158,9 +158,11 @@ class Daemon {
   std::unique_ptr<dataplane::Dataplane> dataplane_;
   /// Every apply goes through it: the buckets answered expire unless renewed.
   std::unique_ptr<dataplane::LeaseKeeper> lease_;
-  /// Set by a lease lapse: the node holds nothing until every up peer has been heard from
-  /// again (fresh claims), as after a start.
+  /// Set by a lease lapse or by regaining quorum: the node holds nothing until every up peer
+  /// has been heard from again (fresh claims) and every other has had the time to be, as
+  /// after a start.
   std::optional<TimePoint> resettle_from_;
+  std::string resettle_reason_;  ///< what started it, for the log
   // Resettling: when the sockets were first seen empty after the lapse (see resettled()).
   std::optional<TimePoint> backlog_read_;
   bool renew_failed_ = false;

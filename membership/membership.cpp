@@ -527,6 +527,13 @@ Output Membership::finish(TimePoint now) {
   }
   broadcast_pending_ = false;
   view_.local_health = local_health_.score();
+  std::size_t up = 0;
+  for (const MemberView& m : view_.members) {
+    up += m.up() ? 1 : 0;
+  }
+  if (up * 2 < view_.members.size()) {
+    last_minority_at_ = now;
+  }
   TimePoint next = TimePoint::max();
   if (started_ && !left_) {
     next = std::min(next, next_heartbeat_);
@@ -911,7 +918,11 @@ void Membership::applyAboutSelf(TimePoint now, MemberState state, uint64_t inc) 
     ++counters_.refutations;
     out_.events.push_back(makeEvent(Event::Kind::Refuted, self_, 0, state));
     local_health_.worse(now);
-    if (state == MemberState::Dead) {
+    // Declared dead by a node that this one could not reach: counted against this node only
+    // if it was itself in a minority lately (it was the one cut off), not when a cut-off
+    // node's view of it arrives after the partition heals.
+    if (state == MemberState::Dead && last_minority_at_ != TimePoint{} &&
+        now - last_minority_at_ <= suspectAfter() + suspicionTimeout()) {
       self_flap_.died(now);
       const TimePoint until = self_flap_.returned(now);
       if (until != TimePoint{}) {
@@ -967,6 +978,11 @@ void Membership::setState(TimePoint now, uint32_t node, MemberState state, uint6
         // its claims are unknown (membership/ownership.h takes nothing new meanwhile).
         m.claims_known = false;
         if (old == MemberState::Dead) {
+          // A death this node saw from a minority says as much about this node's links as
+          // about the member: not counted.
+          if (last_minority_at_ < p.died_at) {
+            p.flap.died(p.died_at);
+          }
           const TimePoint until = p.flap.returned(now);
           if (until != TimePoint{}) {
             m.held_down = true;
@@ -991,7 +1007,7 @@ void Membership::setState(TimePoint now, uint32_t node, MemberState state, uint6
       break;
     case MemberState::Dead:
       p.probing = false;
-      p.flap.died(now);
+      p.died_at = now;
       break;
     case MemberState::Left:
     case MemberState::Unknown:

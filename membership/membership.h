@@ -193,6 +193,9 @@ class Membership {
     TimePoint next_correction{};
     uint32_t gossip_left = 0;
     TimePoint hold_ended{};  // when this node last saw the member's hold-down end
+    /// When this node last declared the member dead: counted by the flap damper at its
+    /// return, unless this node was in a minority meanwhile (see last_minority_at_).
+    TimePoint died_at{};
     // (boot id, sequence) of the heartbeat its claims came from: a heartbeat delayed past a
     // newer one (reordered, or sent on a slower link) must not bring older claims back.
     uint64_t claims_boot = 0;
@@ -281,6 +284,11 @@ class Membership {
   Rng rng_;
   LocalHealth local_health_;
   FlapDamper self_flap_;
+  /// The last time this node saw fewer than half of the configured nodes up, itself
+  /// included (updated in finish()). Flap damping counts only deaths that a node saw while
+  /// it was not in such a minority: a node cut off from the others sees all of them die at
+  /// once, and repeated partitions would otherwise hold every node out of service.
+  TimePoint last_minority_at_{};
 
   View view_;
   std::vector<Peer> peers_;

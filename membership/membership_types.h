@@ -145,8 +145,10 @@ struct MemberView {
   bool reachable() const;
   /// Takes buckets in the rebalance: up, not held down, not leaving, not drained or
   /// draining, and not failing its health checks (an unhealthy node counts as drained).
-  bool serving() const {
-    return up() && !held_down && !leaving && drain.mode == DrainMode::None &&
+  bool serving() const { return servingUnlessHeld() && !held_down; }
+  /// Would take buckets but for a flap-damping hold-down.
+  bool servingUnlessHeld() const {
+    return up() && !leaving && drain.mode == DrainMode::None &&
            health.status != HealthStatus::Failing;
   }
   /// Whether it is handing over bucket `bucket` of service `service` (releasing holds it).

@@ -84,6 +84,17 @@ OwnershipDecision decideOwnership(const OwnershipInput& in) {
       d.serving_mask |= 1u << i;
     }
   }
+  // Flap damping keeps clients from being moved back and forth; it is never worth serving
+  // nothing. When every node that could serve is held down (repeated partitions make each
+  // side see the others die), they serve as if none were.
+  if (d.serving_mask == 0) {
+    for (std::size_t i = 0; i < view.members.size() && i < 32; ++i) {
+      if (view.members[i].servingUnlessHeld()) {
+        d.serving_mask |= 1u << i;
+      }
+    }
+    d.holds_ignored = d.serving_mask != 0;
+  }
   const auto self = static_cast<int16_t>(view.self);
   // A peer that is up but whose claims are not yet known may hold anything: take nothing new
   // until its first heartbeat says what it holds.
@@ -155,7 +166,13 @@ OwnershipDecision decideOwnership(const OwnershipInput& in) {
         TimePoint from{};
         for (std::size_t m = 0; m < view.members.size(); ++m) {
           const MemberView& peer = view.members[m];
-          if (m == view.self || !peer.up() || s >= peer.claims.size() || !peer.claims[s].has(b)) {
+          // A peer declared dead that this node still hears (a death learned from a node
+          // that could not reach it, as after a partition) may be serving what it claims:
+          // its claims hold until it has been silent for the quorum window.
+          const bool claims_hold = peer.up() || (peer.state == MemberState::Dead &&
+                                                 heardWithin(peer, in.now, in.quorum_window) &&
+                                                 in.quorum_window > Duration::zero());
+          if (m == view.self || !claims_hold || s >= peer.claims.size() || !peer.claims[s].has(b)) {
             continue;
           }
           claimed = true;

@@ -125,6 +125,9 @@ struct OwnershipDecision {
   bool quorum = false;
   /// Members the rebalance counts (bit i = node i).
   uint32_t serving_mask = 0;
+  /// Every member that could serve is held down by flap damping, so the hold-downs were
+  /// ignored: serving_mask has them all.
+  bool holds_ignored = false;
   /// Per service, the rebalance's owner of every bucket (-1 = nobody).
   std::vector<std::vector<int16_t>> targets;
   /// Per service, what this node should hold now, without a time limit.

@@ -119,12 +119,73 @@ TEST_CASE("ownership ignores the claims of a dead peer: a crash is taken over at
   CHECK(d.waiting == 0);
 }
 
+TEST_CASE("ownership keeps the claims of a dead peer it still hears until it falls silent") {
+  // Node 1 declared dead by gossip from a node that could not reach it (a partition heals),
+  // while this node heard it 10 ms ago: it may be serving what it claims.
+  Fixture f(0);
+  const auto before = f.targetOf(1);
+  for (uint32_t b : before) {
+    f.view.members[1].claims[0].set(b);
+  }
+  for (auto& m : f.view.members) {
+    m.links = {shoal::LinkView{true, true, shoal::TimePoint{} + std::chrono::milliseconds(990)}};
+  }
+  f.view.members[1].state = MemberState::Dead;
+  shoal::OwnershipInput in{&f.def, &f.view, &f.held, true};
+  in.now = shoal::TimePoint{} + std::chrono::milliseconds(1000);
+  in.quorum_window = std::chrono::milliseconds(120);
+  auto d = shoal::decideOwnership(in);
+  REQUIRE(d.quorum);
+  for (uint32_t b : before) {
+    CHECK(d.targets[0][b] != 1);
+    CHECK_FALSE(d.hold[0].has(b));
+  }
+  CHECK(d.waiting > 0);
+  // Silent for longer than the window (as a crashed node is long before it is declared
+  // dead): taken over at once.
+  f.view.members[1].links[0].last_heard = shoal::TimePoint{} + std::chrono::milliseconds(870);
+  f.view.members[2].links[0].last_heard = in.now;
+  d = shoal::decideOwnership(in);
+  for (uint32_t b : before) {
+    if (d.targets[0][b] == 0) {
+      CHECK(d.hold[0].has(b));
+    }
+  }
+  CHECK(d.waiting == 0);
+}
+
 TEST_CASE("ownership of a drained node is empty and its buckets go to the others") {
   Fixture f(0);
   f.view.members[0].drain.mode = shoal::DrainMode::Drained;
   const auto d = f.decide();
   CHECK(d.hold[0].empty());
   CHECK((d.serving_mask & 1u) == 0);
+}
+
+TEST_CASE("ownership: hold-downs count unless they would leave nobody to serve") {
+  Fixture f(0);
+  f.view.members[1].held_down = true;
+  auto d = f.decide();
+  CHECK(d.serving_mask == 0b101u);
+  CHECK_FALSE(d.holds_ignored);
+  // Every node that could serve held down (each side of repeated partitions saw the others
+  // die): they serve as if none were.
+  f.view.members[0].held_down = true;
+  f.view.members[2].held_down = true;
+  d = f.decide();
+  CHECK(d.serving_mask == 0b111u);
+  CHECK(d.holds_ignored);
+  CHECK_FALSE(d.hold[0].empty());
+  // Not for nodes that are drained: a drained, held-down cluster serves nothing.
+  f.view.members[1].drain.mode = shoal::DrainMode::Drained;
+  d = f.decide();
+  CHECK(d.serving_mask == 0b101u);
+  for (auto& m : f.view.members) {
+    m.drain.mode = shoal::DrainMode::Drained;
+  }
+  d = f.decide();
+  CHECK(d.serving_mask == 0u);
+  CHECK_FALSE(d.holds_ignored);
 }
 
 TEST_CASE("ownership without quorum holds nothing under the majority policy") {

@@ -273,6 +273,35 @@ expect "SIGHUP refuses a changed cluster definition" \
 cp "$WORK/cluster.yaml.orig" "$WORK/cluster.yaml"
 wait_converged 1 3 5 && pass "cluster unaffected by the reloads" || fail "cluster unaffected by the reloads"
 
+# Repeated partitions of one node: n3 loses both heartbeat links three times. Each time it
+# sees both others die, from a minority, and they see it die, from a majority: flap damping
+# holds out n3 alone (not every node), and no heal answers a request twice (n3 comes back
+# with a view as old as the partition and takes nothing until it has heard everyone).
+state_of() { ctl 1 status --json 2>/dev/null | jq -r ".nodes[$1].state"; }
+dups=0
+for i in 1 2 3; do
+  in_ns n3 ip link set m1 down; in_ns n3 ip link set m2 down
+  until_true 5 eval '[ "$(state_of 2)" = dead ]' || fail "partition $i: n1 sees n3 dead"
+  start_prober udp
+  sleep 0.3
+  in_ns n3 ip link set m1 up; in_ns n3 ip link set m2 up
+  until_true 10 eval '[ "$(state_of 2)" = alive ]' || fail "heal $i: n1 sees n3 alive"
+  sleep 1
+  stop_prober
+  echo "heal $i of n3's partition: $R"
+  dups=$((dups + $(result_field "$R" duplicates)))
+done
+s=$(ctl 1 status --json)
+echo "after three partitions of n3: $(jq -c '[.nodes[] | {name, held_down, serving}]' <<<"$s")"
+expect "repeated partitions of n3: no heal answers a request twice" test "$dups" = 0
+expect "repeated partitions of n3: n3 is held out by flap damping" \
+  test "$(jq '.nodes[2].held_down' <<<"$s")" = true
+expect "repeated partitions of n3: n1 and n2 are not held out and own every bucket" \
+  test "$(jq '[.nodes[0].held_down, .nodes[1].held_down] == [false, false] and
+    ([.services[0].owners[] | select(. == "n1" or . == "n2")] | length) == 16' <<<"$s")" = true
+expect "repeated partitions of n3: the nodes share one view again" \
+  until_true 5 eval '[ "$(ctl 1 status --json | jq .views_agree)" = true ]'
+
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" = 0 ] || show_logs
 [ "$FAILED" = 0 ]

@@ -430,12 +430,21 @@ TEST_CASE("a partition of every link: each side declares the other dead, and hea
   CHECK(sim.agreed());
 }
 
-TEST_CASE("flap damping: a node that keeps dying is held out on every node, then serves") {
+namespace {
+
+// Flap damping that holds a node out for 5 s after its third death within 20 s.
+TimingProfile flapTiming() {
   TimingProfile t = kDefault;
   t.flap_window = milliseconds(20000);
   t.flap_threshold = 3;
   t.flap_hold_down = milliseconds(5000);
-  SimCluster sim(makeDefinition(5, 2, t), 601);
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("flap damping: a node that keeps dying is held out on every node, then serves") {
+  SimCluster sim(makeDefinition(5, 2, flapTiming()), 601);
   sim.startAll();
   sim.runFor(milliseconds(500));
   for (int i = 0; i < 3; ++i) {
@@ -454,6 +463,28 @@ TEST_CASE("flap damping: a node that keeps dying is held out on every node, then
   sim.runFor(milliseconds(5000));
   for (uint32_t i = 0; i < 5; ++i) {
     CHECK(sim.core(i).view().members[2].serving());
+  }
+  CHECK(sim.agreed());
+}
+
+TEST_CASE("flap damping: repeated partitions of one node hold out that node, not the others") {
+  SimCluster sim(makeDefinition(3, 2, flapTiming()), 611);
+  sim.startAll();
+  sim.runFor(milliseconds(500));
+  // Node 2 is cut off from both others three times: it sees both of them die each time
+  // (from a minority), they see it die (from a majority).
+  for (int i = 0; i < 3; ++i) {
+    sim.partition({2});
+    sim.runFor(milliseconds(1000));
+    sim.heal();
+    sim.runFor(milliseconds(1000));
+  }
+  for (uint32_t i = 0; i < 3; ++i) {
+    const View& v = sim.core(i).view();
+    CHECK((v.members[0].state == MemberState::Alive));
+    CHECK(v.members[0].serving());
+    CHECK(v.members[1].serving());
+    CHECK(v.members[2].held_down);
   }
   CHECK(sim.agreed());
 }
