@@ -4,6 +4,7 @@
 
 #include <boost/asio/post.hpp>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <ctime>
 #include <random>
@@ -117,7 +118,11 @@ Daemon::Daemon(asio::io_context& io, DaemonOptions options, ClusterDefinition de
       health_timer_(io),
       signals_(io, SIGTERM, SIGINT, SIGHUP) {}
 
-Daemon::~Daemon() = default;
+Daemon::~Daemon() {
+  if (count_thread_.joinable()) {
+    count_thread_.join();
+  }
+}
 
 Result<std::unique_ptr<Daemon>> Daemon::create(asio::io_context& io, DaemonOptions options) {
   auto loaded = loadClusterDefinition(options.config_path);
@@ -419,6 +424,10 @@ bool Daemon::resettled(TimePoint now) {
   if (now <= fresh) {
     return false;
   }
+  // A peer that is up but not heard directly (alive through indirect probes only) sends no
+  // claims here: after a detection time it is waited for no longer, as after a start.
+  const bool waited_out = now > fresh + def_.timing.suspect_after + def_.timing.suspicion_timeout +
+                                    def_.timing.probe_timeout;
   const auto& members = membership_->view().members;
   for (std::size_t i = 0; i < members.size(); ++i) {
     if (i == self_ || members[i].state == MemberState::Left) {
@@ -434,7 +443,7 @@ bool Daemon::resettled(TimePoint now) {
       continue;
     }
     // A heartbeat, not just any packet: only heartbeats carry the claims.
-    if (members[i].claims_heard <= fresh) {
+    if (members[i].claims_heard <= fresh && !waited_out) {
       return false;
     }
   }
@@ -669,6 +678,10 @@ void Daemon::reconcile() {
       });
       last_ = std::move(d);
       have_decision_ = true;
+      if (digest != last_digest_) {  // the view changed all the same
+        last_digest_ = digest;
+        announceClaims();
+      }
       return;
     }
     apply_failed_ = false;
@@ -982,10 +995,13 @@ void Daemon::waitForSignal() {
     }
     if (signo == SIGHUP) {
       reload();
-    } else if (lingering_) {
-      log(LogLevel::Notice, "second stop signal: leaving now, open connections break");
-      completeLeave();
-      return;
+    } else if (stopping_) {
+      log(LogLevel::Notice, "second stop signal: leaving without waiting for open connections");
+      leave_now_ = true;
+      if (lingering_) {
+        completeLeave();
+        return;
+      }
     } else {
       gracefulLeave();
     }
@@ -1049,7 +1065,7 @@ void Daemon::finishLeave() {
 }
 
 bool Daemon::startLinger(TimePoint now) {
-  if (def_.leave_linger <= Millis{0} || !dataplane_->keepsEstablished()) {
+  if (leave_now_ || def_.leave_linger <= Millis{0} || !dataplane_->keepsEstablished()) {
     return false;
   }
   if (!connections_) {
@@ -1061,51 +1077,70 @@ bool Daemon::startLinger(TimePoint now) {
     }
     connections_ = std::move(opened.value());
   }
-  const auto open = connections_->open();
+  lingering_ = true;
+  linger_reported_ = false;
+  linger_from_ = now;
+  linger_until_ = now + def_.leave_linger;
+  countConnections();
+  return true;
+}
+
+void Daemon::countConnections() {
+  // In a thread of its own: a dump walks the whole conntrack table, which on a busy host can
+  // take longer than a heartbeat interval, and the node must go on sending heartbeats (a
+  // node declared dead meanwhile would have its connections reset by its peers).
+  if (count_thread_.joinable()) {
+    count_thread_.join();
+  }
+  count_thread_ = std::thread([this, counter = connections_.get()] {
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, nullptr);  // signals stay with the event loop
+    Result<std::size_t> open = counter->open();
+    asio::post(io_, [this, open = std::move(open)] { onConnectionCount(open); });
+  });
+}
+
+void Daemon::onConnectionCount(const Result<std::size_t>& open) {
+  if (!lingering_ || leaving_) {
+    return;
+  }
+  const TimePoint now = std::chrono::steady_clock::now();
+  const auto waited = std::chrono::duration_cast<milliseconds>(now - linger_from_).count();
   if (!open.ok()) {
     log(LogLevel::Warning, "leaving without waiting for open connections: %s",
         open.error().message.c_str());
-    return false;
+  } else if (*open == 0) {
+    if (linger_reported_) {
+      log(LogLevel::Notice, "leaving: the last open connection closed after %lld ms",
+          static_cast<long long>(waited));
+    }
+  } else if (now >= linger_until_) {
+    log(LogLevel::Warning,
+        "leaving: %zu connections still open after %lld ms (leave_linger_ms), they break", *open,
+        static_cast<long long>(waited));
+  } else {
+    if (!linger_reported_) {
+      linger_reported_ = true;
+      const std::string text = "leaving: buckets handed over, serving " + std::to_string(*open) +
+                               " open connections for up to " +
+                               std::to_string(def_.leave_linger.count()) + " ms";
+      log(LogLevel::Notice, "%s", text.c_str());
+      events_.add("leave", text);
+      notifySystemd("STATUS=" + text);
+    }
+    pollLinger();
+    return;
   }
-  if (*open == 0) {
-    return false;
-  }
-  lingering_ = true;
-  linger_from_ = now;
-  linger_until_ = now + def_.leave_linger;
-  const std::string text = "leaving: buckets handed over, serving " + std::to_string(*open) +
-                           " open connections for up to " +
-                           std::to_string(def_.leave_linger.count()) + " ms";
-  log(LogLevel::Notice, "%s", text.c_str());
-  events_.add("leave", text);
-  notifySystemd("STATUS=" + text);
-  pollLinger();
-  return true;
+  completeLeave();
 }
 
 void Daemon::pollLinger() {
   leave_timer_.expires_after(milliseconds(100));
   leave_timer_.async_wait([this](const boost::system::error_code& ec) {
-    if (ec || leaving_) {
-      return;
+    if (!ec && !leaving_) {
+      countConnections();
     }
-    const TimePoint now = std::chrono::steady_clock::now();
-    const auto waited = std::chrono::duration_cast<milliseconds>(now - linger_from_).count();
-    const auto open = connections_->open();
-    if (!open.ok()) {
-      log(LogLevel::Warning, "leaving: %s", open.error().message.c_str());
-    } else if (*open == 0) {
-      log(LogLevel::Notice, "leaving: the last open connection closed after %lld ms",
-          static_cast<long long>(waited));
-    } else if (now >= linger_until_) {
-      log(LogLevel::Warning,
-          "leaving: %zu connections still open after %lld ms (leave_linger_ms), they break", *open,
-          static_cast<long long>(waited));
-    } else {
-      pollLinger();
-      return;
-    }
-    completeLeave();
   });
 }
 

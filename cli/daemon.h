@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cli/clock_lead.h"
@@ -138,6 +139,9 @@ class Daemon {
   /// (peers reset no flow of a member that is up) and serves them, checking every 100 ms,
   /// until none is left or the linger ends. False: nothing to wait for, leave now.
   bool startLinger(TimePoint now);
+  /// Counts the open connections off the event loop; onConnectionCount() gets the result.
+  void countConnections();
+  void onConnectionCount(const Result<std::size_t>& open);
   void pollLinger();
   /// Leave message, dataplane teardown, exit.
   void completeLeave();
@@ -202,9 +206,12 @@ class Daemon {
   bool stopping_ = false;       // SIGTERM: leaving, handing the buckets over
   bool leaving_ = false;        // left: nothing more is sent or decided
   bool lingering_ = false;      // stopping, owning nothing, serving open connections
+  bool linger_reported_ = false;  // the first count that found open connections was logged
+  bool leave_now_ = false;        // a second stop signal: no lingering
   TimePoint linger_from_{};
   TimePoint linger_until_{};
   std::unique_ptr<dataplane::ConnectionCount> connections_;  // opened at the first stop
+  std::thread count_thread_;    // the count in progress (a conntrack dump), joined before the next
   bool drain_unsaved_ = false;  // a drain write arrived; persistDrain() at the end of handle()
   uint64_t drift_repairs_ = 0;
   uint64_t late_takes_ = 0;              // timed takes loaded after their instant

@@ -15,7 +15,9 @@ namespace shoal::dataplane {
 namespace {
 
 int countOpen(enum nf_conntrack_msg_type /*type*/, struct nf_conntrack* ct, void* data) {
-  if (nfct_get_attr_u8(ct, ATTR_L4PROTO) == IPPROTO_TCP) {
+  // The kernel filtered by the mark already; checked again in case it ignored the filter.
+  if ((nfct_get_attr_u32(ct, ATTR_MARK) & kAcceptedFlowBit) != 0 &&
+      nfct_get_attr_u8(ct, ATTR_L4PROTO) == IPPROTO_TCP) {
     const uint8_t state = nfct_get_attr_u8(ct, ATTR_TCP_STATE);
     if (state != TCP_CONNTRACK_TIME_WAIT && state != TCP_CONNTRACK_CLOSE &&
         state != TCP_CONNTRACK_NONE) {

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "core/fingerprint.h"
+#include "membership/ownership.h"
 
 namespace shoal {
 
@@ -527,11 +528,10 @@ Output Membership::finish(TimePoint now) {
   }
   broadcast_pending_ = false;
   view_.local_health = local_health_.score();
-  std::size_t up = 0;
-  for (const MemberView& m : view_.members) {
-    up += m.up() ? 1 : 0;
-  }
-  if (up * 2 < view_.members.size()) {
+  // Present: up, or declared dead by gossip while this node still hears it (as quorum counts
+  // it, membership/ownership.h).
+  const uint32_t present = quorumCount(view_, now, def_.timing.suspect_after);
+  if (present * 2 < view_.members.size()) {
     last_minority_at_ = now;
   }
   TimePoint next = TimePoint::max();
@@ -980,9 +980,10 @@ void Membership::setState(TimePoint now, uint32_t node, MemberState state, uint6
         if (old == MemberState::Dead) {
           // A death this node saw from a minority says as much about this node's links as
           // about the member: not counted.
-          if (last_minority_at_ < p.died_at) {
+          if (p.died_at != TimePoint{} && last_minority_at_ < p.died_at) {
             p.flap.died(p.died_at);
           }
+          p.died_at = TimePoint{};
           const TimePoint until = p.flap.returned(now);
           if (until != TimePoint{}) {
             m.held_down = true;
@@ -1007,7 +1008,9 @@ void Membership::setState(TimePoint now, uint32_t node, MemberState state, uint6
       break;
     case MemberState::Dead:
       p.probing = false;
-      p.died_at = now;
+      // Counted by flap damping (at its return) only if this node itself stopped hearing it:
+      // a death learned by gossip while it still heard the member is another node's view.
+      p.died_at = now - p.last_heard >= def_.timing.suspect_after ? now : TimePoint{};
       break;
     case MemberState::Left:
     case MemberState::Unknown:

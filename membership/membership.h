@@ -193,8 +193,9 @@ class Membership {
     TimePoint next_correction{};
     uint32_t gossip_left = 0;
     TimePoint hold_ended{};  // when this node last saw the member's hold-down end
-    /// When this node last declared the member dead: counted by the flap damper at its
-    /// return, unless this node was in a minority meanwhile (see last_minority_at_).
+    /// When this node last declared the member dead after not hearing it itself (TimePoint{}:
+    /// the death was another node's view): counted by the flap damper at its return, unless
+    /// this node was in a minority meanwhile (see last_minority_at_).
     TimePoint died_at{};
     // (boot id, sequence) of the heartbeat its claims came from: a heartbeat delayed past a
     // newer one (reordered, or sent on a slower link) must not bring older claims back.

@@ -43,7 +43,10 @@ uint32_t quorumCount(const View& view, TimePoint now, Duration window) {
       ++n;
       continue;
     }
-    if (m.state != MemberState::Alive) {
+    // Alive, or declared dead by gossip from a node that could not reach it while this one
+    // hears it directly (a partition heals): it is there.
+    const bool dead_but_heard = m.state == MemberState::Dead && window > Duration::zero();
+    if (m.state != MemberState::Alive && !dead_but_heard) {
       continue;
     }
     n += heardWithin(m, now, window) ? 1 : 0;

@@ -283,6 +283,12 @@ TEST_CASE("quorum counts only peers heard within the window, whatever their stat
   in.quorum_window = std::chrono::milliseconds(150);
   CHECK_FALSE(shoal::decideOwnership(in).quorum);  // cut off: let go before being declared dead
   CHECK(shoal::quorumCount(f.view, now, shoal::Duration::zero()) == 3);
+  // Declared dead by gossip while this node hears it (a partition heals): still counted.
+  f.view.members[1].links[0].last_heard = now - std::chrono::milliseconds(100);
+  f.view.members[1].state = MemberState::Dead;
+  CHECK(shoal::quorumCount(f.view, now, std::chrono::milliseconds(150)) == 2);
+  f.view.members[1].links[0].last_heard = now - std::chrono::milliseconds(200);
+  CHECK(shoal::quorumCount(f.view, now, std::chrono::milliseconds(150)) == 1);
 }
 
 namespace {
