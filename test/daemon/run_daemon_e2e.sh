@@ -303,5 +303,6 @@ expect "repeated partitions of n3: the nodes share one view again" \
   until_true 5 eval '[ "$(ctl 1 status --json | jq .views_agree)" = true ]'
 
 echo "$PASSED passed, $FAILED failed"
-[ "$FAILED" = 0 ] || show_logs
+# On a failure the whole logs (a few hundred lines each): a post-mortem needs the moments before it.
+[ "$FAILED" = 0 ] || show_logs 1000
 [ "$FAILED" = 0 ]
