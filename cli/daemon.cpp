@@ -678,10 +678,7 @@ void Daemon::reconcile() {
       });
       last_ = std::move(d);
       have_decision_ = true;
-      if (digest != last_digest_) {  // the view changed all the same
-        last_digest_ = digest;
-        announceClaims();
-      }
+      announceIfViewChanged(digest);  // the view may have changed all the same
       return;
     }
     apply_failed_ = false;
@@ -690,14 +687,10 @@ void Daemon::reconcile() {
       applied_orphans_.push_back(a.reset_orphans);
     }
     if (d.hold == held_ && d.timed == timed_) {
-      // Only the resets changed (a peer came back, held out by flap damping, say): the view
-      // did, so the peers hear of it.
+      // Only the resets changed (a peer came back, held out by flap damping, say).
       last_ = std::move(d);
       have_decision_ = true;
-      if (digest != last_digest_) {
-        last_digest_ = digest;
-        announceClaims();
-      }
+      announceIfViewChanged(digest);
       return;
     }
     const std::vector<BucketSet> before = answered();
@@ -715,6 +708,11 @@ void Daemon::reconcile() {
   }
   last_ = std::move(d);
   have_decision_ = true;
+  announceIfViewChanged(digest);
+}
+
+void Daemon::announceIfViewChanged(uint64_t digest) {
+  // Peers compare views by these digests (status: "views agree"): every change is announced.
   if (digest != last_digest_) {
     last_digest_ = digest;
     announceClaims();

@@ -113,6 +113,8 @@ class Daemon {
   void armHandOff(TimePoint when);
   /// Tells the peers what this node claims and hands over (at once, on every link).
   void announceClaims();
+  /// Announces the claims with `digest` if the view digest last announced differs.
+  void announceIfViewChanged(uint64_t digest);
 
   // Health.
   void onCheckResult(CheckResult r);

@@ -33,6 +33,12 @@ bool heardWithin(const MemberView& m, TimePoint now, Duration window) {
   return recent;
 }
 
+// Declared dead by gossip from a node that could not reach it, while this node hears it
+// directly (a partition heals): it is there, and may be serving what it claims.
+bool deadButHeard(const MemberView& m, TimePoint now, Duration window) {
+  return m.state == MemberState::Dead && window > Duration::zero() && heardWithin(m, now, window);
+}
+
 }  // namespace
 
 uint32_t quorumCount(const View& view, TimePoint now, Duration window) {
@@ -43,13 +49,11 @@ uint32_t quorumCount(const View& view, TimePoint now, Duration window) {
       ++n;
       continue;
     }
-    // Alive, or declared dead by gossip from a node that could not reach it while this one
-    // hears it directly (a partition heals): it is there.
-    const bool dead_but_heard = m.state == MemberState::Dead && window > Duration::zero();
-    if (m.state != MemberState::Alive && !dead_but_heard) {
-      continue;
+    if (m.state == MemberState::Alive) {
+      n += heardWithin(m, now, window) ? 1 : 0;
+    } else if (deadButHeard(m, now, window)) {
+      ++n;
     }
-    n += heardWithin(m, now, window) ? 1 : 0;
   }
   return n;
 }
@@ -105,6 +109,13 @@ OwnershipDecision decideOwnership(const OwnershipInput& in) {
   for (std::size_t m = 0; m < view.members.size(); ++m) {
     claims_unknown = claims_unknown || (m != view.self && view.members[m].up() &&
                                         !view.members[m].claims_known);
+  }
+  // Whose claims count: the peers that are up, and those declared dead that this node still
+  // hears (their claims hold until they have been silent for the quorum window).
+  std::vector<char> claims_hold(view.members.size(), 0);
+  for (std::size_t m = 0; m < view.members.size(); ++m) {
+    const MemberView& peer = view.members[m];
+    claims_hold[m] = m != view.self && (peer.up() || deadButHeard(peer, in.now, in.quorum_window));
   }
   static const TimedHold kNothingTimed;
   const TimedHold& was = in.timed != nullptr ? *in.timed : kNothingTimed;
@@ -169,13 +180,7 @@ OwnershipDecision decideOwnership(const OwnershipInput& in) {
         TimePoint from{};
         for (std::size_t m = 0; m < view.members.size(); ++m) {
           const MemberView& peer = view.members[m];
-          // A peer declared dead that this node still hears (a death learned from a node
-          // that could not reach it, as after a partition) may be serving what it claims:
-          // its claims hold until it has been silent for the quorum window.
-          const bool claims_hold = peer.up() || (peer.state == MemberState::Dead &&
-                                                 heardWithin(peer, in.now, in.quorum_window) &&
-                                                 in.quorum_window > Duration::zero());
-          if (m == view.self || !claims_hold || s >= peer.claims.size() || !peer.claims[s].has(b)) {
+          if (claims_hold[m] == 0 || s >= peer.claims.size() || !peer.claims[s].has(b)) {
             continue;
           }
           claimed = true;
