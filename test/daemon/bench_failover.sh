@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Failover benchmark: real shoald daemons in network namespaces, the nftables dataplane, and
-# a client that counts what users see. Needs root. Takes about ten minutes; not a test.
+# a client that counts what users see. Needs root. Takes about seven minutes (407 s on 2 cores); not a test.
 #
 #   SHOALD=... SHOALCTL=... RESPONDER=... PROBER=... bench_failover.sh
 #
@@ -338,6 +338,7 @@ fi
 # The whole benchmark: both phases, then the summary.
 
 [ "$(id -u)" = 0 ] || { echo "bench_failover: must run as root (network namespaces)" >&2; exit 2; }
+[ -n "$DEFAULT_MARGIN_US" ] || { echo "cannot read handoff_margin from core/cluster_definition.h" >&2; exit 2; }
 for profile in $PROFILES; do
   for field in heartbeat_interval suspect_after suspicion_timeout; do
     timing_ms "$profile" "$field" >/dev/null || exit 2
@@ -452,8 +453,7 @@ for label in mcast1 mcast2; do
 done
 echo "== hand-over margin (handoff_margin_us): $SMALL-node drains (drain, undrain) under a UDP prober; baseline: margin 0, same run"
 for m in 0 "$DEFAULT_MARGIN_US"; do
-  read -r n _ _ _ _ < <(stats drain-udp "default+m$m" "$SMALL" lost)
-  read -r _ lmed _ _ lmax < <(stats drain-udp "default+m$m" "$SMALL" lost)
+  read -r n lmed _ _ lmax < <(stats drain-udp "default+m$m" "$SMALL" lost)
   h=$(awk -v p="default+m$m" '$1 == "handoff" && $2 == p { $1 = $2 = $3 = ""; print; exit }' "$SAMPLES")
   echo "  margin $m us ($n runs): lost $(total drain-udp "default+m$m" "$SMALL" lost) over all runs (per run median $lmed, max $lmax); answered twice $(total drain-udp "default+m$m" "$SMALL" duplicates); gaps:$h"
 done
