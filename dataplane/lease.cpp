@@ -37,6 +37,18 @@ void Lease::renewed(SteadyTime now) {
   expiry_ = now + length_;
 }
 
+namespace {
+
+bool ownsNothing(const DesiredState& state) {
+  for (const ServiceAssignment& a : state.services) {
+    if (!a.owned.empty() || !a.reset_orphans.empty() || !a.timed.empty())
+      return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 LeaseKeeper::LeaseKeeper(Dataplane& dataplane, Millis length, Millis spacing)
     : dataplane_(dataplane), lease_(length, spacing) {}
 
@@ -81,6 +93,11 @@ LeaseKeeper::Renewal LeaseKeeper::beforeSend(SteadyTime now) {
 }
 
 LeaseKeeper::Renewal LeaseKeeper::recoverLapse(SteadyTime now) {
+  // Run out before it was ever renewed while nothing was owned: the start-up (rules in
+  // place, nothing answered yet) took longer than the lease. Nothing was answered, so
+  // nothing was lost and no view is stale: a plain renewal, not a lapse.
+  if (renewals_ == 0 && ownsNothing(*last_))
+    return renewNow(now);
   ++lapses_;
   const Millis silent = std::chrono::floor<Millis>(now - (lease_.expiry() - lease_.length()));
   DesiredState none = *last_;

@@ -133,6 +133,8 @@ class LeaseKeeper {
   /// of this file for why). Renews when due. On a lapse it counts it and applies the last
   /// state with every owned and reset bucket removed under a fresh lease: the caller must
   /// treat its buckets as gone and take them again only with fresh claims from its peers.
+  /// A lease that ran out before its first renewal while the state owned nothing (a slow
+  /// start between the first apply and the first send) is renewed, not a lapse.
   Renewal beforeSend(SteadyTime now);
 
   /// Call right after sending (`now` read after it), when beforeSend() answered BySend, with

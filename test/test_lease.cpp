@@ -162,6 +162,34 @@ TEST_CASE("a late renewal is a lapse: counted, nothing owned comes back, the lea
   CHECK(keeper.lapses() == 1);
 }
 
+TEST_CASE("a slow start that owned nothing is renewed, not counted as a lapse") {
+  for (bool by_send : {false, true}) {
+    CAPTURE(by_send);
+    FakeDataplane dp;
+    dp.renewOnSend(by_send);
+    LeaseKeeper keeper(dp, milliseconds{14}, milliseconds{2});
+    // The rules go in with nothing owned; the first send comes 71 ms later.
+    REQUIRE(keeper.apply(t0, stateOwning({})).ok());
+    const SteadyTime first_send = t0 + milliseconds{71};
+    const auto r = keeper.beforeSend(first_send);
+    CHECK((r.outcome == LeaseKeeper::Outcome::Renewed));
+    CHECK(keeper.lapses() == 0);
+    CHECK(dp.renewals().size() == 1);  // by the dataplane: the element had run out
+    CHECK(keeper.lease().expiry() == first_send + milliseconds{14});
+    // Once renewed, running out again is a lapse, even with nothing owned.
+    CHECK((keeper.beforeSend(first_send + milliseconds{100}).outcome ==
+           LeaseKeeper::Outcome::Lapsed));
+    CHECK(keeper.lapses() == 1);
+  }
+  // Owning something before the first renewal, running out is a lapse as before.
+  FakeDataplane dp;
+  LeaseKeeper keeper(dp, milliseconds{14}, milliseconds{2});
+  REQUIRE(keeper.apply(t0, stateOwning({3})).ok());
+  CHECK((keeper.beforeSend(t0 + milliseconds{71}).outcome == LeaseKeeper::Outcome::Lapsed));
+  CHECK(keeper.lapses() == 1);
+  CHECK(dp.ownedBuckets("web").empty());
+}
+
 TEST_CASE("a renewal just before the expiry is on time; at the expiry it is a lapse") {
   FakeDataplane dp;
   LeaseKeeper keeper(dp, milliseconds{146}, milliseconds{25});
