@@ -46,6 +46,14 @@ Duration wallClockOffset() {
   return std::chrono::duration_cast<Duration>(wall) - mono;
 }
 constexpr milliseconds kHookTimeout{10000};
+
+// A stopping node does not wait for an established connection silent for longer than this
+// or its linger, whichever is longer: nothing suggests it ends within the linger
+// (dataplane/conntrack_count.h).
+std::chrono::seconds lingerIdleCutoff(Millis linger) {
+  return std::max(std::chrono::seconds{60}, std::chrono::ceil<std::chrono::seconds>(linger));
+}
+
 // Receive timestamps (wall clock) are not used for kStampDistrust after the wall clock moved
 // against the monotonic clock by more than kWallStepLimit between two reads (a step: NTP
 // slews far slower), nor when older than kStampMaxAge (no queue holds a heartbeat that long).
@@ -1077,6 +1085,7 @@ bool Daemon::startLinger(TimePoint now) {
   }
   lingering_ = true;
   linger_reported_ = false;
+  linger_idle_reported_ = false;
   linger_from_ = now;
   linger_until_ = now + def_.leave_linger;
   countConnections();
@@ -1090,24 +1099,32 @@ void Daemon::countConnections() {
   if (count_thread_.joinable()) {
     count_thread_.join();
   }
-  count_thread_ = std::thread([this, counter = connections_.get()] {
+  const auto cutoff = lingerIdleCutoff(def_.leave_linger);
+  count_thread_ = std::thread([this, counter = connections_.get(), cutoff] {
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, nullptr);  // signals stay with the event loop
-    Result<std::size_t> open = counter->open();
-    asio::post(io_, [this, open = std::move(open)] { onConnectionCount(open); });
+    Result<dataplane::Connections> found = counter->count(cutoff);
+    asio::post(io_, [this, found = std::move(found)] { onConnectionCount(found); });
   });
 }
 
-void Daemon::onConnectionCount(const Result<std::size_t>& open) {
+void Daemon::onConnectionCount(const Result<dataplane::Connections>& found) {
   if (!lingering_ || leaving_) {
     return;
   }
   const TimePoint now = std::chrono::steady_clock::now();
   const auto waited = std::chrono::duration_cast<milliseconds>(now - linger_from_).count();
-  if (!open.ok()) {
+  if (found.ok() && found->idle > 0 && !linger_idle_reported_) {
+    linger_idle_reported_ = true;
+    log(LogLevel::Notice,
+        "leaving: not waiting for %zu established connections silent for over %lld s", found->idle,
+        static_cast<long long>(lingerIdleCutoff(def_.leave_linger).count()));
+  }
+  const std::size_t* open = found.ok() ? &found->open : nullptr;
+  if (!found.ok()) {
     log(LogLevel::Warning, "leaving without waiting for open connections: %s",
-        open.error().message.c_str());
+        found.error().message.c_str());
   } else if (*open == 0) {
     if (linger_reported_) {
       log(LogLevel::Notice, "leaving: the last open connection closed after %lld ms",

@@ -143,7 +143,7 @@ class Daemon {
   bool startLinger(TimePoint now);
   /// Counts the open connections off the event loop; onConnectionCount() gets the result.
   void countConnections();
-  void onConnectionCount(const Result<std::size_t>& open);
+  void onConnectionCount(const Result<dataplane::Connections>& found);
   void pollLinger();
   /// Leave message, dataplane teardown, exit.
   void completeLeave();
@@ -209,6 +209,7 @@ class Daemon {
   bool leaving_ = false;        // left: nothing more is sent or decided
   bool lingering_ = false;      // stopping, owning nothing, serving open connections
   bool linger_reported_ = false;  // the first count that found open connections was logged
+  bool linger_idle_reported_ = false;  // the first count that found idle ones was logged
   bool leave_now_ = false;        // a second stop signal: no lingering
   TimePoint linger_from_{};
   TimePoint linger_until_{};

@@ -208,6 +208,32 @@ expect "every timed hand-over so far started at or after its release" \
 start_node 1
 wait_converged 2 3 15 || fail "n1 rejoins"
 
+# A stop does not wait for established connections that have been silent for long (a client
+# that vanished leaves its conntrack entry for days): n1's entries are made to look an hour
+# silent by raising its namespace's established timeout by an hour after their last packet.
+expect "before the idle leave: 48 connections greeted by their buckets' owners" \
+  conn_start 1 10.50.1.40+16 48
+est=/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established
+est_before=$(in_ns n1 cat "$est")
+in_ns n1 sh -c "echo $((est_before + 3600)) > $est"
+leaver=${SHOALD_PID[1]}
+t_term=$(now_ms)
+kill -TERM "$leaver"
+until_true 4 exited "$leaver"
+t_exit=$(($(now_ms) - t_term))
+in_ns n1 sh -c "echo $est_before > $est"
+echo "n1's shoald exited ${t_exit} ms after SIGTERM with only long-silent connections"
+expect "idle leave: n1 exits without waiting out its linger (within 3 s, linger 5 s)" \
+  eval "exited $leaver && test $t_exit -lt 3000"
+expect "idle leave: n1 says which connections it did not wait for" \
+  grep -q "not waiting for [1-9][0-9]* established connections silent for over 60 s" \
+  "$WORK/n1/shoald.log"
+conn_close
+wait "$leaver" 2>/dev/null
+unset "SHOALD_PID[1]"
+start_node 1
+wait_converged 2 3 15 || fail "n1 rejoins after the idle leave"
+
 # All heartbeat links lost while the LAN is up: the majority policy stops every isolated
 # node from serving (no duplicate answers; nobody has a majority of 3).
 start_prober udp
