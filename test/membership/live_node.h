@@ -45,12 +45,19 @@ struct LiveNode {
       return;
     }
     timer.expires_at(out.next_wakeup);
-    timer.async_wait([this](const boost::system::error_code& ec) {
-      if (!ec) {
+    // A wait that had completed before the node was destroyed still runs, without an error:
+    // it must find the node gone rather than use it.
+    std::weak_ptr<bool> weak = alive;
+    timer.async_wait([this, weak](const boost::system::error_code& ec) {
+      if (!ec && weak.lock()) {
         handle(core.onTick(std::chrono::steady_clock::now()));
       }
     });
   }
+  ~LiveNode() { alive.reset(); }
+  LiveNode(const LiveNode&) = delete;
+  LiveNode& operator=(const LiveNode&) = delete;
+  std::shared_ptr<bool> alive = std::make_shared<bool>(true);
   Membership core;
   asio::steady_timer timer;
   std::unique_ptr<UdpTransport> transport;
