@@ -46,6 +46,8 @@ Duration wallClockOffset() {
   return std::chrono::duration_cast<Duration>(wall) - mono;
 }
 constexpr milliseconds kHookTimeout{10000};
+// How much longer than the margin a planned hand-over's gap is bridged (Daemon::bridgesFor).
+constexpr Duration kBridgeWindow = std::chrono::milliseconds(5);
 
 // A stopping node does not wait for an established connection silent for longer than this
 // or its linger, whichever is longer: nothing suggests it ends within the linger
@@ -184,6 +186,7 @@ Result<std::unique_ptr<Daemon>> Daemon::create(asio::io_context& io, DaemonOptio
 
   dataplane::DataplaneSettings settings;
   settings.backend = d->options_.backend;
+  settings.gap_bridging = d->def_.handoff_bridge;
   // The VIPs this node added survive a crash of the daemon; the ledger lets the next run
   // recognise them as shoal's and remove them at its teardown.
   settings.vip_ledger = d->options_.state_dir + "/vips";
@@ -264,7 +267,7 @@ void Daemon::start() {
     taken_from_.emplace_back(svc.buckets, -1);
   }
   // Rules in place with nothing owned: the node answers no bucket until it has settled.
-  if (auto st = lease_->apply(now, desiredState(held_, timed_)); !st.ok()) {
+  if (auto st = lease_->apply(now, desiredState(held_, timed_, bridges_)); !st.ok()) {
     log(LogLevel::Error, "dataplane: %s", st.error().message.c_str());
     apply_failed_ = true;
   }
@@ -471,8 +474,106 @@ bool Daemon::settled(TimePoint now) const {
                                  def_.timing.probe_timeout;
 }
 
+std::optional<IpAddress> Daemon::bridgeAddress(std::size_t m, bool v4) const {
+  const Node& node = def_.nodes[m];
+  const MemberView& peer = membership_->view().members[m];
+  for (std::size_t i = 0; i < node.addresses.size(); ++i) {
+    if (node.addresses[i].isV4() == v4 && i < peer.links.size() && peer.links[i].up) {
+      return node.addresses[i];
+    }
+  }
+  for (const IpAddress& a : node.addresses) {
+    if (a.isV4() == v4) {
+      return a;
+    }
+  }
+  return std::nullopt;
+}
+
+Daemon::GapBridges Daemon::bridgesFor(const OwnershipDecision& d) const {
+  GapBridges out;
+  if (!dataplane_->bridgesGaps()) {
+    return out;
+  }
+  // Wide enough for any gap: the margin plus the taker's bound of the clock difference,
+  // the fastest recent heartbeat trip (a few hundred microseconds on a LAN).
+  const int64_t window =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(def_.handoff_margin + kBridgeWindow)
+          .count();
+  const int64_t wall_now = wallNs(std::chrono::steady_clock::now());
+  const auto pending = [&](std::size_t s, uint32_t b, bool release) {
+    if (release) {
+      return s < d.timed.releasing.size() && d.timed.releasing[s].has(b);
+    }
+    return s < d.timed.taking.size() && d.timed.taking[s].count(b) > 0;
+  };
+  // A window is kept while it may matter: not yet over (a second more, for the copies on
+  // their way) and, if it has not begun, while its release or take is still on. A forwarded
+  // window ends at once when the bucket is held again: its packets are answered here.
+  const auto keep = [&](std::size_t s, const auto& w, bool release) {
+    if (w.until_ns + 1000000000 < wall_now) {
+      return false;
+    }
+    if (release && s < d.hold.size() && d.hold[s].has(w.bucket)) {
+      return false;
+    }
+    return w.from_ns <= wall_now || pending(s, w.bucket, release);
+  };
+  // One window per bucket and list: a new one replaces an old one of the same bucket.
+  const auto add = [](auto& list, auto entry) {
+    for (const auto& w : list) {
+      if (w.bucket == entry.bucket && w.from_ns == entry.from_ns) {
+        return;
+      }
+    }
+    std::erase_if(list, [&](const auto& w) { return w.bucket == entry.bucket; });
+    list.push_back(entry);
+  };
+  out.forwarded.resize(def_.services.size());
+  out.noted.resize(def_.services.size());
+  for (std::size_t s = 0; s < def_.services.size(); ++s) {
+    if (s < bridges_.forwarded.size()) {
+      for (const auto& w : bridges_.forwarded[s]) {
+        if (keep(s, w, true)) {
+          out.forwarded[s].push_back(w);
+        }
+      }
+    }
+    if (s < bridges_.noted.size()) {
+      for (const auto& w : bridges_.noted[s]) {
+        if (keep(s, w, false)) {
+          out.noted[s].push_back(w);
+        }
+      }
+    }
+    const bool v4 = def_.services[s].vip.isV4();
+    if (s < d.timed.releasing.size()) {
+      const int64_t from = wallInstant(d.timed.release_at, false);
+      for (uint32_t b : d.timed.releasing[s].list()) {
+        const int target = s < d.targets.size() && b < d.targets[s].size() ? d.targets[s][b] : -1;
+        if (target < 0 || static_cast<std::size_t>(target) == self_) {
+          continue;
+        }
+        if (auto to = bridgeAddress(static_cast<std::size_t>(target), v4)) {
+          add(out.forwarded[s], dataplane::ForwardedBucket{b, from, from + window, *to});
+        }
+      }
+    }
+    if (s < d.timed.taking.size()) {
+      for (const auto& [b, at] : d.timed.taking[s]) {
+        const int64_t start = wallInstant(at, true);
+        add(out.noted[s], dataplane::TimedBucket{b, std::max<int64_t>(0, start - window), start});
+      }
+    }
+    std::sort(out.forwarded[s].begin(), out.forwarded[s].end());
+    std::sort(out.noted[s].begin(), out.noted[s].end());
+  }
+  return out;
+}
+
 dataplane::DesiredState Daemon::desiredState(const std::vector<BucketSet>& hold,
-                                             const TimedHold& timed) const {
+                                             const TimedHold& timed,
+                                             const GapBridges& bridges) const {
   const View& view = membership_->view();
   dataplane::DesiredState desired;
   for (std::size_t s = 0; s < def_.services.size(); ++s) {
@@ -490,6 +591,12 @@ dataplane::DesiredState Daemon::desiredState(const std::vector<BucketSet>& hold,
       }
     }
     std::sort(a.timed.begin(), a.timed.end());
+    if (s < bridges.forwarded.size()) {
+      a.forwarded = bridges.forwarded[s];
+    }
+    if (s < bridges.noted.size()) {
+      a.gap_noted = bridges.noted[s];
+    }
     // Reset unknown TCP flows in buckets whose previous holder is gone (its clients should
     // fail fast); not in buckets handed over by a live node, which still serves its flows.
     for (uint32_t b : a.owned) {
@@ -653,7 +760,8 @@ void Daemon::reconcile() {
       }
     }
   }
-  const dataplane::DesiredState desired = desiredState(d.hold, d.timed);
+  GapBridges bridges = bridgesFor(d);
+  const dataplane::DesiredState desired = desiredState(d.hold, d.timed, bridges);
   bool orphans_changed = false;
   for (std::size_t s = 0; s < desired.services.size(); ++s) {
     orphans_changed = orphans_changed || s >= applied_orphans_.size() ||
@@ -669,7 +777,8 @@ void Daemon::reconcile() {
   }
   const uint64_t digest = viewDigest(view);
   armHandOff(d.next_change);
-  if (d.hold != held_ || d.timed != timed_ || orphans_changed || reconvert_) {
+  if (d.hold != held_ || d.timed != timed_ || bridges != bridges_ || orphans_changed ||
+      reconvert_) {
     reconvert_ = false;
     if (auto st = lease_->apply(now, desired); !st.ok()) {
       // The previous state stays in force; try again shortly.
@@ -690,6 +799,7 @@ void Daemon::reconcile() {
       return;
     }
     apply_failed_ = false;
+    bridges_ = std::move(bridges);
     applied_orphans_.clear();
     for (const auto& a : desired.services) {
       applied_orphans_.push_back(a.reset_orphans);
@@ -1057,7 +1167,8 @@ void Daemon::finishLeave() {
   const std::vector<BucketSet> before = answered();
   held_ = none;
   timed_ = TimedHold{};
-  if (auto st = lease_->apply(now, desiredState(held_, timed_)); !st.ok()) {
+  // The bridges stay: the forwarded windows of the hand-over just made still run.
+  if (auto st = lease_->apply(now, desiredState(held_, timed_, bridges_)); !st.ok()) {
     log(LogLevel::Error, "dataplane: %s", st.error().message.c_str());
   }
   reportBucketChanges(before);

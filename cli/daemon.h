@@ -97,8 +97,20 @@ class Daemon {
   /// on a lapse, logs it and holds nothing until the peers have been heard from again.
   void noteRenewal(TimePoint now, const dataplane::LeaseKeeper::Renewal& r);
   void reconcile();
-  dataplane::DesiredState desiredState(const std::vector<BucketSet>& hold,
-                                       const TimedHold& timed) const;
+  /// The gap bridging of planned hand-overs (dataplane.h: ForwardedBucket), per service.
+  struct GapBridges {
+    std::vector<std::vector<dataplane::ForwardedBucket>> forwarded;
+    std::vector<std::vector<dataplane::TimedBucket>> noted;
+    bool operator==(const GapBridges&) const = default;
+  };
+  dataplane::DesiredState desiredState(const std::vector<BucketSet>& hold, const TimedHold& timed,
+                                       const GapBridges& bridges) const;
+  /// The bridges for decision `d`: the windows kept from before that still matter, plus one
+  /// per release (forwarded to the bucket's target) and per take (noted) that `d` starts.
+  GapBridges bridgesFor(const OwnershipDecision& d) const;
+  /// The address of node `m` on the heartbeat link to copy packets of a service of
+  /// family `v4` over: the first link it is heard on, else the first of that family.
+  std::optional<IpAddress> bridgeAddress(std::size_t m, bool v4) const;
   /// What this node answers now or is committed to (its claims): held, releasing, taking.
   std::vector<BucketSet> claims() const;
   /// Logs and hooks the buckets gained and lost between two "answered now" sets
@@ -191,6 +203,7 @@ class Daemon {
   std::vector<BucketSet> held_;  ///< answered without a time limit
   /// Answered within a window of time: planned moves switched at an instant (ownership.h).
   TimedHold timed_;
+  GapBridges bridges_;                        ///< in force with held_ and timed_
   TimePoint next_change_ = TimePoint::max();  ///< when the decision must be made again
   TimePoint handoff_armed_ = TimePoint::max();  ///< where handoff_timer_ is set (max: not)
   /// Per service and bucket: the last up peer seen claiming it, and the node this node took it

@@ -115,6 +115,11 @@ struct ClusterDefinition {
   /// 50-200 us) on both nodes; a bigger value risks fewer answers twice and loses more
   /// requests at each move. Local policy: not part of the fingerprint, reloaded on SIGHUP.
   std::chrono::microseconds handoff_margin{250};
+  /// Bridge the gap of a planned hand-over (nftables where the kernel can: the releaser
+  /// copies the gap's packets to the taker, which answers those it dropped;
+  /// dataplane/dataplane.h, ForwardedBucket). Local policy: not part of the fingerprint;
+  /// read at start (the dataplane's rules depend on it).
+  bool handoff_bridge = true;
   /// How long a stopping node (SIGTERM) keeps serving the TCP connections it accepted after
   /// it has handed its buckets over; it leaves as soon as none is open (nftables only:
   /// CLUSTERIP answers by bucket only, a moved bucket's connections break there). 0: leave

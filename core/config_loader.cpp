@@ -581,6 +581,7 @@ const std::vector<std::pair<HashMode, std::string>> kHashModes = {
 };
 const std::vector<std::pair<Backend, std::string>> kBackends = {
     {Backend::Auto, "auto"}, {Backend::Nftables, "nftables"}, {Backend::ClusterIp, "clusterip"}};
+const std::vector<std::pair<bool, std::string>> kOnOff = {{true, "on"}, {false, "off"}};
 const std::vector<std::pair<PartitionPolicy, std::string>> kPolicies = {
     {PartitionPolicy::Majority, "majority"}, {PartitionPolicy::ServeAll, "serve-all"}};
 const std::vector<std::pair<HealthCheck::Kind, std::string>> kCheckKinds = {
@@ -987,8 +988,8 @@ std::vector<std::optional<IpAddress>> Validator::checkHeartbeatMulticast(
 
 std::vector<HealthCheck> Validator::checkHealthChecks(const Fields& root) {
   std::vector<HealthCheck> checks;
-  if (root.value("health_checks") == nullptr ||
-      root.value("health_checks")->kind == YNode::Kind::Null) {
+  const YNode* given = root.value("health_checks");
+  if (given == nullptr || given->kind == YNode::Kind::Null) {
     return checks;  // optional; `health_checks:` with nothing after it means none
   }
   const auto items = listField(root, "health_checks", false, "a list of health checks");
@@ -1157,7 +1158,7 @@ std::optional<ClusterDefinition> Validator::validate(const YNode* root,
       checkMap(root, "",
                {"cluster", "key_file", "port", "dataplane", "partition_policy", "timing",
                 "services", "nodes", "heartbeat_multicast", "health_checks", "health_hold_down_ms",
-                "notify_hooks", "handoff_margin_us", "leave_linger_ms"},
+                "notify_hooks", "handoff_margin_us", "handoff_bridge", "leave_linger_ms"},
                "a cluster definition with cluster, key_file, services and nodes");
   if (!f.is_map) {
     return std::nullopt;
@@ -1200,6 +1201,9 @@ std::optional<ClusterDefinition> Validator::validate(const YNode* root,
   def.notify_hooks = checkNotifyHooks(f);
   if (auto v = integerField(f, "handoff_margin_us", 0, 100000, "us")) {
     def.handoff_margin = std::chrono::microseconds{static_cast<int64_t>(*v)};
+  }
+  if (auto v = choiceField(f, "handoff_bridge", kOnOff, false)) {
+    def.handoff_bridge = *v;
   }
   if (auto v = integerField(f, "leave_linger_ms", 0, 3600000, "ms")) {
     def.leave_linger = Millis{static_cast<int64_t>(*v)};

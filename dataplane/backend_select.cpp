@@ -144,7 +144,8 @@ namespace {
 
 // Whether the kernel takes the timed set and its lookup: checked, not committed (a dry run:
 // the kernel validates the whole transaction and aborts it).
-bool timedSetsWork() {
+// Whether the kernel takes `script` (checked, never committed).
+bool kernelTakes(const char* script) {
   nft_ctx* ctx = nft_ctx_new(NFT_CTX_DEFAULT);
   if (ctx == nullptr) {
     return false;
@@ -152,14 +153,44 @@ bool timedSetsWork() {
   nft_ctx_buffer_output(ctx);
   nft_ctx_buffer_error(ctx);
   nft_ctx_set_dry_run(ctx, true);
-  const int rc = nft_run_cmd_from_buffer(
-      ctx,
+  const int rc = nft_run_cmd_from_buffer(ctx, script);
+  nft_ctx_free(ctx);
+  return rc == 0;
+}
+
+bool timedSetsWork() {
+  return kernelTakes(
       "table inet shoal_probe {\n"
       "  set t { typeof meta mark . meta time; flags interval; }\n"
       "  chain c { meta mark . meta time @t accept; }\n"
       "}\n");
-  nft_ctx_free(ctx);
-  return rc == 0;
+}
+
+// The statements gap bridging uses (nft_ruleset.cpp), in both families.
+bool gapBridgingWorks() {
+  return kernelTakes(
+      "table inet shoal_probe {\n"
+      "  set s { typeof ip saddr . th sport . ip id . @th,32,32; size 16; "
+      "flags dynamic,timeout; timeout 50ms; }\n"
+      "  set s6 { typeof ip6 saddr . th sport . @th,32,32; size 16; "
+      "flags dynamic,timeout; timeout 50ms; }\n"
+      "  chain c {\n"
+      "    ip saddr . th sport . ip id . @th,32,32 @s delete @s { ip saddr . th sport . ip id . "
+      "@th,32,32 } counter accept\n"
+      "    add @s { ip saddr . th sport . ip id . @th,32,32 }\n"
+      "    add @s6 { ip6 saddr . th sport . @th,32,32 }\n"
+      "  }\n"
+      "}\n"
+      "table ip shoal_probe {\n"
+      "  map m { typeof meta mark . meta time : ip daddr; flags interval; }\n"
+      "  chain c { type filter hook prerouting priority mangle - 5; "
+      "dup to meta mark . meta time map @m; }\n"
+      "}\n"
+      "table ip6 shoal_probe {\n"
+      "  map m { typeof meta mark . meta time : ip6 daddr; flags interval; }\n"
+      "  chain c { type filter hook prerouting priority mangle - 5; "
+      "dup to meta mark . meta time map @m; }\n"
+      "}\n");
 }
 
 }  // namespace
@@ -195,6 +226,7 @@ KernelFacts probeKernel() {
   } else {
     facts.nftables_works = true;
     facts.nftables_timed = timedSetsWork();
+    facts.nftables_gap_bridging = facts.nftables_timed && gapBridgingWorks();
   }
   return facts;
 }
@@ -248,6 +280,7 @@ Result<std::unique_ptr<Dataplane>> makeDataplane(const ClusterDefinition& defini
   NftablesOptions options;
   options.vip_ledger = settings.vip_ledger;
   options.ruleset.timed_sets = facts.nftables_timed;
+  options.ruleset.gap_bridging = facts.nftables_gap_bridging && settings.gap_bridging;
   if (settings.renew_on_send) {
     options.ruleset.renew_sport = definition.port;
     options.ruleset.renew_uid = static_cast<uint32_t>(::geteuid());

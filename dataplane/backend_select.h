@@ -28,6 +28,10 @@ struct KernelFacts {
   /// concatenated intervals: 5.6; nft 0.9.4 for `typeof`): the timed buckets of planned
   /// hand-overs (dataplane.h). Without it the nftables backend runs without them.
   bool nftables_timed = false;
+  /// nf_tables can bridge the gaps of timed hand-overs (dataplane.h: ForwardedBucket): `dup`
+  /// to an address from an interval map (nft_dup_ipv4/ipv6), and a dynamic set of
+  /// concatenated raw header fields that rules add to and delete from (5.19 for deleting).
+  bool nftables_gap_bridging = false;
   bool clusterip_module = false;   ///< ipt_CLUSTERIP is loaded, built in or installed
   bool iptables_legacy = false;    ///< iptables-legacy-restore and -save are in PATH
 };
@@ -67,6 +71,9 @@ struct DataplaneSettings {
   /// nftables: the heartbeats (UDP from the definition's port, sockets of this process's
   /// user) renew the lease as they leave (NftRulesetOptions::renew_sport).
   bool renew_on_send = true;
+  /// nftables: bridge the gaps of timed hand-overs where the kernel can
+  /// (KernelFacts::nftables_gap_bridging).
+  bool gap_bridging = true;
 };
 
 /// Picks the backend for `definition` (see chooseBackend), checks the definition's services

@@ -32,6 +32,28 @@ struct TimedBucket {
   auto operator<=>(const TimedBucket&) const = default;
 };
 
+/// The gap of a timed hand-off, bridged (nftables): a packet that reaches both nodes in the
+/// gap, after the releaser's instant but before the taker's, is answered by the taker
+/// through a copy the releaser sends it over a heartbeat link.
+///  - The releaser copies every packet of a released bucket it drops within
+///    [from_ns, until_ns) of its own clock to `to`, the taker's heartbeat address (the
+///    kernel sends the copy, nftables' `dup`); TCP only for its first packet (a SYN: the
+///    releaser keeps serving its established connections).
+///  - The taker notes each packet of a bucket it is about to take that it drops within a
+///    window of its own clock (ServiceAssignment::gap_noted), and answers a copy that arrives
+///    on any other interface than the service's only if it noted the same packet (source,
+///    source port, IP ID and the next 4 bytes of the transport header; IPv6 without an ID),
+///    once. A packet is answered by the releaser, by the taker directly, or by the taker
+///    through the copy; by two only if two distinct packets share all of those fields.
+struct ForwardedBucket {
+  uint32_t bucket = 0;
+  int64_t from_ns = 0;   ///< CLOCK_REALTIME, as TimedBucket
+  int64_t until_ns = 0;  ///< exclusive
+  IpAddress to;          ///< the taker's heartbeat address (the service's address family)
+
+  auto operator<=>(const ForwardedBucket&) const = default;
+};
+
 /// The buckets this node must answer for one service. `owned` is sorted, each < buckets.
 struct ServiceAssignment {
   Service service;
@@ -44,6 +66,12 @@ struct ServiceAssignment {
   /// Buckets answered within a window of the wall clock only, sorted by bucket, none of them
   /// in `owned`. Only for backends whose timedBuckets() is true.
   std::vector<TimedBucket> timed;
+  /// Released buckets whose dropped packets are copied to their taker within a window
+  /// (ForwardedBucket), sorted. Only for backends whose bridgesGaps() is true.
+  std::vector<ForwardedBucket> forwarded;
+  /// Buckets about to be taken whose dropped packets are noted within a window, so that
+  /// the releaser's copies of them are answered (ForwardedBucket), sorted, none in `owned`.
+  std::vector<TimedBucket> gap_noted;
 };
 
 /// Everything the kernel must enforce on this node. An empty `owned` list still keeps the
@@ -98,6 +126,9 @@ class Dataplane {
   /// (CLUSTERIP: its /proc responsibility switches when written) refuse timed buckets, and
   /// the daemon hands buckets over the untimed way: release, announce, take.
   virtual bool timedBuckets() const { return false; }
+  /// True if the backend bridges the gaps of timed hand-offs (ServiceAssignment::forwarded
+  /// and gap_noted; nftables). Others ignore those lists.
+  virtual bool bridgesGaps() const { return false; }
   /// Whether connections this node accepted stay on it after their bucket moves away (and
   /// while it owns no bucket at all), as long as the lease runs.
   virtual bool keepsEstablished() const { return false; }

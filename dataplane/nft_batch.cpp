@@ -148,16 +148,17 @@ NftBatch setContentsBatch(uint8_t family, const std::string& table,
   };
   // One set: a flush, then its `count` elements (written by `element(k)`), split every
   // kElementsPerMessage.
-  const auto replace = [&](const std::string& set, std::size_t count, const auto& element) {
-    std::size_t m = w.begin(nftType(NFT_MSG_DELSETELEM), NLM_F_REQUEST | NLM_F_ACK, family, 0);
-    w.string(NFTA_SET_ELEM_LIST_TABLE, table);
+  const auto replace = [&](const std::string& set, std::size_t count, const auto& element,
+                           const std::string& in_table, uint8_t in_family) {
+    std::size_t m = w.begin(nftType(NFT_MSG_DELSETELEM), NLM_F_REQUEST | NLM_F_ACK, in_family, 0);
+    w.string(NFTA_SET_ELEM_LIST_TABLE, in_table);
     w.string(NFTA_SET_ELEM_LIST_SET, set);
     w.end(m);
     batch.last_acked_seq = stamp(m);
     for (std::size_t first = 0; first < count; first += kElementsPerMessage) {
-      m = w.begin(nftType(NFT_MSG_NEWSETELEM), NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK, family,
+      m = w.begin(nftType(NFT_MSG_NEWSETELEM), NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK, in_family,
                   0);
-      w.string(NFTA_SET_ELEM_LIST_TABLE, table);
+      w.string(NFTA_SET_ELEM_LIST_TABLE, in_table);
       w.string(NFTA_SET_ELEM_LIST_SET, set);
       const std::size_t elements = w.nest(NFTA_SET_ELEM_LIST_ELEMENTS);
       for (std::size_t k = first; k < std::min(count, first + kElementsPerMessage); ++k) {
@@ -179,17 +180,24 @@ NftBatch setContentsBatch(uint8_t family, const std::string& table,
   w.end(m);
   batch.first_seq = stamp(m);
   for (const SetContents& s : sets) {
-    replace(s.set, s.keys.size(),
-            [&](std::size_t k) { key(NFTA_SET_ELEM_KEY, &s.keys[k], sizeof s.keys[k]); });
+    replace(
+        s.set, s.keys.size(),
+        [&](std::size_t k) { key(NFTA_SET_ELEM_KEY, &s.keys[k], sizeof s.keys[k]); }, table,
+        family);
   }
   for (const TimedSetContents& s : timed) {
-    replace(s.set, s.elements.size(), [&](std::size_t k) {
-      const TimedElement& e = s.elements[k];
-      const auto from = timedKey(e.mark, e.from_ns);
-      const auto to = timedKey(e.mark, e.until_ns - 1);
-      key(NFTA_SET_ELEM_KEY, from.data(), from.size());
-      key(NFTA_SET_ELEM_KEY_END, to.data(), to.size());
-    });
+    replace(
+        s.set, s.elements.size(),
+        [&](std::size_t k) {
+          const TimedElement& e = s.elements[k];
+          const auto from = timedKey(e.mark, e.from_ns);
+          const auto to = timedKey(e.mark, e.until_ns - 1);
+          key(NFTA_SET_ELEM_KEY, from.data(), from.size());
+          key(NFTA_SET_ELEM_KEY_END, to.data(), to.size());
+          if (!e.data.empty())
+            key(NFTA_SET_ELEM_DATA, e.data.data(), e.data.size());
+        },
+        s.table.empty() ? table : s.table, s.table.empty() ? family : s.family);
   }
   m = w.begin(NFNL_MSG_BATCH_END, NLM_F_REQUEST, AF_UNSPEC, NFNL_SUBSYS_NFTABLES);
   w.end(m);

@@ -65,12 +65,18 @@ struct TimedElement {
   uint32_t mark = 0;     ///< host byte order
   int64_t from_ns = 0;   ///< first instant matched (ns since the epoch, CLOCK_REALTIME)
   int64_t until_ns = 0;  ///< exclusive, above from_ns
+  /// For a map: the element's value as the kernel stores it (an address: network byte
+  /// order); empty for a set.
+  std::vector<uint8_t> data;
 };
 
-/// What one such set is to hold.
+/// What one such set (or map) is to hold.
 struct TimedSetContents {
   std::string set;                     ///< the set's name in the table
   std::vector<TimedElement> elements;  ///< all of them (the set is flushed first)
+  /// Another table than the batch's (with its family, NFPROTO_*); empty: the batch's.
+  std::string table;
+  uint8_t family = 0;
 };
 
 /// Most elements per NEWSETELEM message: keeps each message's element list well inside the

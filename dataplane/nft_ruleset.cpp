@@ -71,15 +71,31 @@ void replaceSet(std::ostringstream& o, const std::string& prefix, const std::str
   }
 }
 
-void emitServiceChain(std::ostringstream& o, std::size_t i, const Service& s, bool timed) {
-  const std::string mark_set = "meta mark";
-  o << "  chain s" << i << " {\n";
+// What identifies one client packet to both nodes of a hand-over (ForwardedBucket): the same
+// bytes on the releaser, on the taker and in the releaser's copy (which differs in its TTL).
+std::string packetKey(const Service& s) {
+  return s.vip.isV4() ? "ip saddr . th sport . ip id . @th,32,32"
+                      : "ip6 saddr . th sport . @th,32,32";
+}
+
+std::string quoted(const std::string& name) {
+  return "\"" + name + "\"";
+}
+
+void emitHashRules(std::ostringstream& o, const Service& s) {
   if (s.hash == HashMode::SourceIp) {
     o << "    " << hashRule(s, false) << "\n";
   } else {
     o << "    meta l4proto " << kPortProtocols << " " << hashRule(s, true) << "\n";
     o << "    meta l4proto != " << kPortProtocols << " " << hashRule(s, false) << "\n";
   }
+}
+
+void emitServiceChain(std::ostringstream& o, std::size_t i, const Service& s, bool timed,
+                      bool bridge) {
+  const std::string mark_set = "meta mark";
+  o << "  chain s" << i << " {\n";
+  emitHashRules(o, s);
   // The node's own traffic to its VIP, and replies to connections it opened from the VIP.
   o << "    meta iiftype loopback accept\n";
   o << "    ct direction reply accept\n";
@@ -90,6 +106,16 @@ void emitServiceChain(std::ostringstream& o, std::size_t i, const Service& s, bo
   // holds its element. The hash rule above made the mark's upper half kLiveMark.
   o << "    " << mark_set << " & " << hex(kMarkBaseMask, 8) << " != @" << liveSetName()
     << " drop\n";
+  if (bridge) {
+    // A copy of a client packet from the releaser of a hand-over (the only packets for the
+    // VIP that come in on another interface): answered if this node noted and dropped the
+    // same packet in the gap, once; anything else from elsewhere is not for this node.
+    const std::string in_other = "    iifname != " + quoted(s.interface) + " ";
+    o << in_other << packetKey(s) << " != @" << seenSetName(i) << " drop\n";
+    o << in_other << "delete @" << seenSetName(i) << " { " << packetKey(s) << " } counter\n";
+    o << in_other << "meta l4proto tcp ct mark set ct mark | " << hex(kAcceptedFlowBit, 8) << "\n";
+    o << in_other << "accept\n";
+  }
   // Connections this node accepted stay here after their bucket moves (and ICMP errors
   // about them, which conntrack marks related).
   o << "    ct state established,related ct mark & " << hex(kAcceptedFlowBit, 8)
@@ -99,6 +125,12 @@ void emitServiceChain(std::ostringstream& o, std::size_t i, const Service& s, bo
   o << "    meta l4proto tcp ct state invalid " << mark_set << " @" << resetSetName(i)
     << " reject with tcp reset\n";
   o << "    meta l4proto tcp ct state invalid drop\n";
+  if (bridge) {
+    // Dropped in the window before a take: noted, for the releaser's copy of it.
+    o << "    " << mark_set << " . meta time @" << noteSetName(i) << " " << mark_set << " != @"
+      << ownedSetName(i) << " " << mark_set << " . meta time != @" << timedSetName(i) << " add @"
+      << seenSetName(i) << " { " << packetKey(s) << " }\n";
+  }
   // Not owned, and not timed at this instant of the wall clock (a planned hand-off switching
   // at a kernel-clock instant): not ours. Owned packets never reach the interval lookup.
   o << "    " << mark_set << " != @" << ownedSetName(i);
@@ -126,6 +158,18 @@ std::string ensureDeleted(const char* family, const std::string& name, bool owne
 std::string ownedSetName(std::size_t index) { return "s" + std::to_string(index) + "_owned"; }
 std::string resetSetName(std::size_t index) { return "s" + std::to_string(index) + "_reset"; }
 std::string liveSetName() { return "live"; }
+std::string noteSetName(std::size_t index) {
+  return "s" + std::to_string(index) + "_noted";
+}
+std::string seenSetName(std::size_t index) {
+  return "s" + std::to_string(index) + "_seen";
+}
+std::string forwardMapName(std::size_t index) {
+  return "s" + std::to_string(index) + "_fwd";
+}
+std::string forwardTableName(const NftRulesetOptions& options) {
+  return options.table + "_fwd";
+}
 std::string timedSetName(std::size_t index) {
   return "s" + std::to_string(index) + "_timed";
 }
@@ -154,6 +198,11 @@ Result<std::string> fullScript(const DesiredState& desired,
     << ensureDeleted("inet", guard, false) << ensureDeleted("arp", guard, false);
 
   const auto& services = desired.services;
+  const bool bridge = options.timed_sets && options.gap_bridging;
+  if (bridge) {
+    o << ensureDeleted("ip", forwardTableName(options), own)
+      << ensureDeleted("ip6", forwardTableName(options), own);
+  }
   // --- the owned inet table ---
   o << tableHeader("inet", t, own);
   for (std::size_t i = 0; i < services.size(); ++i) {
@@ -164,6 +213,13 @@ Result<std::string> fullScript(const DesiredState& desired,
       // netlink batch (timedSetContents()).
       o << "  set " << timedSetName(i)
         << " {\n    typeof meta mark . meta time\n    flags interval\n  }\n";
+    }
+    if (bridge) {
+      o << "  set " << noteSetName(i)
+        << " {\n    typeof meta mark . meta time\n    flags interval\n  }\n";
+      o << "  set " << seenSetName(i) << " {\n    typeof " << packetKey(services[i].service)
+        << "\n    size " << kSeenSetSize << "\n    flags dynamic,timeout\n    timeout "
+        << kSeenTimeout.count() << "ms\n  }\n";
     }
   }
   const bool ran_out = desired.lease && desired.lease->count() <= 0;
@@ -182,7 +238,7 @@ Result<std::string> fullScript(const DesiredState& desired,
   }
   o << "  }\n";
   for (std::size_t i = 0; i < services.size(); ++i) {
-    emitServiceChain(o, i, services[i].service, options.timed_sets);
+    emitServiceChain(o, i, services[i].service, options.timed_sets, bridge);
   }
   if (options.renew_sport != 0 && desired.lease) {
     // The heartbeat itself renews: the element's expiry is always the last heartbeat's send
@@ -216,6 +272,43 @@ Result<std::string> fullScript(const DesiredState& desired,
       << macHex(s.cluster_mac) << " @th,48,16 set " << fix << "\n";
   }
   o << "  }\n}\n";
+
+  // --- the owned ip and ip6 tables that copy a released bucket's packets to its taker ---
+  // (nftables has `dup` in these families only). Before the inet table decides (priority
+  // mangle - 5, after conntrack): the packets of the gap that the inet table drops, since the
+  // release started at the window's beginning.
+  if (bridge) {
+    for (const char* family : {"ip", "ip6"}) {
+      const bool v4 = std::string(family) == "ip";
+      o << tableHeader(family, forwardTableName(options), own);
+      for (std::size_t i = 0; i < services.size(); ++i) {
+        if (services[i].service.vip.isV4() != v4)
+          continue;
+        o << "  map " << forwardMapName(i) << " {\n    typeof meta mark . meta time : " << family
+          << " daddr\n    flags interval\n  }\n";
+      }
+      o << "  chain gap {\n    type filter hook prerouting priority mangle - 5; policy accept;\n";
+      for (std::size_t i = 0; i < services.size(); ++i) {
+        const Service& s = services[i].service;
+        if (s.vip.isV4() != v4)
+          continue;
+        o << "    " << family << " daddr " << s.vip.toString() << " jump s" << i << "\n";
+      }
+      o << "  }\n";
+      for (std::size_t i = 0; i < services.size(); ++i) {
+        const Service& s = services[i].service;
+        if (s.vip.isV4() != v4)
+          continue;
+        // Client packets only, from the service's interface (never a copy), and of TCP only
+        // a connection's first: this node keeps serving the connections it accepted.
+        o << "  chain s" << i << " {\n    iifname != " << quoted(s.interface) << " return\n"
+          << "    ct direction reply return\n    meta l4proto tcp ct state != new return\n";
+        emitHashRules(o, s);
+        o << "    dup to meta mark . meta time map @" << forwardMapName(i) << "\n  }\n";
+      }
+      o << "}\n";
+    }
+  }
 
   // --- the owned arp table ---
   o << tableHeader("arp", t, own);
@@ -269,11 +362,32 @@ std::vector<SetContents> bucketSetContents(std::size_t index, const ServiceAssig
 }
 
 TimedSetContents timedSetContents(std::size_t index, const ServiceAssignment& assignment) {
-  TimedSetContents out{timedSetName(index), {}};
+  TimedSetContents out{timedSetName(index), {}, {}, 0};
   for (const TimedBucket& t : assignment.timed) {
-    out.elements.push_back(TimedElement{kMarkBase + t.bucket, t.from_ns, t.until_ns});
+    out.elements.push_back(TimedElement{kMarkBase + t.bucket, t.from_ns, t.until_ns, {}});
   }
   return out;
+}
+
+std::vector<TimedSetContents> gapBridgeContents(std::size_t index,
+                                                const ServiceAssignment& assignment,
+                                                const NftRulesetOptions& options) {
+  TimedSetContents noted{noteSetName(index), {}, {}, 0};
+  for (const TimedBucket& t : assignment.gap_noted) {
+    noted.elements.push_back(TimedElement{kMarkBase + t.bucket, t.from_ns, t.until_ns, {}});
+  }
+  const bool v4 = assignment.service.vip.isV4();
+  TimedSetContents forwarded{forwardMapName(index),
+                             {},
+                             forwardTableName(options),
+                             static_cast<uint8_t>(v4 ? NFPROTO_IPV4 : NFPROTO_IPV6)};
+  for (const ForwardedBucket& f : assignment.forwarded) {
+    const auto& bytes = f.to.bytes;
+    forwarded.elements.push_back(
+        TimedElement{kMarkBase + f.bucket, f.from_ns, f.until_ns,
+                     std::vector<uint8_t>(bytes.begin(), bytes.begin() + (v4 ? 4 : 16))});
+  }
+  return {std::move(noted), std::move(forwarded)};
 }
 
 ElementRenewal liveRenewal(const NftRulesetOptions& options) {
@@ -282,15 +396,23 @@ ElementRenewal liveRenewal(const NftRulesetOptions& options) {
 
 std::string teardownScript(const NftRulesetOptions& options) {
   const std::string guard = options.table + "_guard";
-  return ensureDeleted("inet", options.table, options.owner_tables) +
+  return ensureDeleted("ip", forwardTableName(options), options.owner_tables) +
+         ensureDeleted("ip6", forwardTableName(options), options.owner_tables) +
+         ensureDeleted("inet", options.table, options.owner_tables) +
          ensureDeleted("arp", options.table, options.owner_tables) +
          ensureDeleted("inet", guard, false) + ensureDeleted("arp", guard, false);
 }
 
 std::vector<std::string> listCommands(const NftRulesetOptions& options) {
   const std::string guard = options.table + "_guard";
-  return {"list table inet " + options.table, "list table arp " + options.table,
-          "list table inet " + guard, "list table arp " + guard};
+  std::vector<std::string> out = {"list table inet " + options.table,
+                                  "list table arp " + options.table, "list table inet " + guard,
+                                  "list table arp " + guard};
+  if (options.timed_sets && options.gap_bridging) {
+    out.push_back("list table ip " + forwardTableName(options));
+    out.push_back("list table ip6 " + forwardTableName(options));
+  }
+  return out;
 }
 
 }  // namespace shoal::dataplane

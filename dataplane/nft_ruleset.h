@@ -24,10 +24,22 @@
 //                   replies to its own connections pass; then the lease gate (drop unless
 //                   `live` holds its element); keep flows this node accepted (ct mark bit),
 //                   reset orphans, drop what is neither owned nor timed at this instant
+//     set sI_noted  (with gap bridging) `typeof meta mark . meta time; flags interval`: windows
+//                   before a take in which the packets this node drops are noted in sI_seen
+//     set sI_seen   the packets noted (source, source port, IP ID, 4 more bytes of the
+//                   transport header), for kSeenTimeout; a copy of one of them from the
+//                   releaser, arriving on another interface than the service's, is answered
+//                   once (dataplane.h: ForwardedBucket)
 //     chain lease_out  output (with NftRulesetOptions::renew_sport): each heartbeat shoald
 //                   sends renews the live element for the full lease, if it is still there
 //     chain nd_out  output: IPv6 neighbour solicitations/advertisements from a VIP carry the
 //                   cluster MAC (link-layer option rewritten, checksum kept valid)
+//   table ip TABLE_fwd, table ip6 TABLE_fwd (flags owner; with gap bridging)
+//     map sI_fwd    `typeof meta mark . meta time : ip daddr; flags interval`: a released
+//                   bucket's window after its release, and its taker's heartbeat address
+//     chain gap     prerouting, priority mangle - 5: a client packet (TCP: a first packet
+//                   only) of a bucket in its window is copied to the taker (`dup`, which
+//                   these families have and inet has not); the inet table then drops it
 //   table arp TABLE (flags owner)
 //     chain out     ARP requests and replies from a VIP carry the cluster MAC
 //   table inet TABLE_guard, table arp TABLE_guard (not owned: they outlive shoald)
@@ -74,7 +86,15 @@ struct NftRulesetOptions {
   /// The timed sets and their lookup (sI_timed): off where the kernel lacks them
   /// (KernelFacts::nftables_timed); then no bucket can be timed.
   bool timed_sets = true;
+  /// Bridge the gaps of timed hand-offs (ForwardedBucket): the sets sI_noted and sI_seen,
+  /// the rules that use them, and the TABLE_fwd tables. Only with timed_sets.
+  bool gap_bridging = true;
 };
+
+/// How long a packet noted in a gap waits for the releaser's copy of it, and how many can
+/// wait at once (more are not noted: their copies go unanswered, as without bridging).
+inline constexpr Millis kSeenTimeout{50};
+inline constexpr uint32_t kSeenSetSize = 65535;
 
 /// Name of the owned-bucket set of service `index` ("s0_owned").
 std::string ownedSetName(std::size_t index);
@@ -104,6 +124,22 @@ std::string setUpdateScript(std::size_t index, const ServiceAssignment& assignme
 /// The same replacement as setUpdateScript, as set contents for setContentsBatch()
 /// (nft_batch.h): the owned and the reset set of service `index`, as marks.
 std::vector<SetContents> bucketSetContents(std::size_t index, const ServiceAssignment& assignment);
+
+/// Name of the set of windows in which service `index`'s dropped packets are noted.
+std::string noteSetName(std::size_t index);
+/// Name of the set of packets noted for service `index`.
+std::string seenSetName(std::size_t index);
+/// Name of the map of service `index`'s forwarded buckets (in the TABLE_fwd tables).
+std::string forwardMapName(std::size_t index);
+/// Name of the tables that copy released buckets' packets to their takers ("shoal_fwd").
+std::string forwardTableName(const NftRulesetOptions& options);
+
+/// The gap bridging of service `index` (ServiceAssignment::gap_noted and ::forwarded) as the
+/// contents of its noted set and of its forward map (in its family's TABLE_fwd table), for
+/// setContentsBatch().
+std::vector<TimedSetContents> gapBridgeContents(std::size_t index,
+                                                const ServiceAssignment& assignment,
+                                                const NftRulesetOptions& options);
 
 /// The timed buckets of service `index` as the contents of its timed set, for
 /// setContentsBatch(): one element per bucket, its mark and window.

@@ -71,6 +71,10 @@ class NftablesDataplane final : public Dataplane {
   /// has such sets: NftRulesetOptions::timed_sets).
   bool timedBuckets() const override { return options_.ruleset.timed_sets; }
   bool keepsEstablished() const override { return true; }
+  /// Gap bridging needs the timed sets (NftRulesetOptions::gap_bridging).
+  bool bridgesGaps() const override {
+    return options_.ruleset.timed_sets && options_.ruleset.gap_bridging;
+  }
   bool renewsOnSend() const override;
   void renewedBySend(Millis lease) override;
   /// The live element rewritten with a timeout of `lease`: one prebuilt netlink transaction
@@ -93,6 +97,9 @@ class NftablesDataplane final : public Dataplane {
   Status rebuild(const DesiredState& desired);
   /// Replaces the contents of the given sets in one prebuilt netlink transaction.
   Status sendSets(const std::vector<SetContents>& sets, const std::vector<TimedSetContents>& timed);
+  // Changes both the bucket sets and the interval sets to `desired` in three transactions,
+  // none of which leaves a bucket of either state unanswered (see the definition).
+  Status sendInSteps(const DesiredState& desired, const std::vector<TimedSetContents>& timed);
   /// Joins MACs and adds VIPs that are missing; returns one line per thing (re)done.
   Result<std::vector<std::string>> ensureLinkLayer(const DesiredState& desired);
   /// Removes VIPs and leaves MACs that `previous` used and `next` does not.

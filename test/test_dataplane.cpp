@@ -238,7 +238,7 @@ struct Rig {
 
 DesiredState stateWith(const std::vector<uint32_t>& owned,
                        const std::vector<uint32_t>& reset = {}) {
-  return DesiredState{{ServiceAssignment{makeService("10.0.0.100"), owned, reset, {}}}};
+  return DesiredState{{ServiceAssignment{makeService("10.0.0.100"), owned, reset, {}, {}, {}}}};
 }
 
 }  // namespace
@@ -335,7 +335,7 @@ TEST_CASE("the ND checksum compensation keeps the ICMPv6 checksum valid for any 
 TEST_CASE(
     "the full script owns its tables, hashes with the explicit seed and lists owned buckets") {
   DesiredState d{{ServiceAssignment{
-      makeService("10.0.0.100", HashMode::SourceIpSourcePortDestPort), {1, 4}, {4}, {}}}};
+      makeService("10.0.0.100", HashMode::SourceIpSourcePortDestPort), {1, 4}, {4}, {}, {}, {}}}};
   auto script = fullScript(d, {}, NftRulesetOptions{});
   REQUIRE(script.ok());
   CHECK(contains(*script, "table inet shoal {\n  flags owner"));
@@ -354,7 +354,7 @@ TEST_CASE(
 }
 
 TEST_CASE("an IPv6 service needs its interface's MAC for the neighbour discovery rewrite") {
-  DesiredState d{{ServiceAssignment{makeService("fd00::100"), {0}, {}, {}}}};
+  DesiredState d{{ServiceAssignment{makeService("fd00::100"), {0}, {}, {}, {}, {}}}};
   auto missing = fullScript(d, {}, NftRulesetOptions{});
   CHECK_FALSE(missing.ok());
   auto script = fullScript(d, {{"eth0", *MacAddress::parse("02:00:00:00:00:01")}}, {});
@@ -364,7 +364,7 @@ TEST_CASE("an IPv6 service needs its interface's MAC for the neighbour discovery
 }
 
 TEST_CASE("a set update replaces only the bucket sets") {
-  const auto a = ServiceAssignment{makeService("10.0.0.100"), {2, 3}, {}, {}};
+  const auto a = ServiceAssignment{makeService("10.0.0.100"), {2, 3}, {}, {}, {}, {}};
   const std::string script = setUpdateScript(0, a, NftRulesetOptions{});
   CHECK(contains(
       script,
@@ -568,7 +568,7 @@ TEST_CASE("dropping a service removes its VIP and leaves its MAC") {
   Service other = makeService("10.0.0.101");
   other.name = "mail";
   other.cluster_mac = *MacAddress::parse("01:00:5e:00:00:65");
-  two.services.push_back({other, {1}, {}, {}});
+  two.services.push_back({other, {1}, {}, {}, {}, {}});
   rig.kernelHolds({0});
   REQUIRE(rig.dp->apply(two).ok());
   CHECK(rig.vips->present.size() == 2);
@@ -650,8 +650,8 @@ TEST_CASE(
 
 TEST_CASE("every service gets the lease gate") {
   const Service second = makeService("10.0.0.101", HashMode::SourceIpSourcePort);
-  DesiredState d{{ServiceAssignment{makeService("10.0.0.100"), {0}, {}, {}},
-                  ServiceAssignment{second, {}, {}, {}}},
+  DesiredState d{{ServiceAssignment{makeService("10.0.0.100"), {0}, {}, {}, {}, {}},
+                  ServiceAssignment{second, {}, {}, {}, {}, {}}},
                  Millis{146}};
   auto script = fullScript(d, {}, NftRulesetOptions{});
   REQUIRE(script);
@@ -659,7 +659,7 @@ TEST_CASE("every service gets the lease gate") {
 }
 
 TEST_CASE("with renew_sport, each heartbeat leaving renews the lease; only with a lease") {
-  DesiredState d{{ServiceAssignment{makeService("10.0.0.100"), {0}, {}, {}}}, Millis{146}};
+  DesiredState d{{ServiceAssignment{makeService("10.0.0.100"), {0}, {}, {}, {}, {}}}, Millis{146}};
   NftRulesetOptions options;
   options.renew_sport = 7400;
   options.renew_uid = 0;
@@ -899,9 +899,12 @@ TEST_CASE("a timed set's elements are mark . time intervals in network byte orde
                                      0xac, 0x3b, 0x5f, 0x3d, 0x40, 0x00};
   const std::vector<uint8_t> nft_key_end{0x53, 0x48, 0x00, 0x05, 0x18, 0x7d,
                                          0xaf, 0x81, 0x8f, 0xf5, 0xe0, 0x00};
-  TimedSetContents timed{"s0_timed",
-                         {TimedElement{0x53480005, int64_t{1764756000} * 1000000000,
-                                       int64_t{1764759600} * 1000000000 + 1}}};
+  TimedSetContents timed{
+      "s0_timed",
+      {TimedElement{
+          0x53480005, int64_t{1764756000} * 1000000000, int64_t{1764759600} * 1000000000 + 1, {}}},
+      {},
+      0};
   const NftBatch b = setContentsBatch(1 /* NFPROTO_INET */, "shoal", {}, {timed}, 7);
   auto messages = splitNetlink(b.bytes.data(), b.bytes.size());
   REQUIRE(messages.ok());

@@ -23,7 +23,7 @@ DesiredState stateOwning(std::vector<uint32_t> owned, std::vector<uint32_t> rese
   s.cluster_mac = *MacAddress::parse("01:00:5e:00:00:64");
   s.buckets = 16;
   DesiredState d;
-  d.services.push_back(ServiceAssignment{s, std::move(owned), std::move(reset), {}});
+  d.services.push_back(ServiceAssignment{s, std::move(owned), std::move(reset), {}, {}, {}});
   return d;
 }
 

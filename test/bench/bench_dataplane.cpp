@@ -63,7 +63,7 @@ DesiredState stateFor(uint32_t move, std::optional<Millis> lease = std::nullopt)
   std::vector<uint32_t> owned;
   for (uint32_t i = 0; i < 32; ++i) owned.push_back((move * 4 + i) % s.buckets);
   std::sort(owned.begin(), owned.end());
-  return DesiredState{{ServiceAssignment{s, owned, {}, {}}}, lease};
+  return DesiredState{{ServiceAssignment{s, owned, {}, {}, {}, {}}}, lease};
 }
 
 // How a move is made: apply() (the batch), or the set update script run by the session.

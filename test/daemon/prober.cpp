@@ -140,6 +140,17 @@ int runUdp(const Options& o) {
     ++s.requests;
     if (r.replies == 0) {
       ++s.lost;
+      // The first lost requests are named on stderr with their wall-clock send time, to be
+      // matched with the daemons' logged hand-over instants.
+      if (s.lost <= 20) {
+        const auto wall = std::chrono::system_clock::now() - (Clock::now() - r.sent);
+        std::fprintf(
+            stderr, "lost: source %s at +%lld ms (wall %.6f s)\n",
+            sources[r.source].toString().c_str(),
+            static_cast<long long>(
+                std::chrono::duration_cast<std::chrono::milliseconds>(r.sent - start_time).count()),
+            std::chrono::duration<double>(wall.time_since_epoch()).count());
+      }
       if (s.run++ == 0) {
         ++s.outages;
       }

@@ -111,7 +111,7 @@ int main(int argc, char** argv) {
     } else if (arg == "--service" && i + 1 < argc) {
       auto spec = e2e::parseServiceSpec(argv[++i]);
       if (!spec) return usage(spec.error().message);
-      state.services.push_back({spec->service, spec->owned, spec->reset, {}});
+      state.services.push_back({spec->service, spec->owned, spec->reset, {}, {}, {}});
     } else {
       return usage("unknown argument '" + arg + "'");
     }

@@ -138,7 +138,7 @@ TEST_CASE("nftables dataplane: owned tables vanish with the process, the guard s
   {
     auto dp = NftablesDataplane::open();
     REQUIRE(dp.ok());
-    REQUIRE((*dp)->apply(DesiredState{{ServiceAssignment{s, {1, 2}, {}, {}}}}).ok());
+    REQUIRE((*dp)->apply(DesiredState{{ServiceAssignment{s, {1, 2}, {}, {}, {}, {}}}}).ok());
     CHECK(shell("nft list table inet shoal | grep -q 'elements = { 0x53480001, 0x53480002 }'"));
     CHECK(shell("nft list table inet shoal_guard >/dev/null"));
     std::string loose;
@@ -192,7 +192,7 @@ TEST_CASE("nftables dataplane: teardown removes every table and the VIP it added
   s.cluster_mac = *MacAddress::parse("33:33:00:09:01:00");
   auto dp = NftablesDataplane::open();
   REQUIRE(dp.ok());
-  REQUIRE((*dp)->apply(DesiredState{{ServiceAssignment{s, {0}, {}, {}}}}).ok());
+  REQUIRE((*dp)->apply(DesiredState{{ServiceAssignment{s, {0}, {}, {}, {}, {}}}}).ok());
   CHECK(shell("ip -6 addr show dev a0 | grep -q 'fd09::100'"));
   REQUIRE((*dp)->teardown().ok());
   CHECK_FALSE(shell("ip -6 addr show dev a0 | grep -q 'fd09::100'"));
@@ -205,7 +205,7 @@ TEST_CASE("nftables dataplane: the live element expires in the kernel, bucket se
   const Service s = v4Service();
   auto dp = NftablesDataplane::open();
   REQUIRE(dp.ok());
-  DesiredState d{{ServiceAssignment{s, {1, 2}, {2}, {}}}};
+  DesiredState d{{ServiceAssignment{s, {1, 2}, {2}, {}, {}, {}}}};
   d.lease = Millis{300};
   REQUIRE((*dp)->apply(d).ok());
   CHECK(shell("nft list set inet shoal s0_owned | "
@@ -261,7 +261,7 @@ TEST_CASE("nftables dataplane renewed by heartbeats: a datagram from the heartbe
   options.ruleset.renew_lease = Millis{300};
   auto dp = NftablesDataplane::open(std::move(options));
   REQUIRE(dp.ok());
-  DesiredState d{{ServiceAssignment{v4Service(), {1, 2}, {}, {}}}};
+  DesiredState d{{ServiceAssignment{v4Service(), {1, 2}, {}, {}, {}, {}}}};
   d.lease = Millis{300};
   REQUIRE((*dp)->apply(d).ok());
   CHECK((*dp)->renewsOnSend());
@@ -303,7 +303,7 @@ TEST_CASE("nftables dataplane renewed by heartbeats: a rule that never matches i
   options.ruleset.renew_lease = Millis{300};
   auto dp = NftablesDataplane::open(std::move(options));
   REQUIRE(dp.ok());
-  DesiredState d{{ServiceAssignment{v4Service(), {1}, {}, {}}}};
+  DesiredState d{{ServiceAssignment{v4Service(), {1}, {}, {}, {}, {}}}};
   d.lease = Millis{300};
   REQUIRE((*dp)->apply(d).ok());
   // The daemon believes its heartbeats renew the lease; they do not.
@@ -331,7 +331,7 @@ TEST_CASE("nftables dataplane through the nft command: renewals go out on a sock
   REQUIRE(macs.ok());
   NftablesDataplane dp(std::make_unique<NftCommandSession>(), std::move(vips).value(),
                        std::move(macs).value(), options);
-  DesiredState d{{ServiceAssignment{v4Service(), {1}, {}, {}}}};
+  DesiredState d{{ServiceAssignment{v4Service(), {1}, {}, {}, {}, {}}}};
   d.lease = Millis{2000};
   REQUIRE(dp.apply(d).ok());
   REQUIRE(dp.renew(Millis{5000}).ok());
