@@ -1367,6 +1367,12 @@ void Daemon::reload() {
     log(LogLevel::Notice, "hand-over margin now %lld us",
         static_cast<long long>(def_.handoff_margin.count()));
   }
+  if (loaded.definition->handoff_bridge != def_.handoff_bridge) {
+    log(LogLevel::Warning,
+        "handoff_bridge changed to %s: the dataplane's rules depend on it, it takes effect "
+        "when shoald restarts",
+        loaded.definition->handoff_bridge ? "on" : "off");
+  }
   if (loaded.definition->leave_linger != def_.leave_linger) {
     def_.leave_linger = loaded.definition->leave_linger;
     log(LogLevel::Notice, "leave linger now %lld ms",

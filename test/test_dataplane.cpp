@@ -990,3 +990,145 @@ TEST_CASE("without timed sets (an older kernel) the rules have none and timed bu
   REQUIRE_FALSE(refused.ok());
   CHECK(contains(refused.error().message, "timed buckets need"));
 }
+
+TEST_CASE("a bucket moved from the owned set to the timed set: grow, interval sets, shrink") {
+  Rig rig;
+  DesiredState d = stateWith({1, 2});
+  REQUIRE(rig.dp->apply(d).ok());
+  const std::size_t before = rig.session->batches.size();
+  // Bucket 2 is handed over at an instant, bucket 5 taken at once: both kinds of set change.
+  d.services[0].owned = {1, 5};
+  d.services[0].timed = {TimedBucket{2, 0, 2000000000000000000}};
+  REQUIRE(rig.dp->apply(d).ok());
+  REQUIRE(rig.session->batches.size() == before + 3);
+  const auto has = [&](std::size_t k, const std::string& name) {
+    const NftBatch& b = rig.session->batches[before + k];
+    return contains(std::string(b.bytes.begin(), b.bytes.end()), name + std::string(1, '\0'));
+  };
+  // 1: the owned set grows to 1, 2, 5 (bucket 2 still answered); 2: the timed set; 3: the
+  // owned set shrinks to 1, 5.
+  CHECK(has(0, "s0_owned"));
+  CHECK_FALSE(has(0, "s0_timed"));
+  CHECK(has(1, "s0_timed"));
+  CHECK_FALSE(has(1, "s0_owned"));
+  CHECK(has(2, "s0_owned"));
+  CHECK_FALSE(has(2, "s0_timed"));
+  const auto ownedMarks = [&](std::size_t k) {
+    const NftBatch& b = rig.session->batches[before + k];
+    auto messages = splitNetlink(b.bytes.data(), b.bytes.size());
+    REQUIRE(messages.ok());
+    std::vector<uint32_t> marks;
+    for (const NetlinkMessage& m : *messages) {
+      if (m.type != ((10 << 8) | 12))
+        continue;
+      constexpr std::size_t kHeaders = 16 + 4;
+      const std::string body(b.bytes.begin() + static_cast<long>(m.offset + kHeaders),
+                             b.bytes.begin() + static_cast<long>(m.offset + m.length));
+      if (body.find(std::string("s0_owned") + '\0') == std::string::npos)
+        continue;
+      auto attrs = attributes(b.bytes.data() + m.offset + kHeaders, m.length - kHeaders);
+      for (auto [it, end] = attrs.equal_range(1); it != end; ++it) {
+        if (it->second.size() == 4) {
+          uint32_t v;
+          std::memcpy(&v, it->second.data(), 4);
+          marks.push_back(v);
+        }
+      }
+    }
+    return marks;
+  };
+  CHECK(ownedMarks(0) == std::vector<uint32_t>{kMarkBase + 1, kMarkBase + 2, kMarkBase + 5});
+  CHECK(ownedMarks(2) == std::vector<uint32_t>{kMarkBase + 1, kMarkBase + 5});
+  // Only the owned sets change: one transaction, as before.
+  d.services[0].owned = {1};
+  REQUIRE(rig.dp->apply(d).ok());
+  CHECK(rig.session->batches.size() == before + 4);
+}
+
+TEST_CASE("gap bridging: the rules, the forward tables and their contents") {
+  DesiredState d = stateWith({1});
+  d.services[0].service.interface = "lan0";
+  NftRulesetOptions options;
+  auto script = fullScript(d, {}, options);
+  REQUIRE(script);
+  // The releaser's side: a table per family that copies a window's packets to the taker.
+  CHECK(contains(*script,
+                 "table ip shoal_fwd {\n  flags owner\n  map s0_fwd {\n"
+                 "    typeof meta mark . meta time : ip daddr\n    flags interval\n"));
+  CHECK(contains(*script,
+                 "type filter hook prerouting priority mangle - 5; policy accept;\n"
+                 "    ip daddr 10.0.0.100 jump s0\n"));
+  CHECK(contains(*script,
+                 "    iifname != \"lan0\" return\n    ct direction reply return\n"
+                 "    meta l4proto tcp ct state != new return\n"));
+  CHECK(contains(*script, "    dup to meta mark . meta time map @s0_fwd\n"));
+  // The taker's side: dropped packets noted in a window; a copy from elsewhere answered once
+  // if noted, else dropped.
+  CHECK(contains(*script,
+                 "set s0_seen {\n    typeof ip saddr . th sport . ip id . @th,32,32\n"
+                 "    size 65535\n    flags dynamic,timeout\n    timeout 50ms\n"));
+  CHECK(contains(*script,
+                 "iifname != \"lan0\" ip saddr . th sport . ip id . @th,32,32 != "
+                 "@s0_seen drop\n"));
+  CHECK(contains(*script,
+                 "iifname != \"lan0\" delete @s0_seen { ip saddr . th sport . ip id . "
+                 "@th,32,32 } counter\n"));
+  CHECK(contains(*script,
+                 "meta mark . meta time @s0_noted meta mark != @s0_owned meta mark . "
+                 "meta time != @s0_timed add @s0_seen {"));
+  // The copies are answered after the lease gate: a stalled taker answers none.
+  CHECK(script->find("!= @live drop") < script->find("!= @s0_seen drop"));
+  CHECK(listCommands(options).size() == 6);
+  options.gap_bridging = false;
+  auto plain = fullScript(d, {}, options);
+  REQUIRE(plain);
+  CHECK_FALSE(contains(*plain, "shoal_fwd"));
+  CHECK_FALSE(contains(*plain, "s0_seen"));
+  CHECK(listCommands(options).size() == 4);
+
+  // Contents: the noted windows in the inet table, the forwarded ones with the taker's
+  // address in the ip table.
+  d.services[0].gap_noted = {TimedBucket{3, 100, 200}};
+  d.services[0].forwarded = {ForwardedBucket{4, 300, 400, *IpAddress::parse("10.51.0.2")}};
+  options.gap_bridging = true;
+  const auto contents = gapBridgeContents(0, d.services[0], options);
+  REQUIRE(contents.size() == 2);
+  CHECK(contents[0].set == "s0_noted");
+  CHECK(contents[0].table.empty());
+  REQUIRE(contents[0].elements.size() == 1);
+  CHECK(contents[0].elements[0].mark == kMarkBase + 3);
+  CHECK(contents[0].elements[0].data.empty());
+  CHECK(contents[1].set == "s0_fwd");
+  CHECK(contents[1].table == "shoal_fwd");
+  CHECK(contents[1].family == 2);  // NFPROTO_IPV4
+  REQUIRE(contents[1].elements.size() == 1);
+  CHECK(contents[1].elements[0].from_ns == 300);
+  CHECK(contents[1].elements[0].data == std::vector<uint8_t>{10, 51, 0, 2});
+  // In a batch, the map's element carries the address as its data, in the ip table.
+  const NftBatch b = setContentsBatch(1, "shoal", {}, contents, 1);
+  const std::string bytes(b.bytes.begin(), b.bytes.end());
+  CHECK(contains(bytes, std::string("shoal_fwd") + '\0'));
+  CHECK(contains(bytes, std::string("\x0a\x33\x00\x02", 4)));
+}
+
+TEST_CASE("bridged windows are validated: sorted, non-empty, the service's address family") {
+  Rig rig;
+  DesiredState d = stateWith({1});
+  d.services[0].forwarded = {ForwardedBucket{4, 300, 400, *IpAddress::parse("fd00::2")}};
+  CHECK_FALSE(rig.dp->apply(d).ok());
+  d.services[0].forwarded = {ForwardedBucket{4, 400, 300, *IpAddress::parse("10.0.0.2")}};
+  CHECK_FALSE(rig.dp->apply(d).ok());
+  d.services[0].forwarded = {ForwardedBucket{4, 300, 400, *IpAddress::parse("10.0.0.2")},
+                             ForwardedBucket{4, 350, 450, *IpAddress::parse("10.0.0.2")}};
+  CHECK_FALSE(rig.dp->apply(d).ok());
+  d.services[0].forwarded = {ForwardedBucket{4, 300, 400, *IpAddress::parse("10.0.0.2")}};
+  d.services[0].gap_noted = {TimedBucket{16, 0, 10}};  // no bucket 16 of 16
+  CHECK_FALSE(rig.dp->apply(d).ok());
+  d.services[0].gap_noted = {TimedBucket{5, 0, 10}};
+  CHECK(rig.dp->apply(d).ok());
+}
+
+TEST_CASE("a listing's counters are state, not structure") {
+  CHECK(withoutElements("a counter packets 12 bytes 3456 accept\nb counter packets 0 bytes 0\n") ==
+        "a counter accept\nb counter\n");
+}

@@ -3,19 +3,28 @@
 // (never skips) without it.
 
 #include <doctest/doctest.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
+#include <atomic>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "dataplane/backend_select.h"
+#include "dataplane/jhash.h"
 #include "dataplane/link_monitor.h"
 #include "dataplane/mac_membership.h"
 #include "dataplane/nftables_dataplane.h"
@@ -354,6 +363,118 @@ TEST_CASE("the kernel probe finds sets of meta time intervals on this kernel, wi
   const KernelFacts facts = probeKernel();
   CHECK(facts.nftables_works);
   CHECK(facts.nftables_timed);
+  CHECK(facts.nftables_gap_bridging);
   // A dry run: the probe's table was never committed.
   CHECK_FALSE(shell("nft list tables | grep -q shoal_probe"));
+}
+
+namespace {
+
+// The figure of the first counter in `nft list chain` output of `chain`.
+long counterOf(const std::string& chain) {
+  FILE* p = ::popen(("nft list chain " + chain).c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::string out;
+  std::array<char, 512> buf{};
+  while (std::fgets(buf.data(), buf.size(), p) != nullptr)
+    out += buf.data();
+  ::pclose(p);
+  const std::size_t at = out.find("counter packets ");
+  REQUIRE(at != std::string::npos);
+  return std::stol(out.substr(at + 16));
+}
+
+// One UDP datagram from `source` to `vip`:9999 as an Ethernet frame for `dst_mac`.
+std::vector<uint8_t> udpFrame(const MacAddress& dst_mac, const IpAddress& source,
+                              const IpAddress& vip) {
+  std::vector<uint8_t> f(14 + 20 + 8 + 4, 0);
+  std::memcpy(f.data(), dst_mac.bytes.data(), 6);
+  f[6] = 0x02;  // a locally administered source MAC
+  f[12] = 0x08;
+  uint8_t* ip = f.data() + 14;
+  ip[0] = 0x45;
+  ip[3] = 20 + 8 + 4;
+  ip[8] = 64;
+  ip[9] = 17;
+  std::memcpy(ip + 12, source.bytes.data(), 4);
+  std::memcpy(ip + 16, vip.bytes.data(), 4);
+  uint32_t sum = 0;
+  for (int i = 0; i < 20; i += 2)
+    sum += (ip[i] << 8) | ip[i + 1];
+  while (sum >> 16)
+    sum = (sum & 0xffff) + (sum >> 16);
+  ip[10] = static_cast<uint8_t>(~sum >> 8);
+  ip[11] = static_cast<uint8_t>(~sum);
+  uint8_t* udp = ip + 20;
+  udp[0] = 0x30;  // source port 12345
+  udp[1] = 0x39;
+  udp[2] = 0x27;  // destination port 9999
+  udp[3] = 0x0f;
+  udp[5] = 8 + 4;  // no checksum (allowed for IPv4)
+  return f;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "nftables dataplane: a bucket handed over at an instant and taken back is answered "
+    "throughout, however often it moves between the owned and the timed set") {
+  freshNamespace();
+  auto dp = NftablesDataplane::open(NftablesOptions{});
+  REQUIRE(dp.ok());
+  const Service s = v4Service();
+  // A source address whose packets fall into bucket 3.
+  IpAddress source = *IpAddress::parse("10.9.1.1");
+  for (int i = 1; i < 250; ++i) {
+    source = *IpAddress::parse("10.9.1." + std::to_string(i));
+    if (bucketOf(FlowKey{source, 17, 12345, 9999}, s.hash, s.buckets, s.seed) == 3)
+      break;
+  }
+  REQUIRE(bucketOf(FlowKey{source, 17, 12345, 9999}, s.hash, s.buckets, s.seed) == 3);
+  DesiredState owned{{ServiceAssignment{s, {1, 3}, {}, {}, {}, {}}}};
+  DesiredState timed{
+      {ServiceAssignment{s, {1, 5}, {}, {TimedBucket{3, 0, kForeverNs - 1}}, {}, {}}}};
+  REQUIRE((*dp)->apply(owned).ok());
+  // Counted as they arrive and again after shoal's chains (and its guard) decided.
+  REQUIRE(
+      shell("nft -f - <<'EOF'\n"
+            "table inet probe {\n"
+            "  chain in { type filter hook prerouting priority -400; ip daddr 10.9.0.100 "
+            "udp dport 9999 counter; }\n"
+            "  chain out { type filter hook prerouting priority 0; ip daddr 10.9.0.100 "
+            "udp dport 9999 counter; }\n"
+            "}\n"
+            "EOF"));
+  auto macs = PacketSocketMemberships::open();
+  REQUIRE(macs.ok());
+  auto a0_mac = (*macs)->hardwareAddress("a0");
+  REQUIRE(a0_mac.ok());
+  const std::vector<uint8_t> frame = udpFrame(*a0_mac, source, s.vip);
+  const int fd = ::socket(AF_PACKET, SOCK_RAW, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_ll to{};
+  to.sll_family = AF_PACKET;
+  to.sll_ifindex = static_cast<int>(if_nametoindex("b0"));
+  to.sll_halen = 6;
+  std::memcpy(to.sll_addr, a0_mac->bytes.data(), 6);
+  std::atomic<bool> stop{false};
+  std::thread flood([&] {
+    while (!stop) {
+      ::sendto(fd, frame.data(), frame.size(), 0, reinterpret_cast<const sockaddr*>(&to),
+               sizeof to);
+    }
+  });
+  for (int i = 0; i < 150; ++i) {
+    CHECK((*dp)->apply(timed).ok());
+    CHECK((*dp)->apply(owned).ok());
+  }
+  stop = true;
+  flood.join();
+  ::close(fd);
+  usleep(20000);
+  const long arrived = counterOf("inet probe in");
+  const long answered = counterOf("inet probe out");
+  MESSAGE(arrived << " packets of the moving bucket during 300 moves, " << answered << " answered");
+  CHECK(arrived > 10000);
+  CHECK(answered == arrived);
 }
