@@ -23,7 +23,7 @@ inline constexpr int64_t kForeverNs = INT64_MAX;
 /// it until T, the receiving node from T' >= T (membership/ownership.h says how the two
 /// instants are agreed without synchronised clocks), so no request is answered twice and
 /// only those that arrive between T and T' (about the fastest recent heartbeat's trip plus
-/// a margin) go unanswered.
+/// a margin) would go unanswered, but for the bridging of that gap (ForwardedBucket).
 struct TimedBucket {
   uint32_t bucket = 0;
   int64_t from_ns = 0;            ///< 0: answered from the past on

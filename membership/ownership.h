@@ -59,6 +59,8 @@
 //   the bucket without handing it over (their views differ), it simply cancels;
 // - an announcement that comes late (or not at all: the releaser's next claims no longer
 //   hold the bucket) makes the take late: a gap, never an overlap.
+// The gap itself is bridged where the dataplane can (dataplane/dataplane.h, ForwardedBucket:
+// the releaser's kernel copies the gap's packets to the taker, which answers those it dropped).
 
 #include <cstdint>
 #include <map>

@@ -174,7 +174,7 @@ TEST_CASE("health hold-down and notify hooks are read, and are not part of the f
   writeFile(local,
             std::string(kMinimal) +
                 "health_hold_down_ms: 2500\nnotify_hooks: [/etc/shoal/a.sh, /usr/local/bin/b]\n"
-                "handoff_margin_us: 80\nleave_linger_ms: 30000\n",
+                "handoff_margin_us: 80\nleave_linger_ms: 30000\nhandoff_bridge: off\n",
             0644);
   const LoadResult a = loadClusterDefinition(plain.string(), noKeyCheck());
   const LoadResult b = loadClusterDefinition(local.string(), noKeyCheck());
@@ -187,6 +187,8 @@ TEST_CASE("health hold-down and notify hooks are read, and are not part of the f
   CHECK(b.definition->handoff_margin == std::chrono::microseconds{80});
   CHECK(a.definition->leave_linger == Millis{5000});
   CHECK(b.definition->leave_linger == Millis{30000});
+  CHECK(a.definition->handoff_bridge);
+  CHECK_FALSE(b.definition->handoff_bridge);
   CHECK(b.definition->notify_hooks ==
         std::vector<std::string>{"/etc/shoal/a.sh", "/usr/local/bin/b"});
   CHECK(fingerprintHex(*a.definition) == fingerprintHex(*b.definition));

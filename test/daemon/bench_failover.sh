@@ -25,6 +25,9 @@
 #              a negative gap would be an overlap (answered twice).
 #   margin     drains under a UDP prober with handoff_margin_us 0 and at its default: what
 #              the margin costs (requests lost in the gap) and what it saves (answered twice).
+#   bridge     drains under a denser UDP prober (16 sources every 2 ms) with handoff_bridge
+#              off (the baseline) and on: requests lost in the hand-overs' gaps, and how many
+#              the takers answered through the releasers' copies.
 #   usage      VmRSS (/proc/PID/status) and CPU (utime+stime of /proc/PID/stat over a
 #              measured wall interval) of every shoald in steady state, at BENCH_NODES and
 #              BENCH_BIG_NODES nodes; at BENCH_BIG_NODES also with multicast heartbeats
@@ -306,6 +309,23 @@ phase_margins() {
   done
 }
 
+# The gap bridging, measured in the same run: drains with handoff_bridge off (the baseline)
+# and on, recorded as profiles default+boff and default+bon, under a client dense enough that
+# some requests fall into the gaps.
+phase_bridge() {
+  local b i
+  cluster_setup "$SMALL" default majority
+  export PROBER_SOURCES=10.50.1.1+16 PROBER_INTERVAL_MS=2
+  for b in off on; do
+    sed -i '/^handoff_bridge:/d' "$WORK/cluster.yaml"
+    echo "handoff_bridge: $b" >>"$WORK/cluster.yaml"
+    fresh_cluster default
+    say "drains with handoff_bridge $b"
+    for ((i = 0; i < RUNS; i++)); do graceful_run drain udp default "default+b$b"; done
+    record "bridged default+b$b $NODES count=$(bridged_count)"
+  done
+}
+
 phase_usage() {
   local profile groups label
   cluster_setup "$BIG" default majority
@@ -351,6 +371,7 @@ T_START=$SECONDS
 LOAD_MID=$(loadavg)
 "$0" --phase usage "$SAMPLES" || { echo "bench_failover: usage phase failed" >&2; exit 1; }
 "$0" --phase margins "$SAMPLES" || { echo "bench_failover: margins phase failed" >&2; exit 1; }
+"$0" --phase bridge "$SAMPLES" || { echo "bench_failover: bridge phase failed" >&2; exit 1; }
 LOAD_END=$(loadavg)
 
 # stats KIND PROFILE NODES FIELD: "n median p95 min max" of FIELD over matching samples.
@@ -456,6 +477,12 @@ for m in 0 "$DEFAULT_MARGIN_US"; do
   read -r n lmed _ _ lmax < <(stats drain-udp "default+m$m" "$SMALL" lost)
   h=$(awk -v p="default+m$m" '$1 == "handoff" && $2 == p { $1 = $2 = $3 = ""; print; exit }' "$SAMPLES")
   echo "  margin $m us ($n runs): lost $(total drain-udp "default+m$m" "$SMALL" lost) over all runs (per run median $lmed, max $lmax); answered twice $(total drain-udp "default+m$m" "$SMALL" duplicates); gaps:$h"
+done
+echo "== gap bridging (handoff_bridge): $SMALL-node drains (drain, undrain) under a UDP prober of 16 sources every 2 ms; baseline: off, same run"
+for b in off on; do
+  read -r n lmed _ _ lmax < <(stats drain-udp "default+b$b" "$SMALL" lost)
+  read -r _ bridged _ _ _ < <(stats bridged "default+b$b" "$SMALL" count)
+  echo "  bridge $b ($n runs): lost $(total drain-udp "default+b$b" "$SMALL" lost) over all runs (per run median $lmed, max $lmax); answered twice $(total drain-udp "default+b$b" "$SMALL" duplicates); answered through a copy: $bridged"
 done
 echo
 echo "raw samples: $SAMPLES"

@@ -210,10 +210,12 @@ wait_converged() {
 }
 
 # start_prober MODE [DURATION_MS]: a client probing the VIP every 10 ms from 32 sources.
+# PROBER_SOURCES and PROBER_INTERVAL_MS override the client's 32 sources every 10 ms.
 start_prober() {
   local mode=$1 duration=${2:-0}
-  ip netns exec "${P}c" "$PROBER" "$mode" --vip "$VIP" --port "$PORT" --sources 10.50.1.1+32 \
-    --interval-ms 10 --duration-ms "$duration" >"$WORK/prober.out" 2>&1 &
+  ip netns exec "${P}c" "$PROBER" "$mode" --vip "$VIP" --port "$PORT" \
+    --sources "${PROBER_SOURCES:-10.50.1.1+32}" --interval-ms "${PROBER_INTERVAL_MS:-10}" \
+    --duration-ms "$duration" >"$WORK/prober.out" 2>&1 &
   PROBER_PID=$!
   CL_PIDS+=($PROBER_PID)
 }
@@ -223,6 +225,17 @@ stop_prober() {  # stops it and sets R to its RESULT line (call it directly, not
   R=$(grep '^RESULT' "$WORK/prober.out")
 }
 result_field() { sed -n "s/.* $2=\([0-9]*\).*/\1/p" <<<"$1"; }
+# bridged_count: requests the nodes answered through a releaser's copy since their tables
+# were built (the counter of the taker's rule, nft_ruleset.cpp), summed over the nodes.
+bridged_count() {
+  local k n sum=0
+  for k in $(seq 1 "$NODES"); do
+    n=$(in_ns "n$k" nft list chain inet shoal s0 2>/dev/null |
+      sed -n 's/.*delete @s0_seen.* counter packets \([0-9]*\).*/\1/p')
+    sum=$((sum + ${n:-0}))
+  done
+  echo "$sum"
+}
 
 # ---- Helpers for the failover benchmark and the 16-node test (added later; the functions
 # ---- above keep their behaviour).

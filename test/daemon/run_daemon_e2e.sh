@@ -77,10 +77,7 @@ expect "drain and undrain: timed hand-overs, none started before its release" \
 # Drain and undrain under a UDP client (16 sources, a request every 2 ms each): no request is
 # lost or answered twice. A request that reaches the nodes between the releaser's instant and
 # the taker's is answered by the taker through the releaser's copy (the bridged count).
-ip netns exec "${P}c" "$PROBER" udp --vip "$VIP" --port "$PORT" --sources 10.50.1.1+16 \
-  --interval-ms 2 --duration-ms 0 >"$WORK/prober.out" 2>&1 &
-PROBER_PID=$!
-CL_PIDS+=($PROBER_PID)
+PROBER_SOURCES=10.50.1.1+16 PROBER_INTERVAL_MS=2 start_prober udp
 sleep 0.5
 for cycle in 1 2 3; do
   ctl 2 drain n2 >/dev/null
@@ -91,11 +88,7 @@ for cycle in 1 2 3; do
   sleep 0.3
 done
 stop_prober; r=$R
-bridged=0
-for k in 1 2 3; do
-  n=$(in_ns "n$k" nft list chain inet shoal s0 | sed -n 's/.*delete @s0_seen.* counter packets \([0-9]*\).*/\1/p')
-  bridged=$((bridged + ${n:-0}))
-done
+bridged=$(bridged_count)
 echo "3 drains and undrains (udp, 8000 requests a second): $r; bridged: $bridged"
 expect "drain and undrain under UDP: no request lost, none answered twice" \
   test "$(result_field "$r" lost)" = 0 -a "$(result_field "$r" duplicates)" = 0

@@ -117,7 +117,7 @@ cp "$guest"/*.sh "$guest"/*.yaml "$root/shoal/"
 install -m 0755 "$guest/init.sh" "$root/init"
 
 # Only the modules the checks need, with their dependencies.
-modules=(ipt_CLUSTERIP iptable_filter veth bridge nf_tables nft_hash nft_ct nft_reject_inet af_packet)
+modules=(ipt_CLUSTERIP iptable_filter veth bridge nf_tables nft_hash nft_ct nft_reject_inet nft_dup_ipv4 nft_dup_ipv6 af_packet)
 depmod -b "$kdir" "$release"
 mapfile -t kos < <(for m in "${modules[@]}"; do
   modprobe --show-depends -d "$kdir" -S "$release" "$m" 2>/dev/null || true

@@ -5,7 +5,7 @@
 . /shoal/lib.sh
 
 section "harness: kernel modules, namespaces, a hand-made CLUSTERIP rule"
-for m in ipt_CLUSTERIP iptable_filter veth bridge nf_tables nft_hash nft_ct nft_reject_inet; do
+for m in ipt_CLUSTERIP iptable_filter veth bridge nf_tables nft_hash nft_ct nft_reject_inet nft_dup_ipv4 nft_dup_ipv6; do
   check "module $m loads" modprobe "$m"
 done
 check "three nodes and a client on a bridge" make_lan 3
