@@ -208,6 +208,21 @@ Result<std::unique_ptr<Daemon>> Daemon::create(asio::io_context& io, DaemonOptio
         d->dataplane_->name());
   }
 
+  if (d->def_.handoff_bridge && d->dataplane_->timedBuckets() && !d->dataplane_->bridgesGaps()) {
+    log(LogLevel::Warning,
+        "this kernel cannot bridge hand-over gaps (nftables dup, deletes from rules): a request "
+        "that arrives between a releaser's instant and its taker's goes unanswered");
+  }
+  if (d->dataplane_->bridgesGaps()) {
+    for (const std::string& ifname : strictReversePathInterfaces(d->def_.nodes[self].addresses)) {
+      d->bridge_warning_ = "heartbeat interface " + ifname +
+                           " filters by reverse path (rp_filter=1): it drops the hand-over "
+                           "copies from releasing peers, so requests in the gaps go "
+                           "unanswered; set rp_filter to 0 or 2 there";
+      log(LogLevel::Warning, "%s", d->bridge_warning_.c_str());
+    }
+  }
+
   std::random_device rd;
   const uint64_t seed = (uint64_t{rd()} << 32) ^ rd() ^ *boot;
   d->membership_ =
@@ -1565,6 +1580,9 @@ control::Status Daemon::buildStatus() const {
   lease->set_renewals(lease_->renewals());
   lease->set_lapses(lease_->lapses());
   lease->set_rejoining(resettle_from_.has_value());
+  if (!bridge_warning_.empty()) {
+    s.add_warnings(bridge_warning_);
+  }
   if (lease_->lapses() > 0) {
     s.add_warnings(std::to_string(lease_->lapses()) +
                    " dataplane lease lapses since start: shoald was stalled longer than the "

@@ -204,6 +204,7 @@ class Daemon {
   /// Answered within a window of time: planned moves switched at an instant (ownership.h).
   TimedHold timed_;
   GapBridges bridges_;                        ///< in force with held_ and timed_
+  std::string bridge_warning_;                ///< why the gaps cannot be bridged here, for status
   TimePoint next_change_ = TimePoint::max();  ///< when the decision must be made again
   TimePoint handoff_armed_ = TimePoint::max();  ///< where handoff_timer_ is set (max: not)
   /// Per service and bucket: the last up peer seen claiming it, and the node this node took it

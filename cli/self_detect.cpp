@@ -3,16 +3,28 @@
 #include <ifaddrs.h>
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <cstring>
+#include <fstream>
+#include <optional>
+#include <string>
 #include <vector>
 
 namespace shoal::daemon {
 
-Result<uint32_t> detectSelf(const ClusterDefinition& def) {
-  std::vector<IpAddress> local;
+namespace {
+
+struct LocalAddress {
+  IpAddress address;
+  std::string interface;
+};
+
+// Every address configured on a local interface; nullopt if they cannot be listed.
+std::optional<std::vector<LocalAddress>> localAddresses() {
+  std::vector<LocalAddress> local;
   ifaddrs* list = nullptr;
   if (::getifaddrs(&list) != 0) {
-    return Error{"cannot list local addresses; give the node with --node NAME"};
+    return std::nullopt;
   }
   for (ifaddrs* i = list; i != nullptr; i = i->ifa_next) {
     if (i->ifa_addr == nullptr) {
@@ -28,15 +40,53 @@ Result<uint32_t> detectSelf(const ClusterDefinition& def) {
     } else {
       continue;
     }
-    local.push_back(a);
+    local.push_back({a, i->ifa_name != nullptr ? i->ifa_name : ""});
   }
   ::freeifaddrs(list);
+  return local;
+}
+
+int readSysctl(const std::string& path) {
+  std::ifstream in(path);
+  int v = -1;
+  in >> v;
+  return in ? v : -1;
+}
+
+}  // namespace
+
+std::vector<std::string> strictReversePathInterfaces(const std::vector<IpAddress>& addresses) {
+  std::vector<std::string> out;
+  const auto local = localAddresses();
+  if (!local) {
+    return out;
+  }
+  const int all = readSysctl("/proc/sys/net/ipv4/conf/all/rp_filter");
+  for (const LocalAddress& l : *local) {
+    if (!l.address.isV4() ||
+        std::find(addresses.begin(), addresses.end(), l.address) == addresses.end()) {
+      continue;
+    }
+    // The kernel applies the larger of the two values.
+    const int own = readSysctl("/proc/sys/net/ipv4/conf/" + l.interface + "/rp_filter");
+    if (std::max(all, own) == 1 && std::find(out.begin(), out.end(), l.interface) == out.end()) {
+      out.push_back(l.interface);
+    }
+  }
+  return out;
+}
+
+Result<uint32_t> detectSelf(const ClusterDefinition& def) {
+  const auto listed = localAddresses();
+  if (!listed) {
+    return Error{"cannot list local addresses; give the node with --node NAME"};
+  }
   std::vector<uint32_t> matches;
   for (uint32_t n = 0; n < def.nodes.size(); ++n) {
     for (const IpAddress& a : def.nodes[n].addresses) {
       bool found = false;
-      for (const IpAddress& l : local) {
-        found = found || l == a;
+      for (const LocalAddress& l : *listed) {
+        found = found || l.address == a;
       }
       if (found) {
         matches.push_back(n);
