@@ -523,16 +523,18 @@ Daemon::GapBridges Daemon::bridgesFor(const OwnershipDecision& d) const {
     return s < d.timed.taking.size() && d.timed.taking[s].count(b) > 0;
   };
   // A window is kept while it may matter: not yet over (a second more, for the copies on
-  // their way) and, if it has not begun, while its release or take is still on. A forwarded
-  // window ends at once when the bucket is held again: its packets are answered here.
+  // their way) and while its release or take is still on or done. A forwarded window ends
+  // at once when the bucket is held again (its packets are answered here), a noted one when
+  // the take was called off (the copies are for whoever takes the bucket now).
   const auto keep = [&](std::size_t s, const auto& w, bool release) {
     if (w.until_ns + 1000000000 < wall_now) {
       return false;
     }
-    if (release && s < d.hold.size() && d.hold[s].has(w.bucket)) {
-      return false;
+    const bool held = s < d.hold.size() && d.hold[s].has(w.bucket);
+    if (release) {
+      return !held && (w.from_ns <= wall_now || pending(s, w.bucket, true));
     }
-    return w.from_ns <= wall_now || pending(s, w.bucket, release);
+    return held || pending(s, w.bucket, false);
   };
   // One window per bucket and list: a new one replaces an old one of the same bucket.
   const auto add = [](auto& list, auto entry) {
@@ -577,7 +579,10 @@ Daemon::GapBridges Daemon::bridgesFor(const OwnershipDecision& d) const {
     if (s < d.timed.taking.size()) {
       for (const auto& [b, at] : d.timed.taking[s]) {
         const int64_t start = wallInstant(at, true);
-        add(out.noted[s], dataplane::TimedBucket{b, std::max<int64_t>(0, start - window), start});
+        // Past the instant too: only dropped packets are noted, and a take that reached the
+        // kernel late drops some after it.
+        add(out.noted[s],
+            dataplane::TimedBucket{b, std::max<int64_t>(0, start - window), start + window});
       }
     }
     std::sort(out.forwarded[s].begin(), out.forwarded[s].end());

@@ -39,9 +39,9 @@ struct TimedBucket {
 ///    [from_ns, until_ns) of its own clock to `to`, the taker's heartbeat address (the
 ///    kernel sends the copy, nftables' `dup`); TCP only for its first packet (a SYN: the
 ///    releaser keeps serving its established connections).
-///  - The taker notes each packet of a bucket it is about to take that it drops within a
-///    window of its own clock (ServiceAssignment::gap_noted), and answers a copy that arrives
-///    on any other interface than the service's only if it noted the same packet (source,
+///  - The taker notes each packet of a bucket it is taking that it drops within a window of
+///    its own clock around its instant (ServiceAssignment::gap_noted), and answers a copy that
+///    arrives on any other interface than the service's only if it noted the same packet (source,
 ///    source port, IP ID and the next 4 bytes of the transport header; IPv6 without an ID),
 ///    once. A packet is answered by the releaser, by the taker directly, or by the taker
 ///    through the copy; by two only if two distinct packets share all of those fields.

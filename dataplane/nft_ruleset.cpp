@@ -125,22 +125,23 @@ void emitServiceChain(std::ostringstream& o, std::size_t i, const Service& s, bo
   o << "    meta l4proto tcp ct state invalid " << mark_set << " @" << resetSetName(i)
     << " reject with tcp reset\n";
   o << "    meta l4proto tcp ct state invalid drop\n";
-  if (bridge) {
-    // Dropped in the window before a take: noted, for the releaser's copy of it.
-    o << "    " << mark_set << " . meta time @" << noteSetName(i) << " " << mark_set << " != @"
-      << ownedSetName(i) << " " << mark_set << " . meta time != @" << timedSetName(i) << " add @"
-      << seenSetName(i) << " { " << packetKey(s) << " }\n";
-  }
   // Not owned, and not timed at this instant of the wall clock (a planned hand-off switching
   // at a kernel-clock instant): not ours. Owned packets never reach the interval lookup.
   o << "    " << mark_set << " != @" << ownedSetName(i);
   if (timed) {
     o << " " << mark_set << " . meta time != @" << timedSetName(i);
   }
-  o << " drop\n";
+  // With bridging, a dropped packet is noted (in a take's window) by the chain that drops it:
+  // only what is dropped can be noted. A rule of its own before the drop would read the
+  // clock again, and a packet at the take's instant could be noted and answered both.
+  o << (bridge ? " goto s" + std::to_string(i) + "_gap\n" : std::string(" drop\n"));
   o << "    meta l4proto tcp ct state new ct mark set ct mark | " << hex(kAcceptedFlowBit, 8)
     << "\n";
   o << "  }\n";
+  if (bridge) {
+    o << "  chain s" << i << "_gap {\n    " << mark_set << " . meta time @" << noteSetName(i)
+      << " add @" << seenSetName(i) << " { " << packetKey(s) << " }\n    drop\n  }\n";
+  }
 }
 
 std::string tableHeader(const char* family, const std::string& name, bool owner) {

@@ -1074,8 +1074,11 @@ TEST_CASE("gap bridging: the rules, the forward tables and their contents") {
                  "iifname != \"lan0\" delete @s0_seen { ip saddr . th sport . ip id . "
                  "@th,32,32 } counter\n"));
   CHECK(contains(*script,
-                 "meta mark . meta time @s0_noted meta mark != @s0_owned meta mark . "
-                 "meta time != @s0_timed add @s0_seen {"));
+                 "meta mark != @s0_owned meta mark . meta time != @s0_timed goto "
+                 "s0_gap\n"));
+  CHECK(contains(*script,
+                 "chain s0_gap {\n    meta mark . meta time @s0_noted add @s0_seen { "
+                 "ip saddr . th sport . ip id . @th,32,32 }\n    drop\n  }\n"));
   // The copies are answered after the lease gate: a stalled taker answers none.
   CHECK(script->find("!= @live drop") < script->find("!= @s0_seen drop"));
   CHECK(listCommands(options).size() == 6);
