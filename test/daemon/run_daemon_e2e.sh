@@ -90,6 +90,13 @@ done
 stop_prober; r=$R
 bridged=$(bridged_count)
 echo "3 drains and undrains (udp, 8000 requests a second): $r; bridged: $bridged"
+bridging_loaded() {
+  local k
+  for k in 1 2 3; do in_ns "n$k" nft list table ip shoal_fwd >/dev/null || return 1; done
+  ! grep -q 'cannot bridge' "$WORK"/n*/shoald.log
+}
+expect "drain and undrain under UDP: every node bridges the gaps (its forward table is loaded)" \
+  bridging_loaded
 expect "drain and undrain under UDP: no request lost, none answered twice" \
   test "$(result_field "$r" lost)" = 0 -a "$(result_field "$r" duplicates)" = 0
 expect "drain and undrain under UDP: n2 owns buckets again" owns_some n2
